@@ -1,0 +1,77 @@
+// loom bench train: achieved training FLOP/s for a few model widths, as a fraction of the float32
+// matmul ceiling measured in the same run.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "launch/commands.h"
+#include "launch/machine_ceiling.h"
+#include "optim/adamw.h"
+#include "runtime/train/metrics_log.h"
+#include "runtime/train/packed_tensors.h"
+
+namespace loom {
+namespace {
+
+// One packed step of 1K-token documents, the shape of a typical long-context batch.
+PackedTensors synthetic_batch(int64_t seq_len, int64_t vocab) {
+  const int64_t doc_len = std::min<int64_t>(1024, seq_len);
+  PackedTensors b;
+  b.tokens = torch::randint(vocab, {seq_len}, torch::kInt64);
+  const auto index = torch::arange(seq_len, torch::kInt64);
+  b.positions = index.remainder(doc_len);
+  b.doc_ids = index.div(doc_len, "floor");
+  b.labels = torch::randint(vocab, {seq_len}, torch::kInt64);
+  b.label_count = seq_len;
+  return b;
+}
+
+ModelConfig bench_model(int64_t d_model, int64_t seq_len) {
+  ModelConfig c;
+  c.d_model = d_model;
+  c.n_layers = 4;
+  c.n_heads = std::max<int64_t>(1, d_model / 64);
+  c.n_kv_heads = c.n_heads;
+  c.max_seq_len = seq_len;
+  return c;
+}
+
+}  // namespace
+
+int run_bench_train(const BenchArgs& args) {
+  const MachineCeiling ceiling = measure_machine_ceiling();
+  std::printf("machine: %d threads | float32 matmul ceiling %sFLOP/s | copy bandwidth %sB/s\n", ceiling.threads,
+              human_count(ceiling.matmul_flops).c_str(), human_count(ceiling.memory_bytes_s).c_str());
+  std::printf("%8s %8s %10s %12s %12s %12s %10s\n", "d_model", "layers", "params", "step_s", "tokens/s", "FLOP/s",
+              "of_ceiling");
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t d : args.d_models) {
+    torch::manual_seed(0);
+    Llama model(bench_model(d, args.seq_len));
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());
+    AdamW optimizer(named, {});
+    const PackedTensors batch = synthetic_batch(args.seq_len, model->config().vocab_size);
+    const double seconds = median_seconds(static_cast<int>(args.steps), [&] {
+      for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+      (summed_loss(model->forward(batch.tokens, batch.positions, batch.doc_ids), batch.labels) / batch.label_count).backward();
+      optimizer.step(1e-4);
+    });
+    const double flops = training_flops(model, batch) / seconds;
+    const double fraction = flops / ceiling.matmul_flops;
+    std::printf("%8ld %8ld %10s %12.3f %12s %12s %9.1f%%\n", d, model->config().n_layers,
+                human_count(static_cast<double>(model->num_parameters())).c_str(), seconds,
+                human_count(static_cast<double>(args.seq_len) / seconds).c_str(), human_count(flops).c_str(), 100 * fraction);
+    rows.push_back({{"d_model", d}, {"n_layers", model->config().n_layers}, {"params", model->num_parameters()},
+                    {"seq_len", args.seq_len}, {"step_s", seconds}, {"tokens_per_s", args.seq_len / seconds},
+                    {"flops_per_s", flops}, {"fraction_of_matmul_ceiling", fraction}});
+  }
+  if (!args.json_out.empty()) {
+    const nlohmann::json out = {{"benchmark", "train"}, {"matmul_ceiling_flops", ceiling.matmul_flops},
+                                {"memory_bytes_per_s", ceiling.memory_bytes_s}, {"threads", ceiling.threads}, {"rows", rows}};
+    std::ofstream(args.json_out) << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace loom

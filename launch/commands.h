@@ -1,0 +1,48 @@
+// The `loom` subcommands. main.cpp parses the command line; each function here does one command and
+// throws loom::Error for anything the user can fix.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace loom {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string resume;
+};
+int run_train(const TrainArgs& args);
+
+struct EvalArgs {
+  std::string checkpoint, data, json_out;
+  int64_t max_docs = 256;
+};
+int run_eval(const EvalArgs& args);
+
+struct GenerateArgs {
+  std::string checkpoint, prompt;
+  int64_t max_new = 64;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+};
+int run_generate(const GenerateArgs& args);
+
+struct SynthArgs {
+  std::string task = "passkey", out;
+  int64_t docs = 1000, min_len = 256, max_len = 4096;
+  uint64_t seed = 1;
+};
+int run_data_synth(const SynthArgs& args);
+int run_data_prepare(const std::vector<std::string>& inputs, const std::string& out);
+int run_data_inspect(const std::string& path);
+
+struct BenchArgs {
+  std::string json_out;
+  int64_t steps = 3;
+  std::vector<int64_t> d_models = {128, 256, 512};
+  int64_t seq_len = 4096;
+};
+int run_bench_train(const BenchArgs& args);
+
+}  // namespace loom

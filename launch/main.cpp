@@ -1,0 +1,102 @@
+// loom: the one executable. `loom --help` lists the subcommands.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "launch/commands.h"
+#include "runtime/core/error.h"
+
+namespace {
+
+void add_train(CLI::App& app, loom::TrainArgs& a, int& rc) {
+  auto* cmd = app.add_subcommand("train", "train a model described by a YAML config");
+  cmd->add_option("--config", a.config, "YAML experiment config")->required();
+  cmd->add_option("--set", a.overrides, "override a config key, e.g. --set train.lr=3e-4 (repeatable)");
+  cmd->add_option("--resume", a.resume, "'auto' (latest checkpoint of run.dir) or a checkpoint path");
+  cmd->callback([&] { rc = loom::run_train(a); });
+}
+
+void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {
+  auto* cmd = app.add_subcommand("eval", "loss, perplexity and passkey retrieval accuracy of a checkpoint");
+  cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
+  cmd->add_option("--data", a.data, "HDF5 dataset (default: the run's validation split)");
+  cmd->add_option("--json", a.json_out, "also write the results as JSON here");
+  cmd->add_option("--max-docs", a.max_docs, "evaluate at most this many documents");
+  cmd->callback([&] { rc = loom::run_eval(a); });
+}
+
+void add_generate(CLI::App& app, loom::GenerateArgs& a, int& rc) {
+  auto* cmd = app.add_subcommand("generate", "continue a prompt with a trained model (KV-cached)");
+  cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
+  cmd->add_option("--prompt", a.prompt, "text to continue")->required();
+  cmd->add_option("--max-new", a.max_new, "tokens to generate");
+  cmd->add_option("--temperature", a.temperature, "0 = greedy");
+  cmd->add_option("--seed", a.seed, "sampling seed");
+  cmd->callback([&] { rc = loom::run_generate(a); });
+}
+
+void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& inputs, std::string& out,
+              std::string& inspect_path, int& rc) {
+  auto* data = app.add_subcommand("data", "make and inspect HDF5 datasets");
+  data->require_subcommand(1);
+  auto* s = data->add_subcommand("synth", "synthetic long-context task data");
+  s->add_option("--task", synth.task, "task")->check(CLI::IsMember({"passkey"}));
+  s->add_option("--out", synth.out, "output .h5 file")->required();
+  s->add_option("--docs", synth.docs, "number of documents");
+  s->add_option("--min-len", synth.min_len, "shortest document in bytes");
+  s->add_option("--max-len", synth.max_len, "longest document in bytes");
+  s->add_option("--seed", synth.seed, "random seed");
+  s->callback([&] { rc = loom::run_data_synth(synth); });
+  auto* p = data->add_subcommand("prepare", "text files or folders -> one document per file");
+  p->add_option("--input", inputs, "text files or folders")->required();
+  p->add_option("--out", out, "output .h5 file")->required();
+  p->callback([&] { rc = loom::run_data_prepare(inputs, out); });
+  auto* i = data->add_subcommand("inspect", "documents, tokens and the length histogram of a dataset");
+  i->add_option("file", inspect_path, "dataset .h5")->required();
+  i->callback([&] { rc = loom::run_data_inspect(inspect_path); });
+}
+
+void add_bench(CLI::App& app, loom::BenchArgs& a, int& rc) {
+  auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
+  bench->require_subcommand(1);
+  auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
+  t->add_option("--steps", a.steps, "timed steps per model");
+  t->add_option("--d-model", a.d_models, "model widths to try");
+  t->add_option("--seq-len", a.seq_len, "tokens per step");
+  t->add_option("--json", a.json_out, "write the results as JSON here");
+  t->callback([&] { rc = loom::run_bench_train(a); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Loom: distributed long-context training on LibTorch"};
+  app.require_subcommand(1);
+  int rc = 0;
+  loom::TrainArgs train;
+  loom::EvalArgs eval;
+  loom::GenerateArgs gen;
+  loom::SynthArgs synth;
+  loom::BenchArgs bench;
+  std::vector<std::string> inputs;
+  std::string out, inspect_path;
+  add_train(app, train, rc);
+  add_eval(app, eval, rc);
+  add_generate(app, gen, rc);
+  add_data(app, synth, inputs, out, inspect_path, rc);
+  add_bench(app, bench, rc);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const loom::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nloom: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nloom: internal error (please report): %s\n", e.what());
+    return 3;
+  }
+  return rc;
+}

@@ -1,0 +1,79 @@
+// loom train | eval | generate
+#include <cstdio>
+#include <fstream>
+
+#include "launch/commands.h"
+#include "runtime/core/error.h"
+#include "runtime/data/batch_loader.h"
+#include "runtime/data/tokenizer.h"
+#include "runtime/model/generate.h"
+#include "runtime/train/checkpoint.h"
+#include "runtime/train/evaluation.h"
+#include "runtime/train/trainer.h"
+
+namespace loom {
+namespace {
+
+struct LoadedModel {
+  CheckpointMeta meta;
+  Llama model{nullptr};
+};
+
+LoadedModel load_model(const std::string& path) {
+  const std::string dir = resolve_checkpoint(path, path);
+  check(!dir.empty(), "no checkpoint found at '" + path + "'");
+  LoadedModel loaded{read_checkpoint_meta(dir), Llama(nullptr)};
+  loaded.model = Llama(loaded.meta.config.model);
+  loaded.model->to(parse_dtype(loaded.meta.config.train.dtype));
+  load_weights(dir, loaded.model);
+  return loaded;
+}
+
+}  // namespace
+
+int run_train(const TrainArgs& args) {
+  const Config config = load_config(args.config, args.overrides);
+  const TrainSummary s = train(config, {args.resume});
+  std::printf("done: %ld steps, last loss %.4f, checkpoint %s\n", s.steps_done, s.last_loss, s.checkpoint.c_str());
+  return 0;
+}
+
+int run_eval(const EvalArgs& args) {
+  LoadedModel m = load_model(args.checkpoint);
+  const Config& c = m.meta.config;
+  const std::string path = args.data.empty() ? c.data.path : args.data;
+  const TokenDataset data = read_dataset(path);
+  check(data.vocab_size <= c.model.vocab_size, "dataset '" + path + "' has vocab size " + std::to_string(data.vocab_size) +
+                                                   ", larger than the model's " + std::to_string(c.model.vocab_size));
+  // The training file is scored on its held-out split; any other file is held out as a whole.
+  const bool training_file = path == c.data.path;
+  const auto docs = split_documents(data, training_file ? Split::kValidation : Split::kTrain,
+                                    training_file ? c.data.val_fraction : 0.0);
+  check(!docs.empty(), "no documents to evaluate in '" + path + "'");
+  int64_t longest = c.train.seq_len;
+  for (int64_t d : docs) longest = std::max(longest, data.doc_length(d));
+  const int64_t seq_len = std::min(longest, c.model.max_seq_len);
+  std::printf("evaluating %s (step %ld) on %s (%s split)\n", m.meta.dir.c_str(), m.meta.step, path.c_str(),
+              training_file ? "validation" : "whole file");
+  const EvalResult r = evaluate(m.model, data, docs, seq_len, args.max_docs);
+  std::printf("%s", r.table().c_str());
+  if (!args.json_out.empty()) {
+    auto j = r.to_json();
+    j["checkpoint"] = m.meta.dir;
+    j["step"] = m.meta.step;
+    j["data"] = path;
+    std::ofstream(args.json_out) << j.dump(2) << "\n";
+  }
+  return 0;
+}
+
+int run_generate(const GenerateArgs& args) {
+  LoadedModel m = load_model(args.checkpoint);
+  std::vector<int64_t> prompt = {tokenizer::kBos};
+  for (int32_t t : tokenizer::encode(args.prompt)) prompt.push_back(t);
+  const auto out = generate(m.model, prompt, {args.max_new, args.temperature, tokenizer::kEos, args.seed});
+  std::printf("%s%s\n", args.prompt.c_str(), tokenizer::decode(std::vector<int32_t>(out.begin(), out.end())).c_str());
+  return 0;
+}
+
+}  // namespace loom

@@ -1,0 +1,71 @@
+#include "optim/adamw.h"
+
+#include <cmath>
+#include <map>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+
+AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options) : options_(options) {
+  for (auto& [name, p] : params) slots_.push_back({name, p, torch::zeros_like(p), torch::zeros_like(p)});
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++steps_;
+  const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
+  const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
+  for (auto& s : slots_) {
+    const auto& g = s.param.grad();
+    if (!g.defined()) continue;
+    s.exp_avg.mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
+    s.exp_avg_sq.mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
+    const auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(options_.eps);
+    if (s.param.dim() >= 2) s.param.mul_(1.0 - lr * options_.weight_decay);
+    s.param.addcdiv_(s.exp_avg, denom, -lr / bc1);
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& s : slots_) {
+    out.emplace_back(s.name + ".exp_avg", s.exp_avg);
+    out.emplace_back(s.name + ".exp_avg_sq", s.exp_avg_sq);
+  }
+  out.emplace_back("adamw.steps", torch::tensor({steps_}, torch::kInt64));
+  return out;
+}
+
+void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state) {
+  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+  auto take = [&](const std::string& name, torch::Tensor& into) {
+    auto it = by_name.find(name);
+    check(it != by_name.end(), "optimizer state lacks '" + name + "'; the checkpoint is from another model");
+    check(it->second.sizes() == into.sizes(), "optimizer state '" + name + "' has the wrong shape");
+    torch::NoGradGuard no_grad;
+    into.copy_(it->second);
+  };
+  for (auto& s : slots_) {
+    take(s.name + ".exp_avg", s.exp_avg);
+    take(s.name + ".exp_avg_sq", s.exp_avg_sq);
+  }
+  auto it = by_name.find("adamw.steps");
+  check(it != by_name.end(), "optimizer state lacks its step count");
+  steps_ = it->second.item<int64_t>();
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  double sum_sq = 0.0;
+  for (const auto& p : params)
+    if (p.grad().defined()) sum_sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+  const double norm = std::sqrt(sum_sq);
+  if (max_norm > 0 && norm > max_norm) {
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
+  }
+  return norm;
+}
+
+}  // namespace loom

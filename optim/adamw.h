@@ -1,0 +1,45 @@
+// AdamW with decoupled weight decay, applied to matrices only (norm gains are not decayed).
+// Its state is a list of named tensors so that checkpoints store it next to the weights and a resume
+// continues bit-exactly.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace loom {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
+
+  void step(double lr);  // parameters without a gradient are left alone
+  int64_t steps_taken() const { return steps_; }
+
+  // "<param>.exp_avg" and "<param>.exp_avg_sq" for every parameter, plus the step count.
+  std::vector<std::pair<std::string, torch::Tensor>> state() const;
+  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state);
+
+ private:
+  struct Slot {
+    std::string name;
+    torch::Tensor param, exp_avg, exp_avg_sq;
+  };
+  std::vector<Slot> slots_;
+  AdamWOptions options_;
+  int64_t steps_ = 0;
+};
+
+// Scales all gradients so their global L2 norm is at most max_norm (0: no clipping); returns the
+// norm before clipping.
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+}  // namespace loom

@@ -1,0 +1,208 @@
+#include "parallel/attention/block_attention.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+using torch::indexing::Slice;
+
+torch::ScalarType accumulation_dtype(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+// Position and document ranges of one tile, read once so that tiles can be skipped or taken
+// whole without building their mask.
+struct TileSpan {
+  int64_t begin, end;
+  int64_t pos_min, pos_max, doc_min, doc_max;
+};
+
+std::vector<TileSpan> tile_spans(const torch::Tensor& pos, const torch::Tensor& doc, int64_t tile) {
+  const auto p = pos.accessor<int64_t, 1>();
+  const auto d = doc.accessor<int64_t, 1>();
+  std::vector<TileSpan> spans;
+  for (int64_t b = 0; b < pos.size(0); b += tile) {
+    TileSpan s{b, std::min(b + tile, pos.size(0)), p[b], p[b], d[b], d[b]};
+    for (int64_t i = b; i < s.end; ++i) {
+      s.pos_min = std::min(s.pos_min, p[i]);
+      s.pos_max = std::max(s.pos_max, p[i]);
+      s.doc_min = std::min(s.doc_min, d[i]);
+      s.doc_max = std::max(s.doc_max, d[i]);
+    }
+    spans.push_back(s);
+  }
+  return spans;
+}
+
+enum class TileKind { kEmpty, kFull, kPartial };
+
+TileKind classify(const TileSpan& q, const TileSpan& k, bool causal) {
+  if (q.doc_max < 0 || k.doc_max < 0) return TileKind::kEmpty;  // padding only
+  if (q.doc_max < k.doc_min || k.doc_max < q.doc_min) return TileKind::kEmpty;
+  if (causal && k.pos_min > q.pos_max) return TileKind::kEmpty;
+  const bool one_doc = q.doc_min == q.doc_max && k.doc_min == k.doc_max && q.doc_min == k.doc_min;
+  if (one_doc && (!causal || k.pos_max <= q.pos_min)) return TileKind::kFull;
+  return TileKind::kPartial;
+}
+
+// [tq, tk] visibility of one partial tile.
+torch::Tensor tile_mask(const AttentionMask& m, const TileSpan& q, const TileSpan& k) {
+  const auto qd = m.q_doc.slice(0, q.begin, q.end).unsqueeze(1);
+  const auto kd = m.k_doc.slice(0, k.begin, k.end).unsqueeze(0);
+  auto visible = (qd == kd) & (qd >= 0);
+  if (m.causal) {
+    visible &= m.k_pos.slice(0, k.begin, k.end).unsqueeze(0) <= m.q_pos.slice(0, q.begin, q.end).unsqueeze(1);
+  }
+  return visible;
+}
+
+// Rows of a query tile with the GQA group folded in: [Hq, N, d] -> [Hkv, g * tq, d], so one bmm
+// against the shared K/V heads serves every query head of the group.
+torch::Tensor group_rows(const torch::Tensor& t, int64_t hkv, const TileSpan& q) {
+  const int64_t g = t.size(0) / hkv;
+  return t.view({hkv, g, t.size(1), -1}).slice(2, q.begin, q.end).reshape({hkv, g * (q.end - q.begin), -1});
+}
+
+// Scores of one tile in the accumulation dtype, -inf where masked.
+torch::Tensor tile_scores(const torch::Tensor& qt, const torch::Tensor& kt, const AttentionMask& m,
+                          const TileSpan& q, const TileSpan& k, TileKind kind, double scale,
+                          torch::ScalarType acc) {
+  auto s = torch::bmm(qt, kt.transpose(1, 2)).to(acc).mul_(scale);
+  if (kind == TileKind::kPartial) {
+    const int64_t hkv = s.size(0);
+    const int64_t tq = q.end - q.begin;
+    s.view({hkv, -1, tq, k.end - k.begin})
+        .masked_fill_(tile_mask(m, q, k).logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  return s;
+}
+
+void check_shapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionMask& m) {
+  check(q.dim() == 3 && k.dim() == 3 && v.sizes() == k.sizes(), "block attention: q [Hq,Nq,d], k and v [Hkv,Nk,d] expected");
+  check(q.size(2) == k.size(2) && q.size(0) % k.size(0) == 0, "block attention: head dims differ or Hkv does not divide Hq");
+  check(m.q_pos.size(0) == q.size(1) && m.k_pos.size(0) == k.size(1), "block attention: mask does not match the rows");
+}
+
+}  // namespace
+
+AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal) {
+  return {positions, doc_ids, positions, doc_ids, causal};
+}
+
+BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
+                          const AttentionMask& mask, double scale, int64_t tile) {
+  check_shapes(q_in, k_in, v_in, mask);
+  const auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  const auto acc = accumulation_dtype(q);
+  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2);
+  const double inf = std::numeric_limits<double>::infinity();
+  auto out = torch::zeros({hq, q.size(1), d}, q.options().dtype(acc));
+  auto lse = torch::full({hq, q.size(1)}, -inf, q.options().dtype(acc));
+  const auto q_tiles = tile_spans(mask.q_pos, mask.q_doc, tile);
+  const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
+
+  for (const auto& qs : q_tiles) {
+    const auto qt = group_rows(q, hkv, qs);
+    const int64_t rows = qt.size(1);
+    auto row_max = torch::full({hkv, rows}, -inf, q.options().dtype(acc));
+    auto row_sum = torch::zeros({hkv, rows}, q.options().dtype(acc));
+    auto o = torch::zeros({hkv, rows, d}, q.options().dtype(acc));
+    for (const auto& ks : k_tiles) {
+      const TileKind kind = classify(qs, ks, mask.causal);
+      if (kind == TileKind::kEmpty) continue;
+      const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
+      auto s = tile_scores(qt, kt, mask, qs, ks, kind, scale, acc);
+      const auto new_max = torch::maximum(row_max, std::get<0>(s.max(-1)));
+      const auto shift = torch::where(torch::isinf(new_max), torch::zeros_like(new_max), new_max);
+      auto p = (s - shift.unsqueeze(-1)).exp_();
+      const auto rescale = (row_max - shift).exp_();
+      row_sum = row_sum * rescale + p.sum(-1);
+      o = o * rescale.unsqueeze(-1) + torch::bmm(p.to(v.scalar_type()), vt).to(acc);
+      row_max = new_max;
+    }
+    const auto seen = row_sum > 0;
+    const auto o_final = torch::where(seen.unsqueeze(-1), o / row_sum.clamp_min(1e-300).unsqueeze(-1), torch::zeros_like(o));
+    const auto lse_final = torch::where(seen, row_max + row_sum.clamp_min(1e-300).log(), torch::full_like(row_max, -inf));
+    const int64_t tq = qs.end - qs.begin;
+    out.view({hkv, g, q.size(1), d}).slice(2, qs.begin, qs.end).copy_(o_final.view({hkv, g, tq, d}));
+    lse.view({hkv, g, q.size(1)}).slice(2, qs.begin, qs.end).copy_(lse_final.view({hkv, g, tq}));
+  }
+  return {out, lse};
+}
+
+BlockGrads block_backward(const torch::Tensor& dout_in, const torch::Tensor& q_in, const torch::Tensor& k_in,
+                          const torch::Tensor& v_in, const torch::Tensor& out, const torch::Tensor& lse,
+                          const AttentionMask& mask, double scale, int64_t tile) {
+  check_shapes(q_in, k_in, v_in, mask);
+  const auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  const auto acc = accumulation_dtype(q);
+  const auto dout = dout_in.to(acc).contiguous();
+  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2);
+  // D_i = rowsum(dO * O) stands in for sum_j P_ij (dO_i . v_j); empty rows get lse 0 so P = 0.
+  const auto delta = (dout * out.to(acc)).sum(-1);
+  const auto safe_lse = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse).to(acc).contiguous();
+  auto dq = torch::zeros({hq, q.size(1), d}, q.options().dtype(acc));
+  auto dk = torch::zeros({hkv, k.size(1), d}, q.options().dtype(acc));
+  auto dv = torch::zeros({hkv, k.size(1), d}, q.options().dtype(acc));
+  const auto q_tiles = tile_spans(mask.q_pos, mask.q_doc, tile);
+  const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
+
+  for (const auto& qs : q_tiles) {
+    const auto qt = group_rows(q, hkv, qs);
+    const auto dot = group_rows(dout, hkv, qs);
+    const auto lse_t = group_rows(safe_lse.unsqueeze(-1), hkv, qs);
+    const auto delta_t = group_rows(delta.unsqueeze(-1), hkv, qs);
+    auto dq_t = torch::zeros_like(dot);
+    for (const auto& ks : k_tiles) {
+      const TileKind kind = classify(qs, ks, mask.causal);
+      if (kind == TileKind::kEmpty) continue;
+      const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
+      const auto p = (tile_scores(qt, kt, mask, qs, ks, kind, scale, acc) - lse_t).exp_();
+      dv.slice(1, ks.begin, ks.end) += torch::bmm(p.transpose(1, 2), dot);
+      const auto dp = torch::bmm(dot, vt.to(acc).transpose(1, 2));
+      const auto ds = p * (dp - delta_t);
+      dq_t += torch::bmm(ds, kt.to(acc)) * scale;
+      dk.slice(1, ks.begin, ks.end) += torch::bmm(ds.transpose(1, 2), qt.to(acc)) * scale;
+    }
+    const int64_t tq = qs.end - qs.begin;
+    dq.view({hkv, g, q.size(1), d}).slice(2, qs.begin, qs.end).copy_(dq_t.view({hkv, g, tq, d}));
+  }
+  return {dq, dk, dv};
+}
+
+BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b) {
+  const auto a_empty = torch::isinf(a.lse), b_empty = torch::isinf(b.lse);
+  // Placeholders keep the formulas finite on empty rows; torch::where picks the right side after.
+  const auto la = torch::where(a_empty, torch::zeros_like(a.lse), a.lse);
+  const auto lb = torch::where(b_empty, torch::zeros_like(b.lse), b.lse);
+  const auto w = torch::sigmoid(lb - la).unsqueeze(-1);
+  auto out = a.out - w * (a.out - b.out);
+  auto lse = la - torch::log_sigmoid(la - lb);
+  out = torch::where(a_empty.unsqueeze(-1), b.out, torch::where(b_empty.unsqueeze(-1), a.out, out));
+  lse = torch::where(a_empty, b.lse, torch::where(b_empty, a.lse, lse));
+  return {out, lse};
+}
+
+int64_t visible_pairs(const AttentionMask& m) {
+  std::map<int64_t, std::vector<int64_t>> keys_by_doc;
+  const auto kp = m.k_pos.accessor<int64_t, 1>(), kd = m.k_doc.accessor<int64_t, 1>();
+  for (int64_t j = 0; j < m.k_pos.size(0); ++j)
+    if (kd[j] >= 0) keys_by_doc[kd[j]].push_back(kp[j]);
+  for (auto& [doc, pos] : keys_by_doc) std::sort(pos.begin(), pos.end());
+  int64_t pairs = 0;
+  const auto qp = m.q_pos.accessor<int64_t, 1>(), qd = m.q_doc.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < m.q_pos.size(0); ++i) {
+    auto it = keys_by_doc.find(qd[i]);
+    if (qd[i] < 0 || it == keys_by_doc.end()) continue;
+    const auto& pos = it->second;
+    pairs += m.causal ? std::upper_bound(pos.begin(), pos.end(), qp[i]) - pos.begin() : static_cast<int64_t>(pos.size());
+  }
+  return pairs;
+}
+
+}  // namespace loom

@@ -1,0 +1,305 @@
+#include "runtime/core/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The one declaration of every key: its name, the field it fills and what values it allows.
+template <class Visitor>
+void visit_fields(Config& c, Visitor& v) {
+  v.text("run.dir", c.run.dir);
+  v.number("run.seed", c.run.seed, 0, kInf);
+  v.flag("run.overwrite", c.run.overwrite);
+  v.text("run.init_from", c.run.init_from);
+
+  v.number("model.vocab_size", c.model.vocab_size, 2, 1 << 24);
+  v.number("model.d_model", c.model.d_model, 1, 1 << 16);
+  v.number("model.n_layers", c.model.n_layers, 1, 1024);
+  v.number("model.n_heads", c.model.n_heads, 1, 1024);
+  v.number("model.n_kv_heads", c.model.n_kv_heads, 1, 1024);
+  v.number("model.d_ff", c.model.d_ff, 0, 1 << 20);
+  v.number("model.max_seq_len", c.model.max_seq_len, 1, 1 << 26);
+  v.number("model.rope_theta", c.model.rope_theta, 1, kInf);
+  v.number("model.norm_eps", c.model.norm_eps, 1e-12, 1);
+  v.number("model.init_std", c.model.init_std, 0, 1);
+  v.flag("model.tie_embeddings", c.model.tie_embeddings);
+
+  v.text("data.path", c.data.path);
+  v.number("data.val_fraction", c.data.val_fraction, 0, 0.5);
+  v.choice("data.loss_on", c.data.loss_on, {"all", "answers"});
+
+  v.number("train.steps", c.train.steps, 1, kInf);
+  v.number("train.seq_len", c.train.seq_len, 2, 1 << 26);
+  v.number("train.tokens_per_step", c.train.tokens_per_step, 2, kInf);
+  v.number("train.lr", c.train.lr, 0, 10);
+  v.number("train.min_lr_ratio", c.train.min_lr_ratio, 0, 1);
+  v.number("train.warmup_steps", c.train.warmup_steps, 0, kInf);
+  v.number("train.weight_decay", c.train.weight_decay, 0, 10);
+  v.number("train.beta1", c.train.beta1, 0, 0.999999);
+  v.number("train.beta2", c.train.beta2, 0, 0.999999999);
+  v.number("train.eps", c.train.eps, 0, 1);
+  v.number("train.grad_clip", c.train.grad_clip, 0, kInf);
+  v.choice("train.dtype", c.train.dtype, {"float32", "float64", "bfloat16"});
+  v.choice("train.on_nan", c.train.on_nan, {"stop", "skip"});
+  v.number("train.threads", c.train.threads, 0, 1024);
+  v.choice("train.strategy", c.train.strategy, {"full"});
+
+  v.number("parallel.dp", c.parallel.dp, 1, 1);
+  v.number("parallel.sp", c.parallel.sp, 1, 1);
+  v.number("parallel.tp", c.parallel.tp, 1, 1);
+  v.choice("parallel.attention", c.parallel.attention, {"local"});
+
+  v.number("checkpoint.interval", c.checkpoint.interval, 0, kInf);
+  v.number("checkpoint.keep_last", c.checkpoint.keep_last, 1, kInf);
+
+  v.number("log.interval", c.log.interval, 1, kInf);
+  v.flag("log.progress", c.log.progress);
+
+  v.number("eval.interval", c.eval.interval, 0, kInf);
+  v.number("eval.max_docs", c.eval.max_docs, 1, kInf);
+}
+
+// A leaf of the merged YAML tree and where it was written.
+struct Entry {
+  YAML::Node value;
+  std::string origin;
+};
+using Entries = std::map<std::string, Entry>;
+
+std::string where(const std::string& file, const YAML::Mark& mark) {
+  return file + ":" + std::to_string(mark.line + 1);
+}
+
+void flatten(const YAML::Node& node, const std::string& prefix, const std::string& file, Entries& out) {
+  for (const auto& item : node) {
+    const std::string key = prefix.empty() ? item.first.as<std::string>()
+                                           : prefix + "." + item.first.as<std::string>();
+    if (item.second.IsMap()) {
+      flatten(item.second, key, file, out);
+    } else {
+      out[key] = {item.second, where(file, item.first.Mark())};
+    }
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin_name) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    check(root.IsMap(), origin_name + ": a config is a YAML mapping of sections (run:, model:, ...)");
+    return root;
+  } catch (const YAML::ParserException& e) {
+    fail(origin_name + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  check(in.good(), "cannot read config file '" + path + "': check the path");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// Collects the leaves of `path` and of the `base:` files it extends, later files overriding.
+void load_file_entries(const std::string& path, std::vector<std::string>& chain, Entries& out) {
+  const std::string canonical = std::filesystem::weakly_canonical(path).string();
+  for (const auto& seen : chain) {
+    check(seen != canonical, path + ": `base:` files form a cycle; remove one of the base: keys");
+  }
+  chain.push_back(canonical);
+  YAML::Node root = parse_yaml(read_text(path), path);
+  if (root["base"]) {
+    const auto base = std::filesystem::path(path).parent_path() / root["base"].as<std::string>();
+    load_file_entries(base.string(), chain, out);
+    root.remove("base");
+  }
+  flatten(root, "", path, out);
+}
+
+void apply_overrides(const std::vector<std::string>& overrides, Entries& out) {
+  for (const auto& item : overrides) {
+    const auto eq = item.find('=');
+    check(eq != std::string::npos && eq > 0,
+          "--set '" + item + "': write overrides as key=value, e.g. --set train.lr=3e-4");
+    const std::string key = item.substr(0, eq);
+    out[key] = {YAML::Load(item.substr(eq + 1)), "--set " + item};
+  }
+}
+
+// Fills the fields from the entries, converting and range-checking each one.
+struct Reader {
+  Entries& entries;
+  Config& config;
+  std::set<std::string> used;
+
+  const Entry* find(const char* key) {
+    auto it = entries.find(key);
+    if (it == entries.end()) return nullptr;
+    used.insert(key);
+    config.origin[key] = it->second.origin;
+    return &it->second;
+  }
+  template <class T>
+  T convert(const char* key, const Entry& e, const char* what) {
+    try {
+      check(e.value.IsScalar(), "");
+      return e.value.as<T>();
+    } catch (const std::exception&) {
+      fail(e.origin + ": " + key + " must be " + what + ", not '" + YAML::Dump(e.value) + "'");
+    }
+  }
+  template <class T>
+  void number(const char* key, T& field, double lo, double hi) {
+    const Entry* e = find(key);
+    if (!e) return;
+    field = convert<T>(key, *e, std::is_integral_v<T> ? "an integer" : "a number");
+    if (field < lo || field > hi) {
+      std::ostringstream msg;
+      msg << e->origin << ": " << key << " = " << field << " is out of range; allowed: ";
+      if (lo == hi) msg << lo << " (larger values need a later Loom feature)";
+      else msg << "[" << lo << ", " << (hi == kInf ? std::string("inf") : std::to_string(hi)) << "]";
+      fail(msg.str());
+    }
+  }
+  void text(const char* key, std::string& field) {
+    if (const Entry* e = find(key)) field = convert<std::string>(key, *e, "a string");
+  }
+  void flag(const char* key, bool& field) {
+    if (const Entry* e = find(key)) field = convert<bool>(key, *e, "true or false");
+  }
+  void choice(const char* key, std::string& field, std::initializer_list<const char*> allowed) {
+    const Entry* e = find(key);
+    if (!e) return;
+    field = convert<std::string>(key, *e, "a string");
+    std::string list;
+    for (const char* a : allowed) {
+      if (field == a) return;
+      list += std::string(list.empty() ? "" : ", ") + a;
+    }
+    fail(e->origin + ": " + key + " = '" + field + "' is not one of: " + list);
+  }
+};
+
+struct KeyLister {
+  std::vector<std::string> keys;
+  template <class T>
+  void number(const char* key, T&, double, double) { keys.push_back(key); }
+  void text(const char* key, std::string&) { keys.push_back(key); }
+  void flag(const char* key, bool&) { keys.push_back(key); }
+  void choice(const char* key, std::string&, std::initializer_list<const char*>) { keys.push_back(key); }
+};
+
+struct Writer {
+  YAML::Node root;
+  template <class T>
+  void put(const std::string& key, const T& value) {
+    const auto dot = key.find('.');
+    root[key.substr(0, dot)][key.substr(dot + 1)] = value;
+  }
+  template <class T>
+  void number(const char* key, T& field, double, double) { put(key, field); }
+  void text(const char* key, std::string& field) { put(key, field); }
+  void flag(const char* key, bool& field) { put(key, field); }
+  void choice(const char* key, std::string& field, std::initializer_list<const char*>) { put(key, field); }
+};
+
+void reject_unknown_keys(const Entries& entries, const std::set<std::string>& used) {
+  for (const auto& [key, entry] : entries) {
+    if (used.count(key)) continue;
+    const std::string section = key.substr(0, key.find('.'));
+    std::string known;
+    for (const auto& k : config_keys()) {
+      if (k.rfind(section + ".", 0) == 0) known += (known.empty() ? "" : ", ") + k.substr(section.size() + 1);
+    }
+    if (known.empty()) {
+      fail(entry.origin + ": unknown config key '" + key +
+           "'; sections are run, model, data, train, parallel, checkpoint, log, eval");
+    }
+    fail(entry.origin + ": unknown config key '" + key + "'; keys of '" + section + "': " + known);
+  }
+}
+
+// Checks between keys; each message names the key whose value is inconsistent and where it was set.
+void validate(const Config& c) {
+  auto at = [&](const std::string& key) {
+    auto it = c.origin.find(key);
+    return (it == c.origin.end() ? std::string("default") : it->second) + ": " + key;
+  };
+  const auto& m = c.model;
+  check(m.d_model % m.n_heads == 0, at("model.n_heads") + " = " + std::to_string(m.n_heads) +
+                                        " must divide model.d_model = " + std::to_string(m.d_model));
+  check(m.n_heads % m.n_kv_heads == 0, at("model.n_kv_heads") + " = " + std::to_string(m.n_kv_heads) +
+                                           " must divide model.n_heads = " + std::to_string(m.n_heads));
+  check(m.head_dim() % 2 == 0, at("model.d_model") + ": the head dim d_model/n_heads = " +
+                                   std::to_string(m.head_dim()) + " must be even for RoPE");
+  const auto& t = c.train;
+  check(t.tokens_per_step % t.seq_len == 0,
+        at("train.tokens_per_step") + " = " + std::to_string(t.tokens_per_step) +
+            " must be a multiple of train.seq_len = " + std::to_string(t.seq_len));
+  check(t.seq_len <= m.max_seq_len, at("train.seq_len") + " = " + std::to_string(t.seq_len) +
+                                        " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
+}
+
+Config build(Entries& entries) {
+  Config config;
+  Reader reader{entries, config, {}};
+  visit_fields(config, reader);
+  reject_unknown_keys(entries, reader.used);
+  validate(config);
+  return config;
+}
+
+}  // namespace
+
+int64_t ModelConfig::ffn_dim() const {
+  if (d_ff > 0) return d_ff;
+  const int64_t raw = (8 * d_model + 2) / 3;
+  return (raw + 63) / 64 * 64;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Entries entries;
+  std::vector<std::string> chain;
+  load_file_entries(path, chain, entries);
+  apply_overrides(overrides, entries);
+  return build(entries);
+}
+
+Config parse_config(const std::string& yaml_text, const std::string& origin_name,
+                    const std::vector<std::string>& overrides) {
+  Entries entries;
+  flatten(parse_yaml(yaml_text, origin_name), "", origin_name, entries);
+  apply_overrides(overrides, entries);
+  return build(entries);
+}
+
+std::string to_yaml(const Config& config) {
+  Config copy = config;
+  Writer writer;
+  visit_fields(copy, writer);
+  YAML::Emitter out;
+  out.SetDoublePrecision(17);
+  out << writer.root;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::string> config_keys() {
+  Config scratch;
+  KeyLister lister;
+  visit_fields(scratch, lister);
+  return lister.keys;
+}
+
+}  // namespace loom

@@ -1,0 +1,114 @@
+// The experiment configuration: YAML -> typed structs, validated once at start-up.
+//
+// Precedence: built-in defaults < YAML file (which may name a `base:` file to extend) < `--set a.b=v`.
+// Unknown keys, wrong types, out-of-range and inconsistent values are errors that name the key, the
+// file and line it came from, and what is allowed. Every key is declared once, in visit_fields
+// (config.cpp); reading, writing and listing keys all walk that one declaration.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace loom {
+
+struct RunConfig {
+  std::string dir = "runs/loom";
+  int64_t seed = 1234;
+  bool overwrite = false;    // allow reusing a run dir that holds a different run
+  std::string init_from;     // checkpoint dir whose weights start a fresh run
+};
+
+struct ModelConfig {
+  int64_t vocab_size = 259;  // byte-level tokenizer: 256 bytes + BOS, EOS, PAD
+  int64_t d_model = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 4;
+  int64_t d_ff = 0;          // 0: the Llama rule, about 8/3 d_model rounded up to a multiple of 64
+  int64_t max_seq_len = 4096;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  double init_std = 0.02;
+  bool tie_embeddings = false;
+
+  int64_t head_dim() const { return d_model / n_heads; }
+  int64_t ffn_dim() const;
+};
+
+struct DataConfig {
+  std::string path;
+  double val_fraction = 0.05;
+  std::string loss_on = "all";  // all | answers (only the answer spans of task data carry loss)
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t seq_len = 1024;          // tokens in one packed micro-batch
+  int64_t tokens_per_step = 1024;  // a multiple of seq_len; the ratio is the accumulation count
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;       // cosine decays to lr * min_lr_ratio
+  int64_t warmup_steps = 10;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;          // 0 disables clipping
+  std::string dtype = "float32";   // float32 | float64 (exactness tests) | bfloat16 (GPUs)
+  std::string on_nan = "stop";     // stop | skip: what a non-finite loss does
+  int64_t threads = 0;             // intra-op threads; 0 = LibTorch's default
+  std::string strategy = "full";   // backprop strategy; seco/spaco arrive with optim/chunkwise
+};
+
+struct ParallelConfig {
+  int64_t dp = 1;
+  int64_t sp = 1;
+  int64_t tp = 1;
+  std::string attention = "local";
+};
+
+struct CheckpointConfig {
+  int64_t interval = 0;  // steps between checkpoints; 0 = only at the end
+  int64_t keep_last = 3;
+};
+
+struct LogConfig {
+  int64_t interval = 1;  // steps between progress lines
+  bool progress = true;
+};
+
+struct EvalConfig {
+  int64_t interval = 0;  // steps between evaluations; 0 = never during training
+  int64_t max_docs = 64;
+};
+
+struct Config {
+  RunConfig run;
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+  EvalConfig eval;
+
+  // Where each key got its value ("file:line", "--set" or "default"), for error messages.
+  std::map<std::string, std::string> origin;
+
+  int64_t accumulation_steps() const { return train.tokens_per_step / train.seq_len; }
+};
+
+// Reads `path` (following `base:` chains), applies `--set key=value` overrides and validates.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The same from YAML text (the resolved config stored in a checkpoint); `origin_name` labels errors.
+Config parse_config(const std::string& yaml_text, const std::string& origin_name,
+                    const std::vector<std::string>& overrides = {});
+
+// Every key with its value, as YAML that parse_config reads back to the same Config.
+std::string to_yaml(const Config& config);
+
+// All declared keys, in declaration order.
+std::vector<std::string> config_keys();
+
+}  // namespace loom

@@ -1,0 +1,65 @@
+#include "runtime/data/passkey_task.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "runtime/core/error.h"
+#include "runtime/data/tokenizer.h"
+
+namespace loom {
+namespace {
+
+const char* const kFiller[] = {"The grass is green. ", "The sky is blue. ", "The sun is yellow. ",
+                               "Here we go. ", "There and back again. "};
+const std::string kQuestion = "What is the pass key? The pass key is ";
+
+// Lengths log-uniform with a squared draw: most documents near min_len, a long tail up to max_len.
+int64_t draw_length(std::mt19937_64& rng, const PasskeyOptions& o) {
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  const double span = std::log(static_cast<double>(o.max_len) / static_cast<double>(o.min_len));
+  return static_cast<int64_t>(std::round(o.min_len * std::exp(span * u * u)));
+}
+
+std::string filler(std::mt19937_64& rng, int64_t bytes) {
+  std::string text;
+  std::uniform_int_distribution<int> pick(0, 4);
+  while (static_cast<int64_t>(text.size()) < bytes) text += kFiller[pick(rng)];
+  text.resize(bytes);
+  return text;
+}
+
+}  // namespace
+
+TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
+  const std::string sample_needle = "The pass key is 00000. Remember it. 00000 is the pass key. ";
+  const int64_t fixed = static_cast<int64_t>(sample_needle.size() + kQuestion.size()) + 6;
+  check(o.docs > 0, "passkey: --docs must be positive");
+  check(o.min_len >= fixed + 16, "passkey: --min-len must be at least " + std::to_string(fixed + 16) +
+                                     " bytes to hold the key, the question and some filler");
+  check(o.max_len >= o.min_len, "passkey: --max-len must be at least --min-len");
+
+  std::mt19937_64 rng(o.seed);
+  TokenDataset data;
+  data.task = "passkey";
+  for (int64_t d = 0; d < o.docs; ++d) {
+    const std::string key = std::to_string(std::uniform_int_distribution<int>(10000, 99999)(rng));
+    const std::string needle = "The pass key is " + key + ". Remember it. " + key + " is the pass key. ";
+    const int64_t filler_bytes = draw_length(rng, o) - fixed;
+    const double depth = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    const std::string text = filler(rng, filler_bytes);
+    const auto cut = static_cast<size_t>(depth * static_cast<double>(text.size()));
+    const std::string before = text.substr(0, cut) + needle + text.substr(cut) + kQuestion;
+    const auto evidence = static_cast<int64_t>(cut) + 1;  // after BOS
+
+    std::vector<int32_t> doc = {tokenizer::kBos};
+    for (int32_t t : tokenizer::encode(before)) doc.push_back(t);
+    const int64_t answer_start = static_cast<int64_t>(doc.size());
+    for (int32_t t : tokenizer::encode(key + ".")) doc.push_back(t);
+    doc.push_back(tokenizer::kEos);
+    data.add_document(doc, answer_start, static_cast<int64_t>(key.size()), evidence);
+  }
+  return data;
+}
+
+}  // namespace loom

@@ -1,0 +1,20 @@
+// Synthetic passkey retrieval: filler text with a random 5-digit key hidden at a random depth, and a
+// question at the end whose answer is the key. Document lengths follow a long-tailed distribution,
+// so packed batches mix many short documents with a few long ones.
+#pragma once
+#include <cstdint>
+
+#include "runtime/data/token_dataset.h"
+
+namespace loom {
+
+struct PasskeyOptions {
+  int64_t docs = 1000;
+  int64_t min_len = 256;  // bytes per document, before BOS/EOS
+  int64_t max_len = 4096;
+  uint64_t seed = 1;
+};
+
+TokenDataset make_passkey_dataset(const PasskeyOptions& options);
+
+}  // namespace loom

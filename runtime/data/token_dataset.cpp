@@ -1,0 +1,192 @@
+#include "runtime/data/token_dataset.h"
+
+#include <hdf5.h>
+
+#include <filesystem>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+// HDF5 handles closed on scope exit, so every early error path releases what it opened.
+struct Handle {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  Handle(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
+  ~Handle() {
+    if (id >= 0) close(id);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  operator hid_t() const { return id; }
+};
+
+void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+template <class T>
+hid_t native_type();
+template <>
+hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
+template <>
+hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
+
+template <class T>
+void write_array(hid_t file, const char* name, const std::vector<T>& values) {
+  const hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle set(H5Dcreate2(file, name, native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  check(set >= 0 && H5Dwrite(set, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
+        std::string("HDF5: writing dataset ") + name + " failed");
+}
+
+void write_attr(hid_t file, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type, value.size() + 1);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  check(attr >= 0 && H5Awrite(attr, type, value.c_str()) >= 0, std::string("HDF5: writing attribute ") + name + " failed");
+}
+
+void write_attr(hid_t file, const char* name, int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(file, name, H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  check(attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0, std::string("HDF5: writing attribute ") + name + " failed");
+}
+
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path), file_(-1, H5Fclose) {
+    check(std::filesystem::exists(path), "dataset '" + path + "' does not exist; make one with `loom data prepare` or `loom data synth`");
+    check(H5Fis_hdf5(path.c_str()) > 0, bad() + "not an HDF5 file");
+    file_.id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    check(file_ >= 0, bad() + "HDF5 cannot open it (truncated or damaged)");
+  }
+
+  std::string bad() const { return "corrupt dataset '" + path_ + "': "; }
+
+  bool has(const char* name) const { return H5Lexists(file_, name, H5P_DEFAULT) > 0; }
+
+  template <class T>
+  std::vector<T> array(const char* name) const {
+    check(has(name), bad() + "missing dataset " + name + "; remake the file with `loom data prepare`");
+    Handle set(H5Dopen2(file_, name, H5P_DEFAULT), H5Dclose);
+    Handle space(H5Dget_space(set), H5Sclose);
+    check(set >= 0 && space >= 0 && H5Sget_simple_extent_ndims(space) == 1, bad() + std::string(name) + " is not 1-D");
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, nullptr);
+    std::vector<T> values(n);
+    check(H5Dread(set, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
+          bad() + "reading " + name + " failed (truncated or damaged file)");
+    return values;
+  }
+
+  std::string text_attr(const char* name) const {
+    Handle attr(H5Aopen(file_, name, H5P_DEFAULT), H5Aclose);
+    check(attr >= 0, bad() + "missing attribute '" + name + "'");
+    Handle type(H5Aget_type(attr), H5Tclose);
+    check(H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type), bad() + "attribute '" + name + "' is not a string");
+    std::string value(H5Tget_size(type), '\0');
+    check(H5Aread(attr, type, value.data()) >= 0, bad() + "reading attribute '" + name + "' failed");
+    return value.substr(0, value.find('\0'));
+  }
+
+  int64_t int_attr(const char* name) const {
+    Handle attr(H5Aopen(file_, name, H5P_DEFAULT), H5Aclose);
+    check(attr >= 0, bad() + "missing attribute '" + name + "'");
+    int64_t value = 0;
+    check(H5Aread(attr, H5T_NATIVE_INT64, &value) >= 0, bad() + "reading attribute '" + name + "' failed");
+    return value;
+  }
+
+ private:
+  std::string path_;
+  Handle file_;
+};
+
+void validate(const TokenDataset& d, const std::string& bad) {
+  check(d.doc_offsets.size() >= 1 && d.doc_offsets.front() == 0, bad + "doc_offsets must start at 0");
+  for (size_t i = 1; i < d.doc_offsets.size(); ++i)
+    check(d.doc_offsets[i] >= d.doc_offsets[i - 1], bad + "doc_offsets decrease at document " + std::to_string(i - 1));
+  check(d.doc_offsets.back() == static_cast<int64_t>(d.tokens.size()),
+        bad + "doc_offsets end at " + std::to_string(d.doc_offsets.back()) + " but there are " +
+            std::to_string(d.tokens.size()) + " tokens");
+  check(d.vocab_size >= 2, bad + "vocab_size attribute is " + std::to_string(d.vocab_size));
+  for (size_t i = 0; i < d.tokens.size(); ++i)
+    check(d.tokens[i] >= 0 && d.tokens[i] < d.vocab_size,
+          bad + "token " + std::to_string(d.tokens[i]) + " at index " + std::to_string(i) +
+              " is outside the vocabulary [0, " + std::to_string(d.vocab_size) + ")");
+  if (!d.has_answers()) return;
+  check(d.answer_start.size() == static_cast<size_t>(d.num_docs()) && d.answer_len.size() == d.answer_start.size() &&
+            d.evidence_start.size() == d.answer_start.size(),
+        bad + "answer_start, answer_len and evidence_start must have one entry per document");
+  for (int64_t i = 0; i < d.num_docs(); ++i)
+    check(d.answer_start[i] < 0 || (d.answer_len[i] >= 0 && d.answer_start[i] + d.answer_len[i] <= d.doc_length(i)),
+          bad + "the answer span of document " + std::to_string(i) + " lies outside it");
+  for (int64_t i = 0; i < d.num_docs(); ++i)
+    check(d.evidence_start[i] < d.doc_length(i), bad + "the evidence of document " + std::to_string(i) + " lies outside it");
+}
+
+}  // namespace
+
+void TokenDataset::add_document(const std::vector<int32_t>& doc, int64_t answer_begin, int64_t answer_length,
+                                int64_t evidence_begin) {
+  tokens.insert(tokens.end(), doc.begin(), doc.end());
+  doc_offsets.push_back(static_cast<int64_t>(tokens.size()));
+  if (answer_begin >= 0 || has_answers()) {
+    const auto earlier = static_cast<size_t>(num_docs() - 1);
+    answer_start.resize(earlier, -1);
+    answer_len.resize(earlier, 0);
+    evidence_start.resize(earlier, -1);
+    answer_start.push_back(answer_begin);
+    answer_len.push_back(answer_length);
+    evidence_start.push_back(evidence_begin);
+  }
+}
+
+void write_dataset(const std::string& path, const TokenDataset& data) {
+  quiet_hdf5();
+  validate(data, "refusing to write dataset '" + path + "': ");
+  const std::string tmp = path + ".tmp";
+  {
+    Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    check(file >= 0, "cannot create '" + tmp + "': check that the folder exists and is writable");
+    write_array(file, "/tokens", data.tokens);
+    write_array(file, "/doc_offsets", data.doc_offsets);
+    if (data.has_answers()) {
+      write_array(file, "/answer_start", data.answer_start);
+      write_array(file, "/answer_len", data.answer_len);
+      write_array(file, "/evidence_start", data.evidence_start);
+    }
+    write_attr(file, "format", std::string("loom-tokens"));
+    write_attr(file, "version", kDatasetVersion);
+    write_attr(file, "tokenizer", data.tokenizer);
+    write_attr(file, "vocab_size", data.vocab_size);
+    write_attr(file, "task", data.task);
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+TokenDataset read_dataset(const std::string& path) {
+  quiet_hdf5();
+  Reader r(path);
+  check(r.text_attr("format") == "loom-tokens", r.bad() + "format attribute is not 'loom-tokens'");
+  const int64_t version = r.int_attr("version");
+  check(version == kDatasetVersion, r.bad() + "format version " + std::to_string(version) +
+                                        " is not the supported " + std::to_string(kDatasetVersion));
+  TokenDataset d;
+  d.tokenizer = r.text_attr("tokenizer");
+  d.vocab_size = r.int_attr("vocab_size");
+  d.task = r.text_attr("task");
+  d.tokens = r.array<int32_t>("/tokens");
+  d.doc_offsets = r.array<int64_t>("/doc_offsets");
+  if (r.has("/answer_start")) {
+    d.answer_start = r.array<int64_t>("/answer_start");
+    d.answer_len = r.array<int64_t>("/answer_len");
+    d.evidence_start = r.array<int64_t>("/evidence_start");
+  }
+  validate(d, r.bad());
+  return d;
+}
+
+}  // namespace loom

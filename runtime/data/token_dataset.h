@@ -1,0 +1,40 @@
+// Loom's dataset: one HDF5 file of tokenized documents.
+//   /tokens        int32 [n_tokens]      every document's tokens, back to back
+//   /doc_offsets   int64 [n_docs + 1]    document d is tokens[doc_offsets[d] : doc_offsets[d+1]]
+//   /answer_start  int64 [n_docs]        (task data only) answer span start inside the document, -1 if none
+//   /answer_len    int64 [n_docs]        (task data only) answer span length
+//   /evidence_start int64 [n_docs]       (task data only) where the information the answer needs sits
+//   attributes: format = "loom-tokens", version, tokenizer, vocab_size, task
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace loom {
+
+struct TokenDataset {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> doc_offsets{0};
+  std::vector<int64_t> answer_start;
+  std::vector<int64_t> answer_len;
+  std::vector<int64_t> evidence_start;
+  int64_t vocab_size = 259;
+  std::string tokenizer = "byte";
+  std::string task = "text";
+
+  int64_t num_docs() const { return static_cast<int64_t>(doc_offsets.size()) - 1; }
+  int64_t doc_length(int64_t d) const { return doc_offsets[d + 1] - doc_offsets[d]; }
+  bool has_answers() const { return !answer_start.empty(); }
+  void add_document(const std::vector<int32_t>& doc, int64_t answer_begin = -1, int64_t answer_length = 0,
+                    int64_t evidence_begin = -1);
+};
+
+constexpr int64_t kDatasetVersion = 1;
+
+// Written to a temporary name and renamed, so an interrupted write never leaves a half file behind.
+void write_dataset(const std::string& path, const TokenDataset& data);
+
+// Reads and validates the whole file; any problem is a loom::Error naming the file and what is wrong.
+TokenDataset read_dataset(const std::string& path);
+
+}  // namespace loom

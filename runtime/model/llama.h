@@ -1,0 +1,102 @@
+// The Llama architecture: token embedding, N x (RMSNorm -> attention with rotate-half RoPE and GQA
+// -> residual, RMSNorm -> SwiGLU MLP -> residual), final RMSNorm, LM head (tied or not).
+//
+// Modules are registered under Hugging Face's names, so named_parameters() gives exactly
+// "model.layers.{i}.self_attn.q_proj.weight", ... and export is a rename-free copy.
+//
+// The forward takes one packed sequence: token ids, positions inside each document, and document
+// ids (-1 for padding). Attention never crosses a document; RoPE uses the positions given.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "runtime/core/config.h"
+
+namespace loom {
+
+// Keys and values of the tokens seen so far, per layer, for generation.
+struct KvCache {
+  std::vector<torch::Tensor> k, v;           // [Hkv, T, d] per layer (after RoPE)
+  torch::Tensor positions;                   // int64 [T]
+  int64_t length() const { return positions.defined() ? positions.size(0) : 0; }
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& c);
+  // With a cache, x holds only new tokens; their K/V are appended and they attend to all cached ones.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
+                        torch::Tensor* cache_k = nullptr, torch::Tensor* cache_v = nullptr,
+                        const torch::Tensor& cache_positions = {});
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+  double rope_theta_;
+};
+TORCH_MODULE(Attention);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  explicit MLPImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const ModelConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+class LlamaImpl : public torch::nn::Module {
+ public:
+  explicit LlamaImpl(const ModelConfig& c);
+
+  // tokens, positions, doc_ids: int64 [N] -> logits [N, vocab]
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids);
+
+  // Generation: runs the new tokens against the cache (which they then join) -> logits [n, vocab].
+  torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t num_parameters() const;
+  // Matmul FLOPs of one token's forward outside attention scores (2 per multiply-add).
+  double dense_flops_per_token() const;
+
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};
+
+ private:
+  torch::Tensor run(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
+                    KvCache* cache);
+  ModelConfig config_;
+};
+TORCH_MODULE(Llama);
+
+}  // namespace loom

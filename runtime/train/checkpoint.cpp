@@ -1,0 +1,169 @@
+#include "runtime/train/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "runtime/core/error.h"
+#include "runtime/core/safetensors.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path checkpoints_dir(const std::string& run_dir) { return fs::path(run_dir) / "checkpoints"; }
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.flush();
+  check(out.good(), "writing '" + path.string() + "' failed (disk full?)");
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  check(in.good(), "cannot read '" + path.string() + "'");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void crash_if_requested(int64_t step) {
+  const char* at = std::getenv("LOOM_CRASH_IN_CHECKPOINT");
+  if (at && std::to_string(step) == at) {
+    std::fprintf(stderr, "loom: LOOM_CRASH_IN_CHECKPOINT=%s: aborting while writing the checkpoint\n", at);
+    std::abort();
+  }
+}
+
+std::vector<int64_t> checkpoint_steps(const std::string& run_dir) {
+  std::vector<int64_t> steps;
+  if (!fs::exists(checkpoints_dir(run_dir))) return steps;
+  for (const auto& e : fs::directory_iterator(checkpoints_dir(run_dir))) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step-", 0) == 0) steps.push_back(std::stoll(name.substr(5)));
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+NamedTensors model_tensors(const Llama& model) {
+  NamedTensors out;
+  for (const auto& item : model->named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
+                            const LoaderCursor& cursor, const Config& config) {
+  const fs::path root = checkpoints_dir(run_dir);
+  const fs::path final_dir = root / ("step-" + std::to_string(step));
+  const fs::path tmp_dir = root / (".tmp-step-" + std::to_string(step));
+  fs::create_directories(root);
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+
+  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"loom_checkpoint_version", std::to_string(kCheckpointVersion)}};
+  write_safetensors((tmp_dir / "model.safetensors").string(), model_tensors(model), meta);
+  crash_if_requested(step);
+  auto opt_state = optimizer.state();
+  opt_state.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
+  write_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state, meta);
+  const nlohmann::json state = {{"format", "loom-checkpoint"}, {"version", kCheckpointVersion}, {"step", step},
+                                {"cursor", {{"epoch", cursor.epoch}, {"index", cursor.index}}}};
+  write_text(tmp_dir / "state.json", state.dump(2) + "\n");
+  write_text(tmp_dir / "config.yaml", to_yaml(config));
+
+  fs::remove_all(final_dir);
+  fs::rename(tmp_dir, final_dir);
+  write_text(root / "latest.tmp", final_dir.filename().string() + "\n");
+  fs::rename(root / "latest.tmp", root / "latest");
+  return final_dir.string();
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
+  const auto steps = checkpoint_steps(run_dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < steps.size(); ++i)
+    fs::remove_all(checkpoints_dir(run_dir) / ("step-" + std::to_string(steps[i])));
+}
+
+std::string resolve_checkpoint(const std::string& path, const std::string& run_dir) {
+  auto from_run_dir = [](const std::string& dir) -> std::string {
+    const fs::path latest = checkpoints_dir(dir) / "latest";
+    if (!fs::exists(latest)) return "";
+    std::string name = read_text(latest);
+    name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    const fs::path target = checkpoints_dir(dir) / name;
+    check(fs::is_directory(target), "'" + latest.string() + "' points to '" + name + "', which is missing");
+    return target.string();
+  };
+  if (path == "auto") return from_run_dir(run_dir);
+  check(fs::exists(path), "checkpoint '" + path + "' does not exist; pass a checkpoints/step-N folder, a run dir, or --resume auto");
+  if (fs::exists(fs::path(path) / "state.json")) return path;
+  const std::string latest = from_run_dir(path);
+  check(!latest.empty(), "'" + path + "' is neither a checkpoint folder (no state.json) nor a run dir with checkpoints");
+  return latest;
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& dir) {
+  const fs::path state_path = fs::path(dir) / "state.json";
+  check(fs::exists(state_path), "'" + dir + "' is not a Loom checkpoint: it has no state.json");
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(read_text(state_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("corrupt checkpoint '" + dir + "': state.json is not valid JSON (" + e.what() + ")");
+  }
+  check(state.value("format", "") == "loom-checkpoint", "'" + dir + "': state.json is not a Loom checkpoint's");
+  check(state.value("version", -1) == kCheckpointVersion,
+        "'" + dir + "': checkpoint version " + std::to_string(state.value("version", -1)) + " is not the supported " +
+            std::to_string(kCheckpointVersion));
+  CheckpointMeta meta;
+  meta.dir = dir;
+  try {
+    meta.step = state.at("step").get<int64_t>();
+    meta.cursor = {state.at("cursor").at("epoch").get<int64_t>(), state.at("cursor").at("index").get<int64_t>()};
+  } catch (const nlohmann::json::exception& e) {
+    fail("corrupt checkpoint '" + dir + "': state.json lacks step or cursor (" + e.what() + ")");
+  }
+  meta.config = parse_config(read_text(fs::path(dir) / "config.yaml"), (fs::path(dir) / "config.yaml").string());
+  return meta;
+}
+
+void load_weights(const std::string& dir, Llama& model) {
+  const SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
+  torch::NoGradGuard no_grad;
+  size_t used = 0;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    check(file.contains(name), "checkpoint '" + dir + "' has no tensor '" + name + "': it was saved from another model architecture");
+    const auto& info = file.info(name);
+    check(info.shape == item.value().sizes().vec(),
+          "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(info.shape)) + " but the model expects " +
+              c10::str(item.value().sizes()) + ": the checkpoint is from another model shape (check the model: section)");
+    item.value().copy_(file.load(name));
+    ++used;
+  }
+  check(used == file.names().size(), "checkpoint '" + dir + "' holds tensors this model does not have (e.g. tied vs untied embeddings)");
+}
+
+void load_optimizer(const std::string& dir, AdamW& optimizer) {
+  const SafetensorsFile file((fs::path(dir) / "optimizer.safetensors").string());
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (const auto& name : file.names()) state.emplace_back(name, file.load(name));
+  optimizer.load_state(state);
+  check(file.contains("rng.torch_cpu"), "checkpoint '" + dir + "' lacks the RNG state");
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(file.load("rng.torch_cpu"));
+}
+
+}  // namespace loom

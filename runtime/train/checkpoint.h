@@ -1,0 +1,51 @@
+// Checkpoints: <run.dir>/checkpoints/step-N/ holding
+//   model.safetensors      full (unsharded) weights under Hugging Face names
+//   optimizer.safetensors  optimizer moments and step count, and the torch RNG state
+//   state.json             format version, step, data cursor
+//   config.yaml            the resolved config of the run
+// A checkpoint is written into a temporary folder and renamed into place, then the `latest` pointer
+// file is replaced the same way: a crash at any moment leaves the previous checkpoint whole and
+// `latest` pointing at it. Only the newest keep_last checkpoints are kept.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "optim/adamw.h"
+#include "runtime/core/config.h"
+#include "runtime/data/batch_loader.h"
+#include "runtime/model/llama.h"
+
+namespace loom {
+
+constexpr int64_t kCheckpointVersion = 1;
+
+struct CheckpointMeta {
+  std::string dir;
+  int64_t step = 0;
+  LoaderCursor cursor;
+  Config config;  // the run's resolved config as stored
+};
+
+// Writes checkpoint `step` and returns its folder. Setting the environment variable
+// LOOM_CRASH_IN_CHECKPOINT=<step> aborts the process half-way through writing that step's
+// checkpoint: the switch the crash-safety test uses.
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
+                            const LoaderCursor& cursor, const Config& config);
+
+// Removes all but the newest `keep_last` checkpoints.
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+
+// "auto": the run dir's latest checkpoint (empty string when there is none); otherwise `path` must
+// be a checkpoint folder (or a run dir with a latest pointer).
+std::string resolve_checkpoint(const std::string& path, const std::string& run_dir);
+
+CheckpointMeta read_checkpoint_meta(const std::string& dir);
+
+// Copies the stored weights into `model`; a missing, extra or differently shaped tensor is an error
+// that names it.
+void load_weights(const std::string& dir, Llama& model);
+
+// Restores the optimizer moments and the torch RNG state.
+void load_optimizer(const std::string& dir, AdamW& optimizer);
+
+}  // namespace loom

@@ -1,0 +1,35 @@
+// Evaluation on held-out documents: loss and perplexity over every labelled token, and for task
+// data with answer spans (passkey) the retrieval accuracy by evidence depth and document length.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/data/token_dataset.h"
+#include "runtime/model/llama.h"
+
+namespace loom {
+
+struct AccuracyBucket {
+  std::string label;
+  int64_t correct = 0, total = 0;
+};
+
+struct EvalResult {
+  double loss = 0, perplexity = 0;
+  int64_t tokens = 0, docs = 0;
+  bool has_answers = false;
+  int64_t correct = 0, answered = 0;
+  std::vector<AccuracyBucket> by_depth, by_length;
+
+  nlohmann::json to_json() const;
+  std::string table() const;  // for the terminal
+};
+
+// Evaluates up to `max_docs` documents of `docs`, packed `seq_len` tokens at a time.
+EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<int64_t>& docs, int64_t seq_len,
+                    int64_t max_docs);
+
+}  // namespace loom

@@ -1,0 +1,29 @@
+// The training loop: data -> packed micro-batches -> forward/backward with the loss averaged over
+// every label token of the step -> clip -> AdamW -> metrics -> evaluation -> checkpoint.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <c10/core/ScalarType.h>
+
+#include "runtime/core/config.h"
+
+namespace loom {
+
+struct TrainOptions {
+  std::string resume;  // "" (fresh run), "auto" (latest checkpoint of run.dir, if any), or a path
+};
+
+struct TrainSummary {
+  int64_t steps_done = 0;
+  double last_loss = 0;
+  std::string checkpoint;  // the last checkpoint written
+  bool preempted = false;  // stopped early by SIGTERM/SIGUSR1 after saving
+};
+
+TrainSummary train(const Config& config, const TrainOptions& options = {});
+
+// The dtype named by train.dtype.
+torch::ScalarType parse_dtype(const std::string& name);
+
+}  // namespace loom
