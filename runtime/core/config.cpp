@@ -169,7 +169,7 @@ struct Reader {
       std::ostringstream msg;
       msg << e->origin << ": " << key << " = " << field << " is out of range; allowed: ";
       if (lo == hi) msg << lo << " (larger values need a later Loom feature)";
-      else msg << "[" << lo << ", " << (hi == kInf ? std::string("inf") : std::to_string(hi)) << "]";
+      else msg << "[" << lo << ", " << hi << "]";
       fail(msg.str());
     }
   }

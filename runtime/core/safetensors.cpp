@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "runtime/core/error.h"
 
@@ -154,11 +155,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
 }
 
 std::vector<std::string> SafetensorsFile::names() const {
-  std::vector<std::pair<uint64_t, std::string>> order;
-  for (const auto& [name, info] : infos_) order.emplace_back(info.begin, name);
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> order;  // empty tensors sort before their neighbour
+  for (const auto& [name, info] : infos_) order.emplace_back(info.begin, info.end, name);
   std::sort(order.begin(), order.end());
   std::vector<std::string> out;
-  for (auto& [b, name] : order) out.push_back(name);
+  for (auto& [b, e, name] : order) out.push_back(name);
   return out;
 }
 

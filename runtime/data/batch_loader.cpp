@@ -89,8 +89,9 @@ void BatchLoader::append(PackedBatch& b, int64_t doc, int64_t length) const {
 
 PackedBatch BatchLoader::next() {
   PackedBatch b;
-  while (true) {
-    if (cursor_.index == static_cast<int64_t>(docs_.size())) cursor_ = {cursor_.epoch + 1, 0};
+  // A batch never spans two epochs, so one pass over a split (evaluation) ends exactly.
+  if (cursor_.index == static_cast<int64_t>(docs_.size())) cursor_ = {cursor_.epoch + 1, 0};
+  while (cursor_.index < static_cast<int64_t>(docs_.size())) {
     const int64_t doc = order()[cursor_.index];
     const int64_t room = seq_len_ - static_cast<int64_t>(b.tokens.size());
     const int64_t length = data_.doc_length(doc);

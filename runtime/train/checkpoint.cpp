@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "runtime/core/error.h"
+#include "runtime/core/fault_injection.h"
 #include "runtime/core/safetensors.h"
 
 namespace loom {
@@ -36,11 +37,9 @@ std::string read_text(const fs::path& path) {
 }
 
 void crash_if_requested(int64_t step) {
-  const char* at = std::getenv("LOOM_CRASH_IN_CHECKPOINT");
-  if (at && std::to_string(step) == at) {
-    std::fprintf(stderr, "loom: LOOM_CRASH_IN_CHECKPOINT=%s: aborting while writing the checkpoint\n", at);
-    std::abort();
-  }
+  if (!fault_requested("checkpoint-write", step)) return;
+  std::fprintf(stderr, "loom: LOOM_FAULT=checkpoint-write@%ld: aborting while writing the checkpoint\n", step);
+  std::abort();
 }
 
 std::vector<int64_t> checkpoint_steps(const std::string& run_dir) {

@@ -26,9 +26,8 @@ struct CheckpointMeta {
   Config config;  // the run's resolved config as stored
 };
 
-// Writes checkpoint `step` and returns its folder. Setting the environment variable
-// LOOM_CRASH_IN_CHECKPOINT=<step> aborts the process half-way through writing that step's
-// checkpoint: the switch the crash-safety test uses.
+// Writes checkpoint `step` and returns its folder. LOOM_FAULT=checkpoint-write@<step> aborts the
+// process half-way through writing that step's checkpoint (the crash-safety test's switch).
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
                             const LoaderCursor& cursor, const Config& config);
 

@@ -10,6 +10,7 @@
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
 #include "runtime/core/error.h"
+#include "runtime/core/fault_injection.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/evaluation.h"
@@ -127,7 +128,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     for (const auto& mb : micro) {
       const auto loss = summed_loss(model->forward(mb.tokens, mb.positions, mb.doc_ids), mb.labels);
       (loss / static_cast<double>(std::max<int64_t>(1, labels))).backward();
-      loss_sum += loss.item<double>();
+      loss_sum += fault_requested("nan-loss", step + 1) ? NAN : loss.item<double>();
       flops += training_flops(model, mb);
       tokens += (mb.doc_ids >= 0).sum().item<int64_t>();
     }

@@ -1,0 +1,95 @@
+// Config loading: precedence (defaults < base file < file < --set), and errors that name the key,
+// the file and line, and what is allowed.
+#include <fstream>
+
+#include "runtime/core/config.h"
+#include "runtime/core/error.h"
+#include "tests/test_util.h"
+
+namespace loom {
+namespace {
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+// The message of the loom::Error that `fn` throws (fails the test if it throws none).
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a loom::Error";
+  return "";
+}
+
+TEST(Config, BaseFileThenFileThenOverrides) {
+  test::ScratchDir dir;
+  write(dir.path("base.yaml"), "model:\n  d_model: 64\n  n_layers: 3\ntrain:\n  lr: 0.01\n");
+  write(dir.path("child.yaml"), "base: base.yaml\nmodel:\n  n_layers: 5\ntrain:\n  steps: 7\n");
+  const Config c = load_config(dir.path("child.yaml"), {"train.steps=9", "data.loss_on=answers"});
+  EXPECT_EQ(c.model.d_model, 64);   // from base
+  EXPECT_EQ(c.model.n_layers, 5);   // child overrides base
+  EXPECT_DOUBLE_EQ(c.train.lr, 0.01);
+  EXPECT_EQ(c.train.steps, 9);      // --set overrides the file
+  EXPECT_EQ(c.data.loss_on, "answers");
+  EXPECT_EQ(c.model.n_heads, 4);    // default
+  EXPECT_EQ(c.origin.at("model.n_layers"), dir.path("child.yaml") + ":3");
+}
+
+TEST(Config, ResolvedYamlReadsBackIdentically) {
+  Config c;
+  c.train.lr = 0.1 + 0.2;  // not exactly representable in short decimal
+  c.run.dir = "some/where";
+  c.model.tie_embeddings = true;
+  const Config back = parse_config(to_yaml(c), "resolved");
+  EXPECT_EQ(to_yaml(back), to_yaml(c));
+  EXPECT_EQ(back.train.lr, c.train.lr);
+  for (const auto& key : config_keys()) EXPECT_TRUE(back.origin.count(key)) << key << " was not written";
+}
+
+TEST(Config, UnknownKeyNamesKeyFileLineAndAlternatives) {
+  test::ScratchDir dir;
+  write(dir.path("bad.yaml"), "model:\n  d_model: 64\n  d_modle: 32\n");
+  const std::string msg = error_of([&] { load_config(dir.path("bad.yaml")); });
+  EXPECT_NE(msg.find("model.d_modle"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bad.yaml:3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("d_model"), std::string::npos) << "lists the known keys: " << msg;
+  EXPECT_NE(error_of([&] { load_config(dir.path("bad.yaml"), {}); }).find("unknown"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_config("colour: red\n", "x"); }).find("sections are"), std::string::npos);
+}
+
+TEST(Config, WrongTypeAndRangeAndChoice) {
+  EXPECT_NE(error_of([] { parse_config("train:\n  steps: many\n", "f.yaml"); }).find("train.steps must be an integer"),
+            std::string::npos);
+  const std::string range = error_of([] { parse_config("train:\n  lr: -1\n", "f.yaml"); });
+  EXPECT_NE(range.find("f.yaml:2"), std::string::npos) << range;
+  EXPECT_NE(range.find("out of range"), std::string::npos) << range;
+  const std::string choice = error_of([] { parse_config("train:\n  dtype: float16\n", "f.yaml"); });
+  EXPECT_NE(choice.find("float32, float64, bfloat16"), std::string::npos) << choice;
+  EXPECT_NE(error_of([] { parse_config("", "x", {"train.lr"}); }).find("key=value"), std::string::npos);
+}
+
+TEST(Config, InconsistentValuesAreRejected) {
+  const std::string heads = error_of([] { parse_config("model:\n  d_model: 100\n  n_heads: 3\n", "m.yaml"); });
+  EXPECT_NE(heads.find("model.n_heads"), std::string::npos) << heads;
+  EXPECT_NE(heads.find("m.yaml:3"), std::string::npos) << heads;
+  EXPECT_NE(error_of([] { parse_config("model:\n  n_kv_heads: 3\n", "m"); }).find("must divide model.n_heads"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_config("train:\n  seq_len: 100\n  tokens_per_step: 250\n", "m"); }).find("multiple"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_config("parallel:\n  sp: 2\n", "m"); }).find("parallel.sp"), std::string::npos);
+}
+
+TEST(Config, BaseCyclesAndMissingFilesAreClearErrors) {
+  test::ScratchDir dir;
+  write(dir.path("a.yaml"), "base: b.yaml\n");
+  write(dir.path("b.yaml"), "base: a.yaml\n");
+  EXPECT_NE(error_of([&] { load_config(dir.path("a.yaml")); }).find("cycle"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_config(dir.path("none.yaml")); }).find("cannot read"), std::string::npos);
+  write(dir.path("syntax.yaml"), "model: [unclosed\n");
+  EXPECT_NE(error_of([&] { load_config(dir.path("syntax.yaml")); }).find("YAML syntax error"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom

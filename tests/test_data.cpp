@@ -1,0 +1,154 @@
+// Datasets and the loader: HDF5 round trip, damaged files, packing of whole documents with their
+// boundaries, labels, and an exact cursor.
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/core/error.h"
+#include "runtime/data/batch_loader.h"
+#include "runtime/data/passkey_task.h"
+#include "runtime/data/token_dataset.h"
+#include "runtime/data/tokenizer.h"
+#include "tests/test_util.h"
+
+namespace loom {
+namespace {
+
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a loom::Error";
+  return "";
+}
+
+TEST(Tokenizer, BytesRoundTripAndSpecialsAreDropped) {
+  const std::string text = "pass key: 12345 \xc3\xa9";
+  auto ids = tokenizer::encode(text);
+  EXPECT_EQ(ids.size(), text.size());
+  ids.insert(ids.begin(), tokenizer::kBos);
+  ids.push_back(tokenizer::kEos);
+  EXPECT_EQ(tokenizer::decode(ids), text);
+}
+
+TEST(Dataset, Hdf5RoundTripKeepsEverything) {
+  test::ScratchDir dir;
+  const TokenDataset d = make_passkey_dataset({20, 150, 600, 3});
+  write_dataset(dir.path("d.h5"), d);
+  const TokenDataset back = read_dataset(dir.path("d.h5"));
+  EXPECT_EQ(back.tokens, d.tokens);
+  EXPECT_EQ(back.doc_offsets, d.doc_offsets);
+  EXPECT_EQ(back.answer_start, d.answer_start);
+  EXPECT_EQ(back.answer_len, d.answer_len);
+  EXPECT_EQ(back.evidence_start, d.evidence_start);
+  EXPECT_EQ(back.task, "passkey");
+  EXPECT_EQ(back.vocab_size, tokenizer::kVocabSize);
+}
+
+TEST(Dataset, PasskeyDocumentsHoldTheirKeyAndAnswer) {
+  const TokenDataset d = make_passkey_dataset({50, 150, 2000, 9});
+  for (int64_t i = 0; i < d.num_docs(); ++i) {
+    const auto begin = d.tokens.begin() + d.doc_offsets[i];
+    const std::vector<int32_t> doc(begin, begin + d.doc_length(i));
+    const std::string text = tokenizer::decode(doc);
+    const std::string answer = tokenizer::decode({begin + d.answer_start[i], begin + d.answer_start[i] + d.answer_len[i]});
+    ASSERT_EQ(answer.size(), 5u);
+    EXPECT_EQ(text.substr(static_cast<size_t>(d.evidence_start[i] - 1), 21), "The pass key is " + answer);
+    EXPECT_EQ(doc.front(), tokenizer::kBos);
+    EXPECT_EQ(doc.back(), tokenizer::kEos);
+    EXPECT_GE(d.doc_length(i), 150);
+    EXPECT_LE(d.doc_length(i), 2000 + 2);
+  }
+}
+
+TEST(Dataset, DamagedOrMissingFilesAreClearErrors) {
+  test::ScratchDir dir;
+  write_dataset(dir.path("d.h5"), make_passkey_dataset({30, 150, 600, 3}));
+  const auto size = std::filesystem::file_size(dir.path("d.h5"));
+  std::filesystem::copy_file(dir.path("d.h5"), dir.path("cut.h5"));
+  std::filesystem::resize_file(dir.path("cut.h5"), size / 2);
+  EXPECT_NE(error_of([&] { read_dataset(dir.path("cut.h5")); }).find("corrupt dataset"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_dataset(dir.path("missing.h5")); }).find("does not exist"), std::string::npos);
+  std::ofstream(dir.path("text.h5")) << "not hdf5 at all";
+  EXPECT_NE(error_of([&] { read_dataset(dir.path("text.h5")); }).find("not an HDF5 file"), std::string::npos);
+  TokenDataset bad;
+  bad.add_document({1, 2, 300});
+  EXPECT_NE(error_of([&] { write_dataset(dir.path("bad.h5"), bad); }).find("outside the vocabulary"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.path("bad.h5")));
+}
+
+// Documents of lengths 3, 5, 2, 9 (tokens 10*d + i) and budget 8.
+TokenDataset small_docs() {
+  TokenDataset d;
+  for (int32_t doc = 0; doc < 4; ++doc) {
+    const int32_t len = std::vector<int32_t>{3, 5, 2, 9}[doc];
+    std::vector<int32_t> t;
+    for (int32_t i = 0; i < len; ++i) t.push_back(10 * doc + i);
+    d.add_document(t);
+  }
+  return d;
+}
+
+TEST(Loader, PacksWholeDocumentsKeepsBoundariesAndCutsOnlyOversizedOnes) {
+  const TokenDataset d = small_docs();
+  BatchLoader loader(d, {0, 1, 2, 3}, 8, "all", 5);
+  std::vector<int64_t> seen_docs;
+  for (int batch = 0; batch < 6; ++batch) {
+    const PackedBatch b = loader.next();
+    ASSERT_EQ(b.tokens.size(), 8u);
+    std::vector<int64_t> packed_len(b.source_docs.size(), 0);
+    for (size_t i = 0; i < 8; ++i) {
+      if (b.doc_ids[i] < 0) {
+        EXPECT_EQ(b.labels[i], -1);
+        continue;
+      }
+      const int64_t doc = b.source_docs[b.doc_ids[i]];
+      EXPECT_EQ(b.tokens[i], 10 * doc + b.positions[i]) << "token from the right document at the right position";
+      const bool last = i + 1 == 8 || b.doc_ids[i + 1] != b.doc_ids[i];
+      EXPECT_EQ(b.labels[i], last ? -1 : b.tokens[i + 1]) << "labels never cross a document end";
+      ++packed_len[b.doc_ids[i]];
+    }
+    for (size_t j = 0; j < b.source_docs.size(); ++j)
+      EXPECT_EQ(packed_len[j], std::min<int64_t>(8, d.doc_length(b.source_docs[j]))) << "only documents longer than the budget are cut";
+    seen_docs.insert(seen_docs.end(), b.source_docs.begin(), b.source_docs.end());
+  }
+  for (int64_t doc = 0; doc < 4; ++doc) EXPECT_GE(std::count(seen_docs.begin(), seen_docs.end(), doc), 1);
+}
+
+TEST(Loader, AnswersOnlyLabelsTheAnswerSpan) {
+  TokenDataset d;
+  d.add_document({1, 2, 3, 4, 5, 6}, 3, 2);
+  const auto labels = document_labels(d, 0, "answers");
+  EXPECT_EQ(labels, (std::vector<int64_t>{-1, -1, 4, 5, -1, -1}));
+  EXPECT_EQ(document_labels(d, 0, "all"), (std::vector<int64_t>{2, 3, 4, 5, 6, -1}));
+}
+
+TEST(Loader, CursorResumesExactlyAcrossEpochs) {
+  const TokenDataset d = make_passkey_dataset({40, 150, 400, 1});
+  const auto docs = split_documents(d, Split::kTrain, 0.1);
+  BatchLoader a(d, docs, 512, "all", 9);
+  for (int i = 0; i < 23; ++i) a.next();
+  BatchLoader b(d, docs, 512, "all", 9);
+  b.set_cursor(a.cursor());
+  for (int i = 0; i < 30; ++i) {
+    const PackedBatch x = a.next(), y = b.next();
+    ASSERT_EQ(x.tokens, y.tokens) << "batch " << i;
+    ASSERT_EQ(x.labels, y.labels);
+  }
+  EXPECT_GT(a.cursor().epoch, 0) << "the test must cross an epoch boundary";
+}
+
+TEST(Loader, ValidationSplitIsDisjointAndDeterministic) {
+  const TokenDataset d = make_passkey_dataset({200, 150, 300, 2});
+  const auto train = split_documents(d, Split::kTrain, 0.1), val = split_documents(d, Split::kValidation, 0.1);
+  EXPECT_EQ(train.size() + val.size(), 200u);
+  EXPECT_GT(val.size(), 5u);
+  EXPECT_LT(val.size(), 40u);
+  for (int64_t v : val) EXPECT_EQ(std::count(train.begin(), train.end(), v), 0);
+  EXPECT_EQ(val, split_documents(d, Split::kValidation, 0.1));
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,178 @@
+// The trainer end to end: loss falls, resume is bit-exact, a crash while writing a checkpoint loses
+// nothing, and bad input stops the run with a clear message.
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/safetensors.h"
+#include "runtime/train/trainer.h"
+#include "tests/test_util.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<nlohmann::json> step_records(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("kind")) out.push_back(j);
+  }
+  return out;
+}
+
+std::string write_config(const test::ScratchDir& dir, const Config& c) {
+  const std::string path = dir.path("config.yaml");
+  std::ofstream(path) << to_yaml(c);
+  return path;
+}
+
+TEST(Training, LossFallsWellBelowItsStartIn30Steps) {
+  test::ScratchDir dir;
+  Config c = test::tiny_config(test::write_tiny_passkey(dir), dir.path("run"));
+  c.train.steps = 30;
+  c.train.dtype = "float32";
+  c.model.d_model = 64;
+  train(c);
+  const auto steps = step_records(c.run.dir);
+  ASSERT_EQ(steps.size(), 30u);
+  const double first = steps.front()["loss"], last = steps.back()["loss"];
+  EXPECT_NEAR(first, std::log(259.0), 0.5) << "an untrained byte model starts near uniform";
+  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+  for (const auto& s : steps) {
+    EXPECT_GT(s["tokens"].get<int64_t>(), 0);
+    EXPECT_GT(s["peak_mem_bytes"].get<int64_t>(), 0);
+  }
+}
+
+TEST(Training, ResumeIsBitExact) {
+  test::ScratchDir dir;
+  Config straight = test::tiny_config(test::write_tiny_passkey(dir), dir.path("straight"));
+  straight.checkpoint.interval = 3;
+  train(straight);  // 6 steps, checkpoints at 3 and 6
+
+  Config resumed = straight;
+  resumed.run.dir = dir.path("resumed");
+  train(resumed, {dir.path("straight/checkpoints/step-3")});  // a fresh model, optimizer and loader
+
+  const auto a = step_records(straight.run.dir), b = step_records(resumed.run.dir);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(b[i]["step"], a[i + 3]["step"]);
+    EXPECT_EQ(b[i]["loss"].get<double>(), a[i + 3]["loss"].get<double>()) << "step " << b[i]["step"];
+  }
+  const SafetensorsFile wa(straight.run.dir + "/checkpoints/step-6/model.safetensors");
+  const SafetensorsFile wb(resumed.run.dir + "/checkpoints/step-6/model.safetensors");
+  for (const auto& name : wa.names()) EXPECT_TRUE(torch::equal(wa.load(name), wb.load(name))) << name;
+}
+
+TEST(Training, CrashWhileWritingACheckpointKeepsThePreviousOne) {
+  test::ScratchDir dir;
+  Config c = test::tiny_config(test::write_tiny_passkey(dir), dir.path("run"));
+  c.checkpoint.interval = 2;
+  const std::string config = write_config(dir, c);
+  const auto crashed = test::run_loom("train --config " + config, "LOOM_FAULT=checkpoint-write@4");
+  EXPECT_NE(crashed.exit_code, 0) << crashed.output;
+  EXPECT_NE(crashed.output.find("aborting while writing the checkpoint"), std::string::npos) << crashed.output;
+  const std::string ckpt = c.run.dir + "/checkpoints";
+  EXPECT_TRUE(fs::exists(ckpt + "/step-2/model.safetensors"));
+  EXPECT_FALSE(fs::exists(ckpt + "/step-4"));
+  std::ifstream latest(ckpt + "/latest");
+  std::string target;
+  latest >> target;
+  EXPECT_EQ(target, "step-2");
+  EXPECT_NO_THROW(SafetensorsFile(ckpt + "/step-2/model.safetensors"));
+
+  const auto resumed = test::run_loom("train --config " + config + " --resume auto");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from"), std::string::npos);
+  EXPECT_TRUE(fs::exists(ckpt + "/step-6"));
+  EXPECT_FALSE(fs::exists(ckpt + "/.tmp-step-4")) << "the half-written folder is cleaned up by the next save";
+}
+
+// Each case: loom exits non-zero and says what is wrong.
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = test::tiny_config(test::write_tiny_passkey(dir_), dir_.path("run"));
+    config_.train.steps = 2;
+    path_ = write_config(dir_, config_);
+  }
+  void expect_error(const std::string& args, const std::string& message) {
+    const auto r = test::run_loom(args);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << "expected '" << message << "' in:\n" << r.output;
+  }
+  test::ScratchDir dir_;
+  Config config_;
+  std::string path_;
+};
+
+TEST_F(BadInput, UnknownConfigKey) { expect_error("train --config " + path_ + " --set train.stpes=3", "unknown config key 'train.stpes'"); }
+
+TEST_F(BadInput, MissingDataFile) {
+  expect_error("train --config " + path_ + " --set data.path=" + dir_.path("nope.h5"), "does not exist");
+}
+
+TEST_F(BadInput, CorruptDataFile) {
+  fs::resize_file(config_.data.path, fs::file_size(config_.data.path) / 2);
+  expect_error("train --config " + path_, "corrupt dataset");
+}
+
+TEST_F(BadInput, DatasetVocabLargerThanModel) {
+  expect_error("train --config " + path_ + " --set model.vocab_size=200", "set model.vocab_size to at least 259");
+}
+
+TEST_F(BadInput, CheckpointOfAnotherModelShape) {
+  ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
+  expect_error("train --config " + path_ + " --set model.d_model=48 --set run.dir=" + dir_.path("other") +
+                   " --resume " + dir_.path("run/checkpoints/step-2"),
+               "another model shape");
+}
+
+TEST_F(BadInput, ResumePathThatDoesNotExist) {
+  expect_error("train --config " + path_ + " --resume " + dir_.path("no/such/step-9"), "does not exist");
+}
+
+TEST_F(BadInput, RunDirHoldingAnotherRunIsRefusedUnlessOverwrite) {
+  ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
+  expect_error("train --config " + path_ + " --set train.lr=0.01", "already holds a run");
+  EXPECT_TRUE(fs::exists(dir_.path("run/checkpoints/step-2"))) << "the refused run touched nothing";
+  EXPECT_EQ(test::run_loom("train --config " + path_ + " --set run.overwrite=true").exit_code, 0);
+}
+
+TEST_F(BadInput, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  const auto r = test::run_loom("train --config " + path_ + " --set train.steps=4 --set checkpoint.interval=1",
+                                "LOOM_FAULT=nan-loss@3");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("step 3: the loss or gradient is not finite"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("checkpoints/step-2"), std::string::npos) << "names the last good checkpoint: " << r.output;
+  EXPECT_TRUE(fs::exists(dir_.path("run/checkpoints/step-2/model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir_.path("run/checkpoints/step-3")));
+}
+
+TEST_F(BadInput, NonFiniteLossIsSkippedWhenConfigured) {
+  const auto r = test::run_loom("train --config " + path_ + " --set train.steps=4 --set train.on_nan=skip", "LOOM_FAULT=nan-loss@2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto steps = step_records(dir_.path("run"));
+  ASSERT_EQ(steps.size(), 4u);
+  EXPECT_TRUE(steps[1]["skipped"].get<bool>());
+  EXPECT_FALSE(steps[2]["skipped"].get<bool>());
+}
+
+TEST_F(BadInput, EvalOfAPasskeyCheckpointReportsAccuracyByDepth) {
+  ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
+  const auto r = test::run_loom("eval --checkpoint " + dir_.path("run") + " --json " + dir_.path("eval.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("by depth of the key"), std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(std::ifstream(dir_.path("eval.json")));
+  EXPECT_GT(j["answered"].get<int64_t>(), 0);
+  EXPECT_TRUE(std::isfinite(j["loss"].get<double>()));
+  EXPECT_EQ(j["accuracy_by_depth"].size() > 0, true);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,65 @@
+#include "tests/test_util.h"
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <sys/wait.h>
+
+#include "runtime/data/passkey_task.h"
+
+namespace loom::test {
+
+namespace fs = std::filesystem;
+
+ScratchDir::ScratchDir() {
+  std::random_device rd;
+  root_ = (fs::temp_directory_path() / ("loom-test-" + std::to_string(rd()) + std::to_string(rd()))).string();
+  fs::create_directories(root_);
+}
+
+ScratchDir::~ScratchDir() { fs::remove_all(root_); }
+
+std::string ScratchDir::path(const std::string& name) const { return name.empty() ? root_ : root_ + "/" + name; }
+
+Config tiny_config(const std::string& data_path, const std::string& run_dir) {
+  Config c;
+  c.run.dir = run_dir;
+  c.model.d_model = 32;
+  c.model.n_layers = 2;
+  c.model.n_heads = 4;
+  c.model.n_kv_heads = 2;
+  c.model.max_seq_len = 512;
+  c.data.path = data_path;
+  c.train.steps = 6;
+  c.train.seq_len = 256;
+  c.train.tokens_per_step = 512;
+  c.train.lr = 3e-3;
+  c.train.warmup_steps = 2;
+  c.train.dtype = "float64";
+  c.log.progress = false;
+  return c;
+}
+
+std::string write_tiny_passkey(const ScratchDir& dir, int64_t docs) {
+  const std::string path = dir.path("passkey.h5");
+  write_dataset(path, make_passkey_dataset({docs, 150, 400, 7}));
+  return path;
+}
+
+ProcessResult run_loom(const std::string& args, const std::string& env) {
+  const std::string cmd = env + " " + LOOM_BINARY + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) output.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
+double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  const double scale = std::max(b.abs().max().item<double>(), 1e-30);
+  return (a - b).abs().max().item<double>() / scale;
+}
+
+}  // namespace loom::test

@@ -1,0 +1,41 @@
+// Shared helpers for Loom's tests: scratch folders, tiny configs and datasets, running the loom
+// executable as a real subprocess.
+#pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "runtime/core/config.h"
+
+namespace loom::test {
+
+// A fresh empty folder under the system temp dir, removed when the test ends.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  std::string path(const std::string& name = "") const;
+
+ private:
+  std::string root_;
+};
+
+// A tiny float64 model and training setup over `data_path`, writing to `run_dir`.
+Config tiny_config(const std::string& data_path, const std::string& run_dir);
+
+// Writes a small passkey dataset (documents of 150-400 bytes) and returns its path.
+std::string write_tiny_passkey(const ScratchDir& dir, int64_t docs = 120);
+
+struct ProcessResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+// Runs the loom executable with `args` (shell-quoted by the caller) and optional environment prefix.
+ProcessResult run_loom(const std::string& args, const std::string& env = "");
+
+// max |a - b| / max(max |b|, tiny): the relative error the exactness tests bound.
+double relative_error(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace loom::test
