@@ -40,7 +40,7 @@ ModelConfig bench_model(int64_t d_model, int64_t seq_len) {
 
 int run_bench_train(const BenchArgs& args) {
   const MachineCeiling ceiling = measure_machine_ceiling();
-  std::printf("machine: %d threads | float32 matmul ceiling %sFLOP/s | copy bandwidth %sB/s\n", ceiling.threads,
+  std::printf("machine: %d cores | float32 matmul ceiling %sFLOP/s | copy bandwidth %sB/s\n", ceiling.cores,
               human_count(ceiling.matmul_flops).c_str(), human_count(ceiling.memory_bytes_s).c_str());
   std::printf("%8s %8s %10s %12s %12s %12s %10s\n", "d_model", "layers", "params", "step_s", "tokens/s", "FLOP/s",
               "of_ceiling");
@@ -68,7 +68,7 @@ int run_bench_train(const BenchArgs& args) {
   }
   if (!args.json_out.empty()) {
     const nlohmann::json out = {{"benchmark", "train"}, {"matmul_ceiling_flops", ceiling.matmul_flops},
-                                {"memory_bytes_per_s", ceiling.memory_bytes_s}, {"threads", ceiling.threads}, {"rows", rows}};
+                                {"memory_bytes_per_s", ceiling.memory_bytes_s}, {"cores", ceiling.cores}, {"rows", rows}};
     std::ofstream(args.json_out) << out.dump(2) << "\n";
   }
   return 0;

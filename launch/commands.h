@@ -36,6 +36,7 @@ struct SynthArgs {
 int run_data_synth(const SynthArgs& args);
 int run_data_prepare(const std::vector<std::string>& inputs, const std::string& out);
 int run_data_inspect(const std::string& path);
+int run_summary(const std::string& run_dir);
 
 struct BenchArgs {
   std::string json_out;

@@ -2,11 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <thread>
+
 namespace loom {
 
 MachineCeiling measure_machine_ceiling() {
   MachineCeiling c;
-  c.threads = torch::get_num_threads();
   const int64_t n = 2048;
   const auto a = torch::randn({n, n}), b = torch::randn({n, n});
   auto out = torch::empty({n, n});
@@ -16,6 +17,7 @@ MachineCeiling measure_machine_ceiling() {
   auto dst = torch::empty_like(src);
   const double t_copy = median_seconds(5, [&] { dst.copy_(src); });
   c.memory_bytes_s = 2.0 * static_cast<double>(src.nbytes()) / t_copy;
+  c.cores = static_cast<int>(std::thread::hardware_concurrency());
   return c;
 }
 

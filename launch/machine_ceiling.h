@@ -10,7 +10,7 @@ namespace loom {
 struct MachineCeiling {
   double matmul_flops = 0;    // float32 square matmul, FLOP/s (median)
   double memory_bytes_s = 0;  // large tensor copy, bytes read + written per second (median)
-  int threads = 0;
+  int cores = 0;
 };
 
 MachineCeiling measure_machine_ceiling();

@@ -1,7 +1,11 @@
 // loom: the one executable. `loom --help` lists the subcommands.
 #include <CLI/CLI.hpp>
 
+#include <torch/torch.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "launch/commands.h"
 #include "runtime/core/error.h"
@@ -56,6 +60,12 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   i->callback([&] { rc = loom::run_data_inspect(inspect_path); });
 }
 
+void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
+  auto* cmd = app.add_subcommand("summary", "what a run produced: paths, loss curve, throughput, evaluation");
+  cmd->add_option("run_dir", run_dir, "the run's run.dir")->required();
+  cmd->callback([&] { rc = loom::run_summary(run_dir); });
+}
+
 void add_bench(CLI::App& app, loom::BenchArgs& a, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
@@ -70,6 +80,9 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, int& rc) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's LibTorch starts with one intra-op thread whatever the machine; use every core unless
+  // the user chose (OMP_NUM_THREADS, or train.threads for training).
+  if (!std::getenv("OMP_NUM_THREADS")) torch::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
   CLI::App app{"Loom: distributed long-context training on LibTorch"};
   app.require_subcommand(1);
   int rc = 0;
@@ -79,11 +92,12 @@ int main(int argc, char** argv) {
   loom::SynthArgs synth;
   loom::BenchArgs bench;
   std::vector<std::string> inputs;
-  std::string out, inspect_path;
+  std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
   add_eval(app, eval, rc);
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
+  add_summary(app, run_dir, rc);
   add_bench(app, bench, rc);
   try {
     app.parse(argc, argv);

@@ -33,7 +33,7 @@ struct BlockGrads {
   torch::Tensor dq, dk, dv;  // accumulation dtype
 };
 
-constexpr int64_t kDefaultTile = 512;
+constexpr int64_t kDefaultTile = 256;
 
 BlockOutput block_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           const AttentionMask& mask, double scale, int64_t tile = kDefaultTile);

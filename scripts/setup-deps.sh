@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Loom needs to build and test, from Debian 12 packages. Idempotent: when everything is
+# there it only asks dpkg and returns in well under a second.
+set -euo pipefail
+
+packages=(
+  build-essential cmake git ca-certificates
+  libtorch-dev          # LibTorch 1.13 (CPU)
+  libopenblas0-openmp   # without it LibTorch's matmul falls back to the reference BLAS (~10x slower)
+  libopenmpi-dev openmpi-bin
+  libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
