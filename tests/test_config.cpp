@@ -3,7 +3,6 @@
 #include <fstream>
 
 #include "runtime/core/config.h"
-#include "runtime/core/error.h"
 #include "tests/test_util.h"
 
 namespace loom {
@@ -12,17 +11,6 @@ namespace {
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 // The message of the loom::Error that `fn` throws (fails the test if it throws none).
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a loom::Error";
-  return "";
-}
-
 TEST(Config, BaseFileThenFileThenOverrides) {
   test::ScratchDir dir;
   write(dir.path("base.yaml"), "model:\n  d_model: 64\n  n_layers: 3\ntrain:\n  lr: 0.01\n");
@@ -51,44 +39,44 @@ TEST(Config, ResolvedYamlReadsBackIdentically) {
 TEST(Config, UnknownKeyNamesKeyFileLineAndAlternatives) {
   test::ScratchDir dir;
   write(dir.path("bad.yaml"), "model:\n  d_model: 64\n  d_modle: 32\n");
-  const std::string msg = error_of([&] { load_config(dir.path("bad.yaml")); });
+  const std::string msg = test::error_of([&] { load_config(dir.path("bad.yaml")); });
   EXPECT_NE(msg.find("model.d_modle"), std::string::npos) << msg;
   EXPECT_NE(msg.find("bad.yaml:3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("d_model"), std::string::npos) << "lists the known keys: " << msg;
-  EXPECT_NE(error_of([&] { load_config(dir.path("bad.yaml"), {}); }).find("unknown"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_config("colour: red\n", "x"); }).find("sections are"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_config(dir.path("bad.yaml"), {}); }).find("unknown"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("colour: red\n", "x"); }).find("sections are"), std::string::npos);
 }
 
 TEST(Config, WrongTypeAndRangeAndChoice) {
-  EXPECT_NE(error_of([] { parse_config("train:\n  steps: many\n", "f.yaml"); }).find("train.steps must be an integer"),
+  EXPECT_NE(test::error_of([] { parse_config("train:\n  steps: many\n", "f.yaml"); }).find("train.steps must be an integer"),
             std::string::npos);
-  const std::string range = error_of([] { parse_config("train:\n  lr: -1\n", "f.yaml"); });
+  const std::string range = test::error_of([] { parse_config("train:\n  lr: -1\n", "f.yaml"); });
   EXPECT_NE(range.find("f.yaml:2"), std::string::npos) << range;
   EXPECT_NE(range.find("out of range"), std::string::npos) << range;
-  const std::string choice = error_of([] { parse_config("train:\n  dtype: float16\n", "f.yaml"); });
+  const std::string choice = test::error_of([] { parse_config("train:\n  dtype: float16\n", "f.yaml"); });
   EXPECT_NE(choice.find("float32, float64, bfloat16"), std::string::npos) << choice;
-  EXPECT_NE(error_of([] { parse_config("", "x", {"train.lr"}); }).find("key=value"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("", "x", {"train.lr"}); }).find("key=value"), std::string::npos);
 }
 
 TEST(Config, InconsistentValuesAreRejected) {
-  const std::string heads = error_of([] { parse_config("model:\n  d_model: 100\n  n_heads: 3\n", "m.yaml"); });
+  const std::string heads = test::error_of([] { parse_config("model:\n  d_model: 100\n  n_heads: 3\n", "m.yaml"); });
   EXPECT_NE(heads.find("model.n_heads"), std::string::npos) << heads;
   EXPECT_NE(heads.find("m.yaml:3"), std::string::npos) << heads;
-  EXPECT_NE(error_of([] { parse_config("model:\n  n_kv_heads: 3\n", "m"); }).find("must divide model.n_heads"),
+  EXPECT_NE(test::error_of([] { parse_config("model:\n  n_kv_heads: 3\n", "m"); }).find("must divide model.n_heads"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_config("train:\n  seq_len: 100\n  tokens_per_step: 250\n", "m"); }).find("multiple"),
+  EXPECT_NE(test::error_of([] { parse_config("train:\n  seq_len: 100\n  tokens_per_step: 250\n", "m"); }).find("multiple"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_config("parallel:\n  sp: 2\n", "m"); }).find("parallel.sp"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("parallel:\n  sp: 2\n", "m"); }).find("parallel.sp"), std::string::npos);
 }
 
 TEST(Config, BaseCyclesAndMissingFilesAreClearErrors) {
   test::ScratchDir dir;
   write(dir.path("a.yaml"), "base: b.yaml\n");
   write(dir.path("b.yaml"), "base: a.yaml\n");
-  EXPECT_NE(error_of([&] { load_config(dir.path("a.yaml")); }).find("cycle"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_config(dir.path("none.yaml")); }).find("cannot read"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_config(dir.path("a.yaml")); }).find("cycle"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_config(dir.path("none.yaml")); }).find("cannot read"), std::string::npos);
   write(dir.path("syntax.yaml"), "model: [unclosed\n");
-  EXPECT_NE(error_of([&] { load_config(dir.path("syntax.yaml")); }).find("YAML syntax error"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_config(dir.path("syntax.yaml")); }).find("YAML syntax error"), std::string::npos);
 }
 
 }  // namespace

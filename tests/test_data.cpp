@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "runtime/core/error.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/data/passkey_task.h"
 #include "runtime/data/token_dataset.h"
@@ -12,17 +11,6 @@
 
 namespace loom {
 namespace {
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a loom::Error";
-  return "";
-}
 
 TEST(Tokenizer, BytesRoundTripAndSpecialsAreDropped) {
   const std::string text = "pass key: 12345 \xc3\xa9";
@@ -69,13 +57,13 @@ TEST(Dataset, DamagedOrMissingFilesAreClearErrors) {
   const auto size = std::filesystem::file_size(dir.path("d.h5"));
   std::filesystem::copy_file(dir.path("d.h5"), dir.path("cut.h5"));
   std::filesystem::resize_file(dir.path("cut.h5"), size / 2);
-  EXPECT_NE(error_of([&] { read_dataset(dir.path("cut.h5")); }).find("corrupt dataset"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_dataset(dir.path("missing.h5")); }).find("does not exist"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { read_dataset(dir.path("cut.h5")); }).find("corrupt dataset"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { read_dataset(dir.path("missing.h5")); }).find("does not exist"), std::string::npos);
   std::ofstream(dir.path("text.h5")) << "not hdf5 at all";
-  EXPECT_NE(error_of([&] { read_dataset(dir.path("text.h5")); }).find("not an HDF5 file"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { read_dataset(dir.path("text.h5")); }).find("not an HDF5 file"), std::string::npos);
   TokenDataset bad;
   bad.add_document({1, 2, 300});
-  EXPECT_NE(error_of([&] { write_dataset(dir.path("bad.h5"), bad); }).find("outside the vocabulary"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { write_dataset(dir.path("bad.h5"), bad); }).find("outside the vocabulary"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir.path("bad.h5")));
 }
 

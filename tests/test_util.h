@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/core/config.h"
+#include "runtime/core/error.h"
 
 namespace loom::test {
 
@@ -34,6 +35,18 @@ struct ProcessResult {
 };
 // Runs the loom executable with `args` (shell-quoted by the caller) and optional environment prefix.
 ProcessResult run_loom(const std::string& args, const std::string& env = "");
+
+// The message of the loom::Error that `fn` throws; fails the test if it throws none.
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a loom::Error";
+  return "";
+}
 
 // max |a - b| / max(max |b|, tiny): the relative error the exactness tests bound.
 double relative_error(const torch::Tensor& a, const torch::Tensor& b);
