@@ -68,11 +68,10 @@ torch::Tensor group_rows(const torch::Tensor& t, int64_t hkv, const TileSpan& q)
   return t.view({hkv, g, t.size(1), -1}).slice(2, q.begin, q.end).reshape({hkv, g * (q.end - q.begin), -1});
 }
 
-// Scores of one tile in the accumulation dtype, -inf where masked.
+// Scores of one tile from pre-scaled queries, -inf where masked.
 torch::Tensor tile_scores(const torch::Tensor& qt, const torch::Tensor& kt, const AttentionMask& m,
-                          const TileSpan& q, const TileSpan& k, TileKind kind, double scale,
-                          torch::ScalarType acc) {
-  auto s = torch::bmm(qt, kt.transpose(1, 2)).to(acc).mul_(scale);
+                          const TileSpan& q, const TileSpan& k, TileKind kind) {
+  auto s = torch::bmm(qt, kt.transpose(1, 2));
   if (kind == TileKind::kPartial) {
     const int64_t hkv = s.size(0);
     const int64_t tq = q.end - q.begin;
@@ -80,6 +79,17 @@ torch::Tensor tile_scores(const torch::Tensor& qt, const torch::Tensor& kt, cons
         .masked_fill_(tile_mask(m, q, k).logical_not(), -std::numeric_limits<double>::infinity());
   }
   return s;
+}
+
+// q * scale, k and v in the accumulation dtype, contiguous: the arithmetic below then runs in one
+// dtype with in-place updates (a no-op copy for float32/float64 inputs).
+struct Operands {
+  torch::Tensor q_scaled, k, v;
+};
+
+Operands prepare(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+  const auto acc = accumulation_dtype(q);
+  return {(q.to(acc) * scale).contiguous(), k.to(acc).contiguous(), v.to(acc).contiguous()};
 }
 
 void check_shapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionMask& m) {
@@ -97,40 +107,39 @@ AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::T
 BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
                           const AttentionMask& mask, double scale, int64_t tile) {
   check_shapes(q_in, k_in, v_in, mask);
-  const auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  const auto acc = accumulation_dtype(q);
-  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2);
+  const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
+  const auto opts = q.options();
+  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);
   const double inf = std::numeric_limits<double>::infinity();
-  auto out = torch::zeros({hq, q.size(1), d}, q.options().dtype(acc));
-  auto lse = torch::full({hq, q.size(1)}, -inf, q.options().dtype(acc));
-  const auto q_tiles = tile_spans(mask.q_pos, mask.q_doc, tile);
+  auto out = torch::zeros({hq, n, d}, opts);
+  auto lse = torch::full({hq, n}, -inf, opts);
   const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
 
-  for (const auto& qs : q_tiles) {
+  for (const auto& qs : tile_spans(mask.q_pos, mask.q_doc, tile)) {
     const auto qt = group_rows(q, hkv, qs);
     const int64_t rows = qt.size(1);
-    auto row_max = torch::full({hkv, rows}, -inf, q.options().dtype(acc));
-    auto row_sum = torch::zeros({hkv, rows}, q.options().dtype(acc));
-    auto o = torch::zeros({hkv, rows, d}, q.options().dtype(acc));
+    auto row_max = torch::full({hkv, rows}, -inf, opts);
+    auto row_sum = torch::zeros({hkv, rows}, opts);
+    auto o = torch::zeros({hkv, rows, d}, opts);
     for (const auto& ks : k_tiles) {
       const TileKind kind = classify(qs, ks, mask.causal);
       if (kind == TileKind::kEmpty) continue;
-      const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
-      auto s = tile_scores(qt, kt, mask, qs, ks, kind, scale, acc);
-      const auto new_max = torch::maximum(row_max, std::get<0>(s.max(-1)));
+      auto p = tile_scores(qt, k.slice(1, ks.begin, ks.end), mask, qs, ks, kind);
+      const auto new_max = torch::maximum(row_max, std::get<0>(p.max(-1)));
+      // Rows that have seen no key yet keep max -inf; shifting them by 0 keeps exp() at 0, not NaN.
       const auto shift = torch::where(torch::isinf(new_max), torch::zeros_like(new_max), new_max);
-      auto p = (s - shift.unsqueeze(-1)).exp_();
+      p.sub_(shift.unsqueeze(-1)).exp_();
       const auto rescale = (row_max - shift).exp_();
-      row_sum = row_sum * rescale + p.sum(-1);
-      o = o * rescale.unsqueeze(-1) + torch::bmm(p.to(v.scalar_type()), vt).to(acc);
+      row_sum.mul_(rescale).add_(p.sum(-1));
+      o.mul_(rescale.unsqueeze(-1)).baddbmm_(p, v.slice(1, ks.begin, ks.end));
       row_max = new_max;
     }
     const auto seen = row_sum > 0;
     const auto o_final = torch::where(seen.unsqueeze(-1), o / row_sum.clamp_min(1e-300).unsqueeze(-1), torch::zeros_like(o));
     const auto lse_final = torch::where(seen, row_max + row_sum.clamp_min(1e-300).log(), torch::full_like(row_max, -inf));
     const int64_t tq = qs.end - qs.begin;
-    out.view({hkv, g, q.size(1), d}).slice(2, qs.begin, qs.end).copy_(o_final.view({hkv, g, tq, d}));
-    lse.view({hkv, g, q.size(1)}).slice(2, qs.begin, qs.end).copy_(lse_final.view({hkv, g, tq}));
+    out.view({hkv, g, n, d}).slice(2, qs.begin, qs.end).copy_(o_final.view({hkv, g, tq, d}));
+    lse.view({hkv, g, n}).slice(2, qs.begin, qs.end).copy_(lse_final.view({hkv, g, tq}));
   }
   return {out, lse};
 }
@@ -139,20 +148,19 @@ BlockGrads block_backward(const torch::Tensor& dout_in, const torch::Tensor& q_i
                           const torch::Tensor& v_in, const torch::Tensor& out, const torch::Tensor& lse,
                           const AttentionMask& mask, double scale, int64_t tile) {
   check_shapes(q_in, k_in, v_in, mask);
-  const auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  const auto acc = accumulation_dtype(q);
-  const auto dout = dout_in.to(acc).contiguous();
-  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2);
+  const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
+  const auto opts = q.options();
+  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);
+  const auto dout = dout_in.to(opts.dtype()).contiguous();
   // D_i = rowsum(dO * O) stands in for sum_j P_ij (dO_i . v_j); empty rows get lse 0 so P = 0.
-  const auto delta = (dout * out.to(acc)).sum(-1);
-  const auto safe_lse = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse).to(acc).contiguous();
-  auto dq = torch::zeros({hq, q.size(1), d}, q.options().dtype(acc));
-  auto dk = torch::zeros({hkv, k.size(1), d}, q.options().dtype(acc));
-  auto dv = torch::zeros({hkv, k.size(1), d}, q.options().dtype(acc));
-  const auto q_tiles = tile_spans(mask.q_pos, mask.q_doc, tile);
+  const auto delta = (dout * out.to(opts.dtype())).sum(-1);
+  const auto safe_lse = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse).to(opts.dtype()).contiguous();
+  auto dq = torch::zeros({hq, n, d}, opts);
+  auto dk = torch::zeros({hkv, k.size(1), d}, opts);
+  auto dv = torch::zeros({hkv, k.size(1), d}, opts);
   const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
 
-  for (const auto& qs : q_tiles) {
+  for (const auto& qs : tile_spans(mask.q_pos, mask.q_doc, tile)) {
     const auto qt = group_rows(q, hkv, qs);
     const auto dot = group_rows(dout, hkv, qs);
     const auto lse_t = group_rows(safe_lse.unsqueeze(-1), hkv, qs);
@@ -162,15 +170,14 @@ BlockGrads block_backward(const torch::Tensor& dout_in, const torch::Tensor& q_i
       const TileKind kind = classify(qs, ks, mask.causal);
       if (kind == TileKind::kEmpty) continue;
       const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
-      const auto p = (tile_scores(qt, kt, mask, qs, ks, kind, scale, acc) - lse_t).exp_();
-      dv.slice(1, ks.begin, ks.end) += torch::bmm(p.transpose(1, 2), dot);
-      const auto dp = torch::bmm(dot, vt.to(acc).transpose(1, 2));
-      const auto ds = p * (dp - delta_t);
-      dq_t += torch::bmm(ds, kt.to(acc)) * scale;
-      dk.slice(1, ks.begin, ks.end) += torch::bmm(ds.transpose(1, 2), qt.to(acc)) * scale;
+      const auto p = tile_scores(qt, kt, mask, qs, ks, kind).sub_(lse_t).exp_();
+      dv.slice(1, ks.begin, ks.end).baddbmm_(p.transpose(1, 2), dot);
+      const auto ds = torch::bmm(dot, vt.transpose(1, 2)).sub_(delta_t).mul_(p);
+      dq_t.baddbmm_(ds, kt, 1.0, scale);
+      dk.slice(1, ks.begin, ks.end).baddbmm_(ds.transpose(1, 2), qt);  // qt carries the scale already
     }
     const int64_t tq = qs.end - qs.begin;
-    dq.view({hkv, g, q.size(1), d}).slice(2, qs.begin, qs.end).copy_(dq_t.view({hkv, g, tq, d}));
+    dq.view({hkv, g, n, d}).slice(2, qs.begin, qs.end).copy_(dq_t.view({hkv, g, tq, d}));
   }
   return {dq, dk, dv};
 }

@@ -39,7 +39,8 @@ void score_answers(const TokenDataset& data, const PackedBatch& batch, const tor
       bool correct = true;
       for (int64_t t = 0; t < len; ++t)
         correct &= pred[slot + a - 1 + t] == data.tokens[data.doc_offsets[doc] + a + t];
-      const double depth = static_cast<double>(data.evidence_start[doc]) / static_cast<double>(data.doc_length(doc));
+      // Depth: where the key sits in the context that precedes the answer (0% = its start).
+      const double depth = static_cast<double>(data.evidence_start[doc]) / static_cast<double>(a);
       const auto depth_bucket = std::min<int64_t>(4, static_cast<int64_t>(depth * 5));
       std::ostringstream depth_label;
       depth_label << depth_bucket * 20 << "-" << (depth_bucket + 1) * 20 << "%";

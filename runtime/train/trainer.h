@@ -24,6 +24,6 @@ struct TrainSummary {
 TrainSummary train(const Config& config, const TrainOptions& options = {});
 
 // The dtype named by train.dtype.
-torch::ScalarType parse_dtype(const std::string& name);
+c10::ScalarType parse_dtype(const std::string& name);
 
 }  // namespace loom
