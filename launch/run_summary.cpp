@@ -49,7 +49,7 @@ void print_loss_chart(const std::vector<nlohmann::json>& steps, int width = 64, 
   const double hi = *std::max_element(col.begin(), col.end()), lo = *std::min_element(col.begin(), col.end());
   std::printf("loss (steps 1-%zu):\n", loss.size());
   for (int row = height - 1; row >= 0; --row) {
-    const double level = lo + (hi - lo) * (row + 0.5) / height;
+    const double level = lo + (hi - lo) * row / height;  // the bottom row shows every column
     std::printf("%8.3f |", lo + (hi - lo) * (row + 1) / height);
     for (int c = 0; c < cols; ++c) std::putchar(col[c] >= level ? '#' : ' ');
     std::putchar('\n');
