@@ -93,6 +93,31 @@ TEST(Training, CrashWhileWritingACheckpointKeepsThePreviousOne) {
   EXPECT_FALSE(fs::exists(ckpt + "/.tmp-step-4")) << "the half-written folder is cleaned up by the next save";
 }
 
+// Slurm preemption: SIGTERM makes the trainer save a checkpoint at the next step boundary and exit 0.
+TEST(Training, PreemptionSignalSavesACheckpointAndExitsCleanly) {
+  test::ScratchDir dir;
+  Config c = test::tiny_config(test::write_tiny_passkey(dir), dir.path("run"));
+  c.train.steps = 100000;
+  const std::string config = write_config(dir, c);
+  const std::string script = "sh -c '" + std::string(LOOM_BINARY) + " train --config " + config + " > " + dir.path("log") +
+                             " 2>&1 & pid=$!; for i in $(seq 300); do [ -s " + c.run.dir +
+                             "/metrics.jsonl ] && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo exit=$?'";
+  FILE* pipe = popen(script.c_str(), "r");
+  char buf[64] = {0};
+  const std::string status = fgets(buf, sizeof buf, pipe) ? buf : "";
+  pclose(pipe);
+  EXPECT_EQ(status, "exit=0\n");
+  std::ifstream log(dir.path("log"));
+  const std::string output((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(output.find("received signal 15"), std::string::npos) << output;
+  std::ifstream latest(c.run.dir + "/checkpoints/latest");
+  std::string target;
+  latest >> target;
+  ASSERT_FALSE(target.empty()) << output;
+  EXPECT_TRUE(fs::exists(c.run.dir + "/checkpoints/" + target + "/model.safetensors"));
+  EXPECT_LT(step_records(c.run.dir).size(), 100000u);
+}
+
 // Each case: loom exits non-zero and says what is wrong.
 class BadInput : public ::testing::Test {
  protected:
