@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -209,7 +210,16 @@ struct Writer {
     root[key.substr(0, dot)][key.substr(dot + 1)] = value;
   }
   template <class T>
-  void number(const char* key, T& field, double, double) { put(key, field); }
+  void number(const char* key, T& field, double, double) {
+    if constexpr (std::is_floating_point_v<T>) {
+      // The shortest text that reads back to the same double: 0.003, not 0.0030000000000000001.
+      char buf[32];
+      const auto end = std::to_chars(buf, buf + sizeof buf, field).ptr;
+      put(key, YAML::Node(std::string(buf, end)));
+    } else {
+      put(key, field);
+    }
+  }
   void text(const char* key, std::string& field) { put(key, field); }
   void flag(const char* key, bool& field) { put(key, field); }
   void choice(const char* key, std::string& field, std::initializer_list<const char*>) { put(key, field); }
@@ -290,7 +300,6 @@ std::string to_yaml(const Config& config) {
   Writer writer;
   visit_fields(copy, writer);
   YAML::Emitter out;
-  out.SetDoublePrecision(17);
   out << writer.root;
   return std::string(out.c_str()) + "\n";
 }
