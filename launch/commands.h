@@ -29,7 +29,7 @@ struct GenerateArgs {
 int run_generate(const GenerateArgs& args);
 
 struct SynthArgs {
-  std::string task = "passkey", out;
+  std::string task = "passkey", style = "prose", out;
   int64_t docs = 1000, min_len = 256, max_len = 4096;
   uint64_t seed = 1;
 };

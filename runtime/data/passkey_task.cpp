@@ -12,7 +12,16 @@ namespace {
 
 const char* const kFiller[] = {"The grass is green. ", "The sky is blue. ", "The sun is yellow. ",
                                "Here we go. ", "There and back again. "};
-const std::string kQuestion = "What is the pass key? The pass key is ";
+struct Phrasing {
+  std::string (*needle)(const std::string& key);
+  std::string question;
+};
+
+Phrasing phrasing(PasskeyStyle style) {
+  if (style == PasskeyStyle::kMarker) return {[](const std::string& key) { return "#" + key + " "; }, "?#"};
+  return {[](const std::string& key) { return "The pass key is " + key + ". Remember it. " + key + " is the pass key. "; },
+          "What is the pass key? The pass key is "};
+}
 
 // Lengths log-uniform with a squared draw: most documents near min_len, a long tail up to max_len.
 int64_t draw_length(std::mt19937_64& rng, const PasskeyOptions& o) {
@@ -32,8 +41,8 @@ std::string filler(std::mt19937_64& rng, int64_t bytes) {
 }  // namespace
 
 TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
-  const std::string sample_needle = "The pass key is 00000. Remember it. 00000 is the pass key. ";
-  const int64_t fixed = static_cast<int64_t>(sample_needle.size() + kQuestion.size()) + 6;
+  const Phrasing say = phrasing(o.style);
+  const int64_t fixed = static_cast<int64_t>(say.needle("00000").size() + say.question.size()) + 6;
   check(o.docs > 0, "passkey: --docs must be positive");
   check(o.min_len >= fixed + 16, "passkey: --min-len must be at least " + std::to_string(fixed + 16) +
                                      " bytes to hold the key, the question and some filler");
@@ -44,12 +53,11 @@ TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
   data.task = "passkey";
   for (int64_t d = 0; d < o.docs; ++d) {
     const std::string key = std::to_string(std::uniform_int_distribution<int>(10000, 99999)(rng));
-    const std::string needle = "The pass key is " + key + ". Remember it. " + key + " is the pass key. ";
     const int64_t filler_bytes = draw_length(rng, o) - fixed;
     const double depth = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     const std::string text = filler(rng, filler_bytes);
     const auto cut = static_cast<size_t>(depth * static_cast<double>(text.size()));
-    const std::string before = text.substr(0, cut) + needle + text.substr(cut) + kQuestion;
+    const std::string before = text.substr(0, cut) + say.needle(key) + text.substr(cut) + say.question;
     const auto evidence = static_cast<int64_t>(cut) + 1;  // after BOS
 
     std::vector<int32_t> doc = {tokenizer::kBos};

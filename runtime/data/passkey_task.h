@@ -8,11 +8,19 @@
 
 namespace loom {
 
+// How the key is stated and asked for.
+//   prose:  "The pass key is 12345. Remember it. 12345 is the pass key." ... "What is the pass key? The pass key is "
+//   marker: "#12345 " ... "?#" — a byte that occurs nowhere else marks both the key and the question,
+//           the small-vocabulary variant: one-token matching suffices to find the key, so models
+//           small enough for a CPU learn retrieval in minutes rather than hours.
+enum class PasskeyStyle { kProse, kMarker };
+
 struct PasskeyOptions {
   int64_t docs = 1000;
   int64_t min_len = 256;  // bytes per document, before BOS/EOS
   int64_t max_len = 4096;
   uint64_t seed = 1;
+  PasskeyStyle style = PasskeyStyle::kProse;
 };
 
 TokenDataset make_passkey_dataset(const PasskeyOptions& options);
