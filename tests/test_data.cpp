@@ -51,6 +51,18 @@ TEST(Dataset, PasskeyDocumentsHoldTheirKeyAndAnswer) {
   }
 }
 
+TEST(Dataset, MarkerPasskeyMarksKeyAndQuestionWithAByteFoundNowhereElse) {
+  const TokenDataset d = make_passkey_dataset({50, 64, 600, 4, PasskeyStyle::kMarker});
+  for (int64_t i = 0; i < d.num_docs(); ++i) {
+    const auto begin = d.tokens.begin() + d.doc_offsets[i];
+    const std::string text = tokenizer::decode({begin, begin + d.doc_length(i)});
+    const std::string answer = tokenizer::decode({begin + d.answer_start[i], begin + d.answer_start[i] + d.answer_len[i]});
+    EXPECT_EQ(text.substr(static_cast<size_t>(d.evidence_start[i] - 1), 6), "#" + answer);
+    EXPECT_EQ(text.substr(static_cast<size_t>(d.answer_start[i] - 3), 2), "?#");
+    EXPECT_EQ(std::count(text.begin(), text.end(), '#'), 2) << "one marker for the key, one for the question";
+  }
+}
+
 TEST(Dataset, DamagedOrMissingFilesAreClearErrors) {
   test::ScratchDir dir;
   write_dataset(dir.path("d.h5"), make_passkey_dataset({30, 150, 600, 3}));
