@@ -56,6 +56,9 @@ TEST(Config, WrongTypeAndRangeAndChoice) {
   const std::string choice = test::error_of([] { parse_config("train:\n  dtype: float16\n", "f.yaml"); });
   EXPECT_NE(choice.find("float32, float64, bfloat16"), std::string::npos) << choice;
   EXPECT_NE(test::error_of([] { parse_config("", "x", {"train.lr"}); }).find("key=value"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("", "x", {"train.lr=[1"}); }).find("not valid YAML"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("train:\n  lr: [1, 2]\n", "f.yaml"); }).find("train.lr must be a number"),
+            std::string::npos);
 }
 
 TEST(Config, InconsistentValuesAreRejected) {

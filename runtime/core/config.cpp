@@ -135,7 +135,11 @@ void apply_overrides(const std::vector<std::string>& overrides, Entries& out) {
     check(eq != std::string::npos && eq > 0,
           "--set '" + item + "': write overrides as key=value, e.g. --set train.lr=3e-4");
     const std::string key = item.substr(0, eq);
-    out[key] = {YAML::Load(item.substr(eq + 1)), "--set " + item};
+    try {
+      out[key] = {YAML::Load(item.substr(eq + 1)), "--set " + item};
+    } catch (const YAML::ParserException& e) {
+      fail("--set " + item + ": the value is not valid YAML (" + e.msg + ")");
+    }
   }
 }
 
@@ -154,11 +158,12 @@ struct Reader {
   }
   template <class T>
   T convert(const char* key, const Entry& e, const char* what) {
+    const std::string wrong = e.origin + ": " + key + " must be " + what + ", not '" + YAML::Dump(e.value) + "'";
+    if (!e.value.IsScalar()) fail(wrong);
     try {
-      check(e.value.IsScalar(), "");
       return e.value.as<T>();
-    } catch (const std::exception&) {
-      fail(e.origin + ": " + key + " must be " + what + ", not '" + YAML::Dump(e.value) + "'");
+    } catch (const YAML::BadConversion&) {
+      fail(wrong);
     }
   }
   template <class T>
