@@ -36,7 +36,14 @@ TEST(Training, LossFallsWellBelowItsStartIn30Steps) {
   c.train.steps = 30;
   c.train.dtype = "float32";
   c.model.d_model = 64;
+  c.checkpoint.interval = 5;
+  c.checkpoint.keep_last = 2;
   train(c);
+  std::vector<std::string> kept;
+  for (const auto& e : fs::directory_iterator(c.run.dir + "/checkpoints"))
+    if (e.is_directory()) kept.push_back(e.path().filename().string());
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<std::string>{"step-25", "step-30"})) << "keep_last: 2 keeps the newest two";
   const auto steps = step_records(c.run.dir);
   ASSERT_EQ(steps.size(), 30u);
   const double first = steps.front()["loss"], last = steps.back()["loss"];
