@@ -147,6 +147,7 @@ TEST_F(BadInput, UnknownConfigKey) { expect_error("train --config " + path_ + " 
 
 TEST_F(BadInput, MissingDataFile) {
   expect_error("train --config " + path_ + " --set data.path=" + dir_.path("nope.h5"), "does not exist");
+  EXPECT_FALSE(fs::exists(config_.run.dir)) << "a failed start leaves no run dir that would block the next one";
 }
 
 TEST_F(BadInput, CorruptDataFile) {

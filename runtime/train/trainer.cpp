@@ -188,9 +188,10 @@ torch::ScalarType parse_dtype(const std::string& name) {
 }
 
 TrainSummary train(const Config& config, const TrainOptions& options) {
+  // The data is checked before the run dir is touched, so a bad data path leaves nothing behind.
+  const TokenDataset data = load_training_data(config);
   prepare_run_dir(config, options);
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
-  const TokenDataset data = load_training_data(config);
   Run run(config, data);
   const std::string resume_from = options.resume.empty() ? "" : resolve_checkpoint(options.resume, config.run.dir);
   const int64_t start = resume_from.empty() ? 0 : run.resume(resume_from);
