@@ -49,9 +49,7 @@ struct BenchRow {
 BenchRow measure(int64_t d, const BenchArgs& args) {
   torch::manual_seed(0);
   Llama model(bench_model(d, args.seq_len));
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());
-  AdamW optimizer(named, {});
+  AdamW optimizer(model->parameter_list(), {});
   const PackedTensors batch = synthetic_batch(args.seq_len, model->config().vocab_size);
   const double seconds = median_seconds(static_cast<int>(args.steps), [&] {
     for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();

@@ -7,8 +7,8 @@
 
 namespace loom {
 
-AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options) : options_(options) {
-  for (auto& [name, p] : params) slots_.push_back({name, p, torch::zeros_like(p), torch::zeros_like(p)});
+AdamW::AdamW(const NamedTensors& params, AdamWOptions options) : options_(options) {
+  for (const auto& [name, p] : params) slots_.push_back({name, p, torch::zeros_like(p), torch::zeros_like(p)});
 }
 
 void AdamW::step(double lr) {
@@ -27,8 +27,8 @@ void AdamW::step(double lr) {
   }
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
+NamedTensors AdamW::state() const {
+  NamedTensors out;
   for (const auto& s : slots_) {
     out.emplace_back(s.name + ".exp_avg", s.exp_avg);
     out.emplace_back(s.name + ".exp_avg_sq", s.exp_avg_sq);
@@ -37,7 +37,7 @@ std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state) {
+void AdamW::load_state(const NamedTensors& state) {
   std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
   auto take = [&](const std::string& name, torch::Tensor& into) {
     auto it = by_name.find(name);

@@ -4,9 +4,9 @@
 #pragma once
 #include <torch/torch.h>
 
-#include <string>
-#include <utility>
 #include <vector>
+
+#include "runtime/core/named_tensors.h"
 
 namespace loom {
 
@@ -19,14 +19,14 @@ struct AdamWOptions {
 
 class AdamW {
  public:
-  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
+  AdamW(const NamedTensors& params, AdamWOptions options);
 
   void step(double lr);  // parameters without a gradient are left alone
   int64_t steps_taken() const { return steps_; }
 
   // "<param>.exp_avg" and "<param>.exp_avg_sq" for every parameter, plus the step count.
-  std::vector<std::pair<std::string, torch::Tensor>> state() const;
-  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state);
+  NamedTensors state() const;
+  void load_state(const NamedTensors& state);
 
  private:
   struct Slot {

@@ -2,7 +2,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "runtime/core/error.h"
 #include "runtime/core/safetensors.h"
 #include "tests/test_util.h"
 
@@ -10,13 +9,7 @@ namespace loom {
 namespace {
 
 std::string error_of(const std::string& path) {
-  try {
-    SafetensorsFile f(path);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a loom::Error for " << path;
-  return "";
+  return test::error_of([&] { SafetensorsFile f(path); });
 }
 
 void write_raw(const std::string& path, const std::string& header, const std::string& data) {

@@ -8,12 +8,11 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <utility>
 #include <vector>
 
-namespace loom {
+#include "runtime/core/named_tensors.h"
 
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+namespace loom {
 
 // Writes `tensors` (any device, contiguous or not) to `path` through a temporary name and a rename,
 // one tensor at a time, so a partially written file never carries the final name.

@@ -119,6 +119,12 @@ int64_t LlamaImpl::num_parameters() const {
   return n;
 }
 
+NamedTensors LlamaImpl::parameter_list() const {
+  NamedTensors out;
+  for (const auto& item : named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
 double LlamaImpl::dense_flops_per_token() const {
   const auto& c = config_;
   const double hd = static_cast<double>(c.head_dim());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/core/config.h"
+#include "runtime/core/named_tensors.h"
 
 namespace loom {
 
@@ -86,6 +87,7 @@ class LlamaImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   int64_t num_parameters() const;
+  NamedTensors parameter_list() const;  // under their Hugging Face names
   // Matmul FLOPs of one token's forward outside attention scores (2 per multiply-add).
   double dense_flops_per_token() const;
 

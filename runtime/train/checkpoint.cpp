@@ -53,12 +53,6 @@ std::vector<int64_t> checkpoint_steps(const std::string& run_dir) {
   return steps;
 }
 
-NamedTensors model_tensors(const Llama& model) {
-  NamedTensors out;
-  for (const auto& item : model->named_parameters()) out.emplace_back(item.key(), item.value());
-  return out;
-}
-
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
@@ -71,7 +65,7 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llam
   fs::create_directories(tmp_dir);
 
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"loom_checkpoint_version", std::to_string(kCheckpointVersion)}};
-  write_safetensors((tmp_dir / "model.safetensors").string(), model_tensors(model), meta);
+  write_safetensors((tmp_dir / "model.safetensors").string(), model->parameter_list(), meta);
   crash_if_requested(step);
   auto opt_state = optimizer.state();
   opt_state.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
@@ -156,7 +150,7 @@ void load_weights(const std::string& dir, Llama& model) {
 
 void load_optimizer(const std::string& dir, AdamW& optimizer) {
   const SafetensorsFile file((fs::path(dir) / "optimizer.safetensors").string());
-  std::vector<std::pair<std::string, torch::Tensor>> state;
+  NamedTensors state;
   for (const auto& name : file.names()) state.emplace_back(name, file.load(name));
   optimizer.load_state(state);
   check(file.contains("rng.torch_cpu"), "checkpoint '" + dir + "' lacks the RNG state");

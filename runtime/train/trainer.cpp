@@ -61,7 +61,7 @@ class Run {
       : config_(config),
         data_(data),
         model_(build_model(config)),
-        optimizer_(named_parameters(model_), {config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay}),
+        optimizer_(model_->parameter_list(), {config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay}),
         schedule_{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
         train_docs_(split_documents(data, Split::kTrain, config.data.val_fraction)),
         val_docs_(split_documents(data, Split::kValidation, config.data.val_fraction)),
@@ -163,11 +163,6 @@ class Run {
     return model;
   }
 
-  static std::vector<std::pair<std::string, torch::Tensor>> named_parameters(const Llama& model) {
-    std::vector<std::pair<std::string, torch::Tensor>> named;
-    for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());
-    return named;
-  }
 
   const Config& config_;
   const TokenDataset& data_;
