@@ -8,9 +8,23 @@
 #include <thread>
 
 #include "launch/commands.h"
+#include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
 
 namespace {
+
+// Prints the failure; in a job of several ranks it also ends every other rank, which would
+// otherwise wait for this one until their collectives time out.
+int report_failure(const std::string& kind, const std::string& message, int code) {
+  std::fflush(stdout);
+  const int size = loom::mpi_world_size();
+  if (size > 1) {
+    loom::abort_job("\nloom: " + kind + " on rank " + std::to_string(loom::mpi_world_rank()) + " of " + std::to_string(size) +
+                    ": " + message + "\n(ending every rank of the job)");
+  }
+  std::fprintf(stderr, "\nloom: %s: %s\n", kind.c_str(), message.c_str());
+  return code;
+}
 
 void add_train(CLI::App& app, loom::TrainArgs& a, int& rc) {
   auto* cmd = app.add_subcommand("train", "train a model described by a YAML config");
@@ -106,13 +120,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const loom::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "\nloom: error: %s\n", e.what());
-    return 1;
+    return report_failure("error", e.what(), 1);
   } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "\nloom: internal error (please report): %s\n", e.what());
-    return 3;
+    return report_failure("internal error (please report)", e.what(), 3);
   }
   return rc;
 }

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "launch/commands.h"
+#include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/data/tokenizer.h"
@@ -34,7 +35,8 @@ LoadedModel load_model(const std::string& path) {
 int run_train(const TrainArgs& args) {
   const Config config = load_config(args.config, args.overrides);
   const TrainSummary s = train(config, {args.resume});
-  std::printf("done: %ld steps, last loss %.4f, checkpoint %s\n", s.steps_done, s.last_loss, s.checkpoint.c_str());
+  if (mpi_world_rank() == 0)
+    std::printf("done: %ld steps, last loss %.4f, checkpoint %s\n", s.steps_done, s.last_loss, s.checkpoint.c_str());
   return 0;
 }
 

@@ -69,7 +69,16 @@ TEST(Config, InconsistentValuesAreRejected) {
             std::string::npos);
   EXPECT_NE(test::error_of([] { parse_config("train:\n  seq_len: 100\n  tokens_per_step: 250\n", "m"); }).find("multiple"),
             std::string::npos);
-  EXPECT_NE(test::error_of([] { parse_config("parallel:\n  sp: 2\n", "m"); }).find("parallel.sp"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("parallel:\n  tp: 0\n", "m"); }).find("parallel.tp"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("parallel:\n  dp: some\n", "m"); }).find("parallel.dp must be an integer"),
+            std::string::npos);
+}
+
+TEST(Config, DataParallelDegreeAutoRoundTrips) {
+  const Config c = parse_config("parallel:\n  dp: auto\n  sp: 2\n", "m");
+  EXPECT_EQ(c.parallel.dp, ParallelConfig::kAuto);
+  EXPECT_EQ(parse_config(to_yaml(c), "again").parallel.dp, ParallelConfig::kAuto);
+  EXPECT_EQ(parse_config("parallel:\n  dp: 3\n", "m").parallel.dp, 3);
 }
 
 TEST(Config, BaseCyclesAndMissingFilesAreClearErrors) {

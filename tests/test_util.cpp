@@ -1,6 +1,7 @@
 #include "tests/test_util.h"
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -47,14 +48,23 @@ std::string write_tiny_passkey(const ScratchDir& dir, int64_t docs) {
   return path;
 }
 
-ProcessResult run_loom(const std::string& args, const std::string& env) {
-  const std::string cmd = env + " " + LOOM_BINARY + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
+ProcessResult run_command(const std::string& command) {
+  const auto start = std::chrono::steady_clock::now();
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   std::string output;
   std::array<char, 4096> buf;
   while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) output.append(buf.data(), n);
   const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output, seconds};
+}
+
+ProcessResult run_loom(const std::string& args, const std::string& env) {
+  return run_command(env + " " + LOOM_BINARY + " " + args);
+}
+
+ProcessResult run_loom_ranks(int ranks, const std::string& args, const std::string& env) {
+  return run_command(env + " OMP_NUM_THREADS=1 " + LOOM_RUN + " -n " + std::to_string(ranks) + " -- " + LOOM_BINARY + " " + args);
 }
 
 double relative_error(const torch::Tensor& a, const torch::Tensor& b) {

@@ -32,9 +32,14 @@ std::string write_tiny_passkey(const ScratchDir& dir, int64_t docs = 120);
 struct ProcessResult {
   int exit_code;
   std::string output;  // stdout and stderr together
+  double seconds;      // wall time
 };
+// Runs a shell command and collects what it prints.
+ProcessResult run_command(const std::string& command);
 // Runs the loom executable with `args` (shell-quoted by the caller) and optional environment prefix.
 ProcessResult run_loom(const std::string& args, const std::string& env = "");
+// The same on `ranks` MPI ranks through launch/loom-run, one thread per rank.
+ProcessResult run_loom_ranks(int ranks, const std::string& args, const std::string& env = "");
 
 // The message of the loom::Error that `fn` throws; fails the test if it throws none.
 template <class Fn>

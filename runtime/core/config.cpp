@@ -56,10 +56,12 @@ void visit_fields(Config& c, Visitor& v) {
   v.number("train.threads", c.train.threads, 0, 1024);
   v.choice("train.strategy", c.train.strategy, {"full"});
 
-  v.number("parallel.dp", c.parallel.dp, 1, 1);
-  v.number("parallel.sp", c.parallel.sp, 1, 1);
-  v.number("parallel.tp", c.parallel.tp, 1, 1);
+  v.degree("parallel.dp", c.parallel.dp);
+  v.number("parallel.sp", c.parallel.sp, 1, 1 << 20);
+  v.number("parallel.tp", c.parallel.tp, 1, 1 << 20);
   v.choice("parallel.attention", c.parallel.attention, {"local"});
+  v.number("parallel.bucket_mb", c.parallel.bucket_mb, 0.001, 1 << 16);
+  v.number("parallel.timeout_s", c.parallel.timeout_s, 1, kInf);
 
   v.number("checkpoint.interval", c.checkpoint.interval, 0, kInf);
   v.number("checkpoint.keep_last", c.checkpoint.keep_last, 1, kInf);
@@ -182,6 +184,15 @@ struct Reader {
   void text(const char* key, std::string& field) {
     if (const Entry* e = find(key)) field = convert<std::string>(key, *e, "a string");
   }
+  void degree(const char* key, int64_t& field) {
+    const Entry* e = find(key);
+    if (!e) return;
+    if (e->value.IsScalar() && e->value.Scalar() == "auto") {
+      field = ParallelConfig::kAuto;
+      return;
+    }
+    number(key, field, 1, 1 << 20);
+  }
   void flag(const char* key, bool& field) {
     if (const Entry* e = find(key)) field = convert<bool>(key, *e, "true or false");
   }
@@ -203,6 +214,7 @@ struct KeyLister {
   template <class T>
   void number(const char* key, T&, double, double) { keys.push_back(key); }
   void text(const char* key, std::string&) { keys.push_back(key); }
+  void degree(const char* key, int64_t&) { keys.push_back(key); }
   void flag(const char* key, bool&) { keys.push_back(key); }
   void choice(const char* key, std::string&, std::initializer_list<const char*>) { keys.push_back(key); }
 };
@@ -226,6 +238,10 @@ struct Writer {
     }
   }
   void text(const char* key, std::string& field) { put(key, field); }
+  void degree(const char* key, int64_t& field) {
+    if (field == ParallelConfig::kAuto) put(key, "auto");
+    else put(key, field);
+  }
   void flag(const char* key, bool& field) { put(key, field); }
   void choice(const char* key, std::string& field, std::initializer_list<const char*>) { put(key, field); }
 };

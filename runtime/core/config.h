@@ -61,10 +61,13 @@ struct TrainConfig {
 };
 
 struct ParallelConfig {
-  int64_t dp = 1;
-  int64_t sp = 1;
-  int64_t tp = 1;
+  static constexpr int64_t kAuto = 0;
+  int64_t dp = kAuto;              // data-parallel degree; auto = world / (sp x tp)
+  int64_t sp = 1;                  // sequence-parallel degree
+  int64_t tp = 1;                  // tensor-parallel degree
   std::string attention = "local";
+  double bucket_mb = 25;           // gradient all-reduce bucket size
+  double timeout_s = 600;          // a collective that takes longer aborts the job
 };
 
 struct CheckpointConfig {

@@ -87,19 +87,26 @@ void BatchLoader::append(PackedBatch& b, int64_t doc, int64_t length) const {
   b.source_docs.push_back(doc);
 }
 
-PackedBatch BatchLoader::next() {
+PackedBatch BatchLoader::next() { return take(true); }
+
+void BatchLoader::skip() { take(false); }
+
+PackedBatch BatchLoader::take(bool materialize) {
   PackedBatch b;
+  int64_t used = 0;
   // A batch never spans two epochs, so one pass over a split (evaluation) ends exactly.
   if (cursor_.index == static_cast<int64_t>(docs_.size())) cursor_ = {cursor_.epoch + 1, 0};
   while (cursor_.index < static_cast<int64_t>(docs_.size())) {
     const int64_t doc = order()[cursor_.index];
-    const int64_t room = seq_len_ - static_cast<int64_t>(b.tokens.size());
+    const int64_t room = seq_len_ - used;
     const int64_t length = data_.doc_length(doc);
-    if (length > room && !b.tokens.empty()) break;
-    append(b, doc, std::min(length, room));
+    if (length > room && used > 0) break;
+    if (materialize) append(b, doc, std::min(length, room));
+    used += std::min(length, room);
     ++cursor_.index;
-    if (static_cast<int64_t>(b.tokens.size()) == seq_len_) break;
+    if (used == seq_len_) break;
   }
+  if (!materialize) return b;
   // Padding is masked and carries no loss, so its id only has to exist in the vocabulary.
   const int64_t pad_id = data_.vocab_size > tokenizer::kPad ? tokenizer::kPad : 0;
   const auto pad = static_cast<size_t>(seq_len_) - b.tokens.size();

@@ -44,10 +44,14 @@ class BatchLoader {
               std::string loss_on, uint64_t seed);
 
   PackedBatch next();
+  // Moves past the batch next() would return without building it: a data-parallel rank skips the
+  // micro-batches other ranks take, so every rank's cursor stays the same global cursor.
+  void skip();
   const LoaderCursor& cursor() const { return cursor_; }
   void set_cursor(const LoaderCursor& c);
 
  private:
+  PackedBatch take(bool materialize);
   const std::vector<int64_t>& order();
   void append(PackedBatch& batch, int64_t doc, int64_t length) const;
 

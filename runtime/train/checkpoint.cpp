@@ -55,10 +55,14 @@ std::vector<int64_t> checkpoint_steps(const std::string& run_dir) {
 
 }  // namespace
 
+std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
+  return (checkpoints_dir(run_dir) / ("step-" + std::to_string(step))).string();
+}
+
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
                             const LoaderCursor& cursor, const Config& config) {
   const fs::path root = checkpoints_dir(run_dir);
-  const fs::path final_dir = root / ("step-" + std::to_string(step));
+  const fs::path final_dir = checkpoint_dir(run_dir, step);
   const fs::path tmp_dir = root / (".tmp-step-" + std::to_string(step));
   fs::create_directories(root);
   fs::remove_all(tmp_dir);

@@ -26,6 +26,9 @@ struct CheckpointMeta {
   Config config;  // the run's resolved config as stored
 };
 
+// The folder checkpoint `step` of a run is written to.
+std::string checkpoint_dir(const std::string& run_dir, int64_t step);
+
 // Writes checkpoint `step` and returns its folder. LOOM_FAULT=checkpoint-write@<step> aborts the
 // process half-way through writing that step's checkpoint (the crash-safety test's switch).
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,

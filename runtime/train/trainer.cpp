@@ -6,9 +6,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <thread>
 
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "parallel/comm/mpi_communicator.h"
+#include "parallel/gradient_reducer.h"
+#include "parallel/mesh.h"
 #include "runtime/core/error.h"
 #include "runtime/core/fault_injection.h"
 #include "runtime/data/batch_loader.h"
@@ -57,15 +62,38 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // One training run: the model, its optimizer, the data and where the run stands.
 class Run {
  public:
-  Run(const Config& config, const TokenDataset& data)
+  Run(const Config& config, const TokenDataset& data, Mesh& mesh)
       : config_(config),
         data_(data),
+        mesh_(mesh),
+        root_(mesh.is_root()),
         model_(build_model(config)),
         optimizer_(model_->parameter_list(), {config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay}),
         schedule_{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
         train_docs_(split_documents(data, Split::kTrain, config.data.val_fraction)),
         val_docs_(split_documents(data, Split::kValidation, config.data.val_fraction)),
-        loader_(data, train_docs_, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)) {}
+        loader_(data, train_docs_, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)) {
+    if (mesh.dp_sp().size() > 1) {
+      std::vector<torch::Tensor> params;
+      for (const auto& [name, p] : model_->parameter_list()) params.push_back(p);
+      reducer_ = std::make_unique<GradientReducer>(params, mesh.dp_sp(), static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)));
+    }
+  }
+
+  // Every replica starts from rank 0's weights, whatever produced them (seeded init, init_from, resume).
+  void synchronise_weights() {
+    if (mesh_.world().size() == 1) return;
+    std::vector<CommHandle> pending;
+    for (const auto& [name, p] : model_->parameter_list()) pending.push_back(mesh_.world().broadcast(p.detach(), 0));
+    for (auto& h : pending) h.wait();
+  }
+
+  // True on every rank when any rank asks to stop, so all of them save the same step and exit.
+  bool agree_to_stop(bool mine) {
+    auto flag = torch::tensor({static_cast<int64_t>(mine)});
+    all_reduce_now(mesh_.world(), flag, ReduceOp::kMax);
+    return flag.item<int64_t>() != 0;
+  }
 
   // Continues from `dir`; returns its step.
   int64_t resume(const std::string& dir) {
@@ -74,11 +102,12 @@ class Run {
     load_optimizer(dir, optimizer_);
     loader_.set_cursor(meta.cursor);
     last_checkpoint_ = dir;
-    std::printf("resumed from %s (step %ld)\n", dir.c_str(), meta.step);
+    if (root_) std::printf("resumed from %s (step %ld)\n", dir.c_str(), meta.step);
     return meta.step;
   }
 
   void print_start() const {
+    if (!root_) return;
     const auto& c = config_;
     std::printf("loom train: %s parameters | %s dense FLOPs/token (fwd) | %ld layers, d_model %ld, %ld/%ld heads | %s\n",
                 human_count(static_cast<double>(model_->num_parameters())).c_str(),
@@ -88,39 +117,54 @@ class Run {
                 c.data.path.c_str(), data_.num_docs(), train_docs_.size(), val_docs_.size(),
                 human_count(static_cast<double>(data_.tokens.size())).c_str(), c.train.tokens_per_step,
                 c.accumulation_steps(), c.train.seq_len);
+    const MeshShape& shape = mesh_.shape();
+    std::printf("mesh: dp %ld x sp %ld x tp %ld = %ld ranks; each dp rank takes %ld of the %ld micro-batches\n%s", shape.dp,
+                shape.sp, shape.tp, shape.world(), c.accumulation_steps() / shape.dp, c.accumulation_steps(),
+                mesh_.placement_table().c_str());
     std::printf("run dir: %s\n", c.run.dir.c_str());
     std::fflush(stdout);
   }
 
-  // One optimizer step over tokens_per_step tokens; `step` counts from 0.
-  StepMetrics step(int64_t step, MetricsLog& log) {
+  // One optimizer step over tokens_per_step tokens; `step` counts from 0. Data-parallel rank r takes
+  // micro-batches r, r + dp, ... of the step, so the global batch does not depend on dp.
+  StepMetrics step(int64_t step, MetricsLog* log) {
     const auto t0 = std::chrono::steady_clock::now();
+    const int64_t dp = mesh_.shape().dp, dp_rank = mesh_.coord().dp;
     std::vector<PackedTensors> micro;
-    int64_t labels = 0;
     for (int64_t a = 0; a < config_.accumulation_steps(); ++a) {
-      micro.push_back(to_tensors(loader_.next()));
-      labels += micro.back().label_count;
+      if (a % dp == dp_rank) micro.push_back(to_tensors(loader_.next()));
+      else loader_.skip();
     }
-    // The loss is averaged over every label token of the step, not per micro-batch, so that
-    // accumulation gives the update of one big batch.
-    const double denominator = static_cast<double>(std::max<int64_t>(1, labels));
+    // The loss is averaged over every label token of the global step, not per micro-batch or per
+    // rank, so accumulation and data parallelism give the update of one big batch.
+    auto labels = torch::zeros({1}, torch::kInt64);
+    for (const auto& mb : micro) labels += mb.label_count;
+    all_reduce_now(mesh_.dp(), labels);
+    const double denominator = static_cast<double>(std::max<int64_t>(1, labels.item<int64_t>()));
     const auto params = model_->parameters();
     for (auto& p : params) p.mutable_grad() = torch::Tensor();
     StepMetrics m;
     m.step = step + 1;
-    double flops = 0;
-    for (const auto& mb : micro) {
+    inject_rank_faults(m.step);
+    auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs
+    for (size_t i = 0; i < micro.size(); ++i) {
+      const auto& mb = micro[i];
       const auto loss = summed_loss(model_->forward(mb.tokens, mb.positions, mb.doc_ids), mb.labels);
+      if (reducer_ && i + 1 == micro.size()) reducer_->arm();
       (loss / denominator).backward();
-      m.loss += (fault_requested("nan-loss", m.step) ? NAN : loss.item<double>()) / denominator;
-      flops += training_flops(model_, mb);
-      m.tokens += (mb.doc_ids >= 0).sum().item<int64_t>();
+      totals[0] += fault_requested("nan-loss", m.step, mesh_.world().rank()) ? NAN : loss.item<double>();
+      totals[1] += (mb.doc_ids >= 0).sum().item<int64_t>();
+      totals[2] += training_flops(model_, mb);
     }
+    if (reducer_) reducer_->finish();
+    all_reduce_now(mesh_.dp(), totals);
+    m.loss = totals[0].item<double>() / denominator;
+    m.tokens = totals[1].item<int64_t>();
     m.lr = schedule_.at(step);
     m.grad_norm = clip_grad_norm(params, config_.train.grad_clip);
     m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
     if (m.skipped && config_.train.on_nan == "stop") {
-      log.finish_line();
+      if (log) log->finish_line();
       fail("step " + std::to_string(m.step) + ": the loss or gradient is not finite (loss " + std::to_string(m.loss) +
            "). The last good checkpoint is " + (last_checkpoint_.empty() ? "none" : last_checkpoint_) +
            "; lower train.lr, or set train.on_nan=skip to skip such steps");
@@ -128,13 +172,14 @@ class Run {
     if (!m.skipped) optimizer_.step(m.lr);
     m.step_time_s = seconds_since(t0);
     m.tokens_per_s = static_cast<double>(m.tokens) / m.step_time_s;
-    m.flops_per_s = flops / m.step_time_s;
+    m.flops_per_s = totals[2].item<double>() / m.step_time_s;
     m.peak_mem_bytes = peak_rss_bytes();
     return m;
   }
 
+  // Rank 0 evaluates; the others wait for it at the next collective.
   void evaluate_now(int64_t step, MetricsLog& log) {
-    if (val_docs_.empty()) return;
+    if (val_docs_.empty() || !root_) return;
     const EvalResult result = evaluate(model_, data_, val_docs_, config_.train.seq_len, config_.eval.max_docs);
     auto record = result.to_json();
     record["step"] = step;
@@ -146,9 +191,15 @@ class Run {
     std::printf("\n");
   }
 
+  // Weights and optimizer state are replicated, so rank 0 writes them; the barrier keeps every rank
+  // from exiting (or a requeued job from resuming) before the checkpoint is complete.
   const std::string& checkpoint(int64_t step) {
-    last_checkpoint_ = save_checkpoint(config_.run.dir, step, model_, optimizer_, loader_.cursor(), config_);
-    prune_checkpoints(config_.run.dir, config_.checkpoint.keep_last);
+    if (root_) {
+      save_checkpoint(config_.run.dir, step, model_, optimizer_, loader_.cursor(), config_);
+      prune_checkpoints(config_.run.dir, config_.checkpoint.keep_last);
+    }
+    barrier_now(mesh_.world());
+    last_checkpoint_ = checkpoint_dir(config_.run.dir, step);
     return last_checkpoint_;
   }
 
@@ -164,15 +215,37 @@ class Run {
   }
 
 
+  // The deliberate failures of the failure-handling tests (see fault_injection.h).
+  void inject_rank_faults(int64_t step) const {
+    const int rank = mesh_.world().rank();
+    if (fault_requested("throw", step, rank)) fail("injected failure (LOOM_FAULT) at step " + std::to_string(step));
+    if (fault_requested("kill", step, rank)) std::raise(SIGKILL);
+    if (fault_requested("signal", step, rank)) std::raise(SIGUSR1);
+    while (fault_requested("hang", step, rank)) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+
   const Config& config_;
   const TokenDataset& data_;
+  Mesh& mesh_;
+  bool root_;
   Llama model_;
   AdamW optimizer_;
   LrSchedule schedule_;
   std::vector<int64_t> train_docs_, val_docs_;
   BatchLoader loader_;
+  std::unique_ptr<GradientReducer> reducer_;
   std::string last_checkpoint_;
 };
+
+// Training with sp or tp above 1 needs parallel attention and layers that later Loom versions add;
+// the mesh, launch and dry run already accept those degrees.
+void check_trainable(const Config& config, const MeshShape& shape) {
+  check(shape.sp == 1, "parallel.sp = " + std::to_string(shape.sp) +
+                           ": sequence-parallel attention (ring / token_ring) is not in this version of Loom yet; "
+                           "train with parallel.sp: 1");
+  check(shape.tp == 1, "parallel.tp = " + std::to_string(shape.tp) +
+                           ": tensor-parallel layers are not in this version of Loom yet; train with parallel.tp: 1");
+}
 
 }  // namespace
 
@@ -185,35 +258,46 @@ torch::ScalarType parse_dtype(const std::string& name) {
 TrainSummary train(const Config& config, const TrainOptions& options) {
   // The data is checked before the run dir is touched, so a bad data path leaves nothing behind.
   const TokenDataset data = load_training_data(config);
-  prepare_run_dir(config, options);
+  auto world = mpi_world(config.parallel.timeout_s);
+  const MeshShape shape = resolve_mesh_shape(config, world->size());
+  check_trainable(config, shape);
+  Mesh mesh(std::move(world), shape);
+  if (mesh.is_root()) prepare_run_dir(config, options);
+  barrier_now(mesh.world());
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
-  Run run(config, data);
+  Run run(config, data, mesh);
   const std::string resume_from = options.resume.empty() ? "" : resolve_checkpoint(options.resume, config.run.dir);
   const int64_t start = resume_from.empty() ? 0 : run.resume(resume_from);
+  run.synchronise_weights();
   run.print_start();
 
-  MetricsLog log(config.run.dir, start, config.train.steps, config.log.progress);
+  std::optional<MetricsLog> log;
+  if (mesh.is_root()) log.emplace(config.run.dir, start, config.train.steps, config.log.progress);
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
   TrainSummary summary;
   for (int64_t step = start; step < config.train.steps; ++step) {
-    const StepMetrics m = run.step(step, log);
-    log.step(m, m.step % config.log.interval == 0 || m.step == config.train.steps);
+    const StepMetrics m = run.step(step, log ? &*log : nullptr);
+    if (log) log->step(m, m.step % config.log.interval == 0 || m.step == config.train.steps);
     summary.last_loss = m.loss;
     summary.steps_done = m.step;
-    if (config.eval.interval > 0 && m.step % config.eval.interval == 0) run.evaluate_now(m.step, log);
-    const bool stop = g_stop_signal != 0;
+    if (log && config.eval.interval > 0 && m.step % config.eval.interval == 0) run.evaluate_now(m.step, *log);
+    // A preemption signal may reach only some ranks (or reach them at different steps): they agree
+    // at every step boundary, so all of them save the same step.
+    const bool stop = run.agree_to_stop(g_stop_signal != 0);
     if (stop || m.step == config.train.steps || (config.checkpoint.interval > 0 && m.step % config.checkpoint.interval == 0))
       run.checkpoint(m.step);
     if (stop) {
-      log.finish_line();
-      std::printf("received signal %d: saved %s and stopping; continue with --resume auto\n", static_cast<int>(g_stop_signal),
-                  run.last_checkpoint().c_str());
+      if (log) {
+        log->finish_line();
+        std::printf("stop requested (signal): saved %s and stopping; continue with --resume auto\n",
+                    run.last_checkpoint().c_str());
+      }
       summary.preempted = true;
       break;
     }
   }
-  log.finish_line();
+  if (log) log->finish_line();
   summary.checkpoint = run.last_checkpoint();
   return summary;
 }

@@ -1,0 +1,503 @@
+#include "parallel/comm/mpi_communicator.h"
+
+// Loom uses MPI's C API only; the deprecated C++ bindings would need another library.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  return std::string(text, length);
+}
+
+std::string mebibytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g MiB", static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
+
+// One operation: started on the progress thread, completed there, finished (outputs copied back)
+// on the caller's thread in wait().
+class MpiWork final : public CommWork {
+ public:
+  using Start = std::function<int(std::vector<MPI_Request>&)>;  // returns an MPI error code
+
+  MpiWork(std::string what, double timeout_s, Start start, std::function<void()> finish)
+      : what_(std::move(what)), timeout_s_(timeout_s), start_(std::move(start)), finish_(std::move(finish)) {}
+
+  void start() {
+    // start_ keeps the buffers and count arrays it captured alive until this work is destroyed:
+    // MPI reads them until the operation completes.
+    const int rc = start_(requests_);
+    if (rc != MPI_SUCCESS) complete(mpi_error_text(rc));
+  }
+
+  // Polls the requests; true once the operation has completed (or failed).
+  bool test() {
+    if (is_done()) return true;
+    int flag = 0;
+    const int rc = MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS) complete(mpi_error_text(rc));
+    else if (flag) complete("");
+    return flag || rc != MPI_SUCCESS;
+  }
+
+  bool ready() override { return is_done(); }
+
+  void wait() override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const auto limit = std::chrono::duration<double>(timeout_s_);
+    if (!done_cv_.wait_for(lock, limit, [&] { return done_; })) {
+      fail(what_ + " did not finish within " + std::to_string(static_cast<int64_t>(timeout_s_)) +
+           " s: another rank has died, hangs, or issued a different operation. Raise parallel.timeout_s if a rank "
+           "legitimately works that long between collectives");
+    }
+    if (!error_.empty()) fail(what_ + " failed: " + error_);
+    if (finish_) {
+      auto finish = std::move(finish_);
+      finish_ = nullptr;
+      lock.unlock();
+      finish();
+    }
+  }
+
+ private:
+  bool is_done() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return done_;
+  }
+  void complete(std::string error) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = true;
+    error_ = std::move(error);
+    done_cv_.notify_all();
+  }
+
+  std::string what_;
+  double timeout_s_;
+  Start start_;
+  std::function<void()> finish_;
+  std::vector<MPI_Request> requests_;
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::string error_;
+};
+
+// MPI for the process: init on construction, the progress thread, finalize at exit.
+class MpiRuntime {
+ public:
+  static MpiRuntime& get() {
+    static MpiRuntime runtime;
+    return runtime;
+  }
+
+  void submit(std::shared_ptr<MpiWork> work) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(work));
+    }
+    wake_.notify_one();
+  }
+
+  // Runs a blocking MPI call on the progress thread, after everything submitted before it.
+  int run_blocking(const std::function<int()>& call) {
+    int rc = MPI_SUCCESS;
+    auto work = std::make_shared<MpiWork>("a blocking MPI call", 1e9, [&](std::vector<MPI_Request>&) { return rc = call(); },
+                                          nullptr);
+    submit(work);
+    work->wait();
+    return rc;
+  }
+
+  ~MpiRuntime() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && owns_mpi_) MPI_Finalize();
+  }
+
+ private:
+  MpiRuntime() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    int provided = 0;
+    if (initialized) {
+      MPI_Query_thread(&provided);
+    } else {
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+      owns_mpi_ = true;
+    }
+    check(provided == MPI_THREAD_MULTIPLE,
+          "this MPI library does not offer MPI_THREAD_MULTIPLE; Loom's progress thread needs it. "
+          "Use an MPI built with thread support (Debian's Open MPI has it)");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  // Starts queued operations in order and polls the active ones. Polling spins (yielding the core)
+  // right after activity, when a completion is likely soon, and then sleeps in short naps so an idle
+  // wait for a slow link costs next to no CPU.
+  void loop() {
+    std::vector<std::shared_ptr<MpiWork>> active;
+    int idle_rounds = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (active.empty()) wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_ && queue_.empty() && active.empty()) return;
+        while (!queue_.empty()) {
+          active.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+          lock.unlock();
+          active.back()->start();
+          lock.lock();
+          idle_rounds = 0;
+        }
+      }
+      const auto before = active.size();
+      active.erase(std::remove_if(active.begin(), active.end(), [](const auto& w) { return w->test(); }), active.end());
+      if (active.size() != before) idle_rounds = 0;
+      else if (++idle_rounds < 2000) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<MpiWork>> queue_;
+  bool stop_ = false;
+  bool owns_mpi_ = false;
+};
+
+MPI_Datatype element_type(const torch::Tensor& t, bool reduce) {
+  switch (t.scalar_type()) {
+    case torch::kFloat32: return MPI_FLOAT;
+    case torch::kFloat64: return MPI_DOUBLE;
+    case torch::kInt64: return MPI_INT64_T;
+    case torch::kInt32: return MPI_INT32_T;
+    case torch::kInt8: return MPI_INT8_T;
+    case torch::kUInt8:
+    case torch::kBool: return MPI_UINT8_T;
+    case torch::kBFloat16:
+    case torch::kHalf:
+      check(!reduce, "the MPI backend cannot reduce 16-bit floats; reduce a float32 copy instead");
+      return MPI_UINT16_T;
+    default: fail(std::string("the MPI backend does not move tensors of type ") + c10::toString(t.scalar_type()));
+  }
+}
+
+MPI_Op reduce_op(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
+
+int count_of(const torch::Tensor& t) {
+  check(t.numel() <= INT_MAX, "a single MPI transfer holds at most 2^31-1 elements; split the tensor");
+  return static_cast<int>(t.numel());
+}
+
+int64_t bytes_of(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+// A contiguous buffer MPI can write into, and the step that copies it back into a non-contiguous
+// destination.
+struct Output {
+  torch::Tensor user, buffer;
+  explicit Output(const torch::Tensor& t) : user(t), buffer(t.is_contiguous() ? t : t.contiguous()) {}
+  void copy_back() const {
+    if (!buffer.is_same(user)) user.copy_(buffer);
+  }
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, std::string name, double timeout_s)
+      : comm_(comm), name_(std::move(name)), timeout_s_(timeout_s) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+
+  ~MpiCommunicator() override {
+    if (comm_ != MPI_COMM_WORLD) MpiRuntime::get().run_blocking([this] { return MPI_Comm_free(&comm_); });
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+
+  CommHandle all_reduce(torch::Tensor tensor, ReduceOp op) override {
+    check_tensor(tensor);
+    Output out(tensor);
+    const MPI_Datatype type = element_type(tensor, true);
+    check(op != ReduceOp::kAvg || tensor.is_floating_point(), "all_reduce with average needs a floating-point tensor");
+    counters_.add("all_reduce", CommCounters::kGroup, bytes_of(tensor), bytes_of(tensor));
+    const int size = size_;
+    return submit("all_reduce", bytes_of(tensor),
+                  [=](std::vector<MPI_Request>& r) {
+                    r.resize(1);
+                    return MPI_Iallreduce(MPI_IN_PLACE, out.buffer.data_ptr(), count_of(out.buffer), type, reduce_op(op), comm_, &r[0]);
+                  },
+                  [=] {
+                    if (op == ReduceOp::kAvg) out.buffer.div_(size);
+                    out.copy_back();
+                  });
+  }
+
+  CommHandle reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override {
+    check_tensor(input);
+    check_tensor(output);
+    check(input.numel() == output.numel() * size_, "reduce_scatter on group '" + name_ + "': the input must hold " +
+                                                         std::to_string(size_) + " times the output's elements");
+    const torch::Tensor in = input.contiguous();
+    Output out(output);
+    const MPI_Datatype type = element_type(input, true);
+    counters_.add("reduce_scatter", CommCounters::kGroup, bytes_of(input), bytes_of(output));
+    const int size = size_;
+    return submit("reduce_scatter", bytes_of(input),
+                  [=](std::vector<MPI_Request>& r) {
+                    r.resize(1);
+                    return MPI_Ireduce_scatter_block(in.data_ptr(), out.buffer.data_ptr(), count_of(out.buffer), type,
+                                                     reduce_op(op), comm_, &r[0]);
+                  },
+                  [=] {
+                    if (op == ReduceOp::kAvg) out.buffer.div_(size);
+                    out.copy_back();
+                  });
+  }
+
+  CommHandle all_gather(torch::Tensor input, torch::Tensor output) override {
+    check_tensor(input);
+    check_tensor(output);
+    check(output.numel() == input.numel() * size_, "all_gather on group '" + name_ + "': the output must hold " +
+                                                         std::to_string(size_) + " times the input's elements");
+    const torch::Tensor in = input.contiguous();
+    Output out(output);
+    const MPI_Datatype type = element_type(input, false);
+    counters_.add("all_gather", CommCounters::kGroup, bytes_of(input), bytes_of(output));
+    return submit("all_gather", bytes_of(output),
+                  [=](std::vector<MPI_Request>& r) {
+                    r.resize(1);
+                    return MPI_Iallgather(in.data_ptr(), count_of(in), type, out.buffer.data_ptr(), count_of(in), type, comm_, &r[0]);
+                  },
+                  [=] { out.copy_back(); });
+  }
+
+  CommHandle all_to_all(torch::Tensor input, const std::vector<int64_t>& send_rows, torch::Tensor output,
+                        const std::vector<int64_t>& recv_rows) override {
+    check_tensor(input);
+    check_tensor(output);
+    const auto send = element_layout(input, send_rows, "input", "send_rows");
+    const auto recv = element_layout(output, recv_rows, "output", "recv_rows");
+    const int64_t row_bytes = input.dim() == 0 ? 0 : bytes_of(input) / std::max<int64_t>(1, input.size(0));
+    for (int p = 0; p < size_; ++p) {
+      if (p != rank_) counters_.add("all_to_all", p, send_rows[p] * row_bytes, recv_rows[p] * row_bytes);
+    }
+    const torch::Tensor in = input.contiguous();
+    Output out(output);
+    const MPI_Datatype type = element_type(input, false);
+    return submit("all_to_all", bytes_of(input),
+                  [=](std::vector<MPI_Request>& r) {
+                    r.resize(1);
+                    return MPI_Ialltoallv(in.data_ptr(), send.counts.data(), send.offsets.data(), type, out.buffer.data_ptr(),
+                                          recv.counts.data(), recv.offsets.data(), type, comm_, &r[0]);
+                  },
+                  [=] { out.copy_back(); });
+  }
+
+  CommHandle broadcast(torch::Tensor tensor, int root) override {
+    check_tensor(tensor);
+    check(root >= 0 && root < size_, "broadcast on group '" + name_ + "': root " + std::to_string(root) + " is not a rank");
+    Output out(tensor);
+    const MPI_Datatype type = element_type(tensor, false);
+    counters_.add("broadcast", CommCounters::kGroup, rank_ == root ? bytes_of(tensor) : 0, rank_ == root ? 0 : bytes_of(tensor));
+    return submit("broadcast", bytes_of(tensor),
+                  [=](std::vector<MPI_Request>& r) {
+                    r.resize(1);
+                    return MPI_Ibcast(out.buffer.data_ptr(), count_of(out.buffer), type, root, comm_, &r[0]);
+                  },
+                  [=] { out.copy_back(); });
+  }
+
+  CommHandle barrier() override {
+    counters_.add("barrier", CommCounters::kGroup, 0, 0);
+    return submit("barrier", 0, [=](std::vector<MPI_Request>& r) {
+      r.resize(1);
+      return MPI_Ibarrier(comm_, &r[0]);
+    }, nullptr);
+  }
+
+  CommHandle exchange(const std::vector<P2POp>& ops, int channel) override {
+    std::vector<torch::Tensor> sends;
+    std::vector<Output> recvs;
+    int64_t bytes = 0;
+    for (const auto& op : ops) {
+      check_tensor(op.tensor);
+      check(op.peer >= 0 && op.peer < size_, "exchange on group '" + name_ + "': peer " + std::to_string(op.peer) +
+                                                  " is not a rank of this group of " + std::to_string(size_));
+      const bool send = op.kind == P2POp::Kind::kSend;
+      counters_.add("p2p", op.peer, send ? bytes_of(op.tensor) : 0, send ? 0 : bytes_of(op.tensor));
+      bytes += bytes_of(op.tensor);
+      if (send) sends.push_back(op.tensor.contiguous());
+      else recvs.emplace_back(op.tensor);
+    }
+    std::vector<std::pair<P2POp::Kind, int>> plan;
+    for (const auto& op : ops) plan.emplace_back(op.kind, op.peer);
+    return submit("exchange of " + std::to_string(ops.size()) + " sends/receives", bytes,
+                  [=](std::vector<MPI_Request>& r) {
+                    r.resize(plan.size());
+                    size_t s = 0, v = 0;
+                    for (size_t i = 0; i < plan.size(); ++i) {
+                      const bool send = plan[i].first == P2POp::Kind::kSend;
+                      const torch::Tensor& t = send ? sends[s++] : recvs[v++].buffer;
+                      const MPI_Datatype type = element_type(t, false);
+                      const int rc = send ? MPI_Isend(t.data_ptr(), count_of(t), type, plan[i].second, channel, comm_, &r[i])
+                                          : MPI_Irecv(t.data_ptr(), count_of(t), type, plan[i].second, channel, comm_, &r[i]);
+                      if (rc != MPI_SUCCESS) return rc;
+                    }
+                    return MPI_SUCCESS;
+                  },
+                  [=] {
+                    for (const auto& out : recvs) out.copy_back();
+                  });
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
+    MPI_Comm child = MPI_COMM_NULL;
+    const int rc = MpiRuntime::get().run_blocking([&] { return MPI_Comm_split(comm_, color, key, &child); });
+    check(rc == MPI_SUCCESS, describe("split into '" + name + "'", 0) + " failed: " + mpi_error_text(rc));
+    MPI_Comm_set_errhandler(child, MPI_ERRORS_RETURN);
+    return std::make_unique<MpiCommunicator>(child, name, timeout_s_);
+  }
+
+ private:
+  struct ElementLayout {
+    std::vector<int> counts, offsets;
+  };
+
+  ElementLayout element_layout(const torch::Tensor& t, const std::vector<int64_t>& rows, const char* tensor_name,
+                               const char* rows_name) const {
+    check(static_cast<int>(rows.size()) == size_, "all_to_all on group '" + name_ + "': " + rows_name + " needs one entry per rank (" +
+                                                      std::to_string(size_) + "), got " + std::to_string(rows.size()));
+    const int64_t total = std::accumulate(rows.begin(), rows.end(), int64_t{0});
+    check(t.dim() > 0 && t.size(0) == total, "all_to_all on group '" + name_ + "': " + tensor_name + " has " +
+                                                 std::to_string(t.dim() > 0 ? t.size(0) : 0) + " rows but " + rows_name +
+                                                 " add up to " + std::to_string(total));
+    const int64_t row_elements = t.numel() / std::max<int64_t>(1, total);
+    ElementLayout layout;
+    int64_t offset = 0;
+    for (int64_t r : rows) {
+      check(r >= 0 && offset + r * row_elements <= INT_MAX, "all_to_all: split sizes must be >= 0 and fit 2^31 elements");
+      layout.counts.push_back(static_cast<int>(r * row_elements));
+      layout.offsets.push_back(static_cast<int>(offset));
+      offset += r * row_elements;
+    }
+    return layout;
+  }
+
+  void check_tensor(const torch::Tensor& t) const {
+    check(t.defined() && t.device().is_cpu(), "group '" + name_ + "': the MPI backend moves defined CPU tensors; "
+                                              "CUDA tensors go through the NCCL backend");
+  }
+
+  std::string describe(const std::string& op, int64_t bytes) const {
+    std::string text = "rank " + std::to_string(mpi_world_rank()) + " (rank " + std::to_string(rank_) + " of group '" + name_ +
+                       "'): " + op;
+    return bytes > 0 ? text + " of " + mebibytes(bytes) : text;
+  }
+
+  CommHandle submit(const std::string& op, int64_t bytes, MpiWork::Start start, std::function<void()> finish) {
+    auto work = std::make_shared<MpiWork>(describe(op, bytes), timeout_s_, std::move(start), std::move(finish));
+    MpiRuntime::get().submit(work);
+    return CommHandle(work);
+  }
+
+  MPI_Comm comm_;
+  std::string name_;
+  double timeout_s_;
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+void CommCounters::add(const std::string& kind, int peer, int64_t sent, int64_t received) {
+  Bytes& b = by_kind[kind][peer];
+  b.sent += sent;
+  b.received += received;
+  b.calls += 1;
+}
+
+CommCounters::Bytes CommCounters::of_kind(const std::string& kind) const {
+  Bytes total;
+  auto it = by_kind.find(kind);
+  if (it == by_kind.end()) return total;
+  for (const auto& [peer, b] : it->second) {
+    total.sent += b.sent;
+    total.received += b.received;
+    total.calls += b.calls;
+  }
+  return total;
+}
+
+CommCounters::Bytes CommCounters::with_peer(int peer) const {
+  Bytes total;
+  for (const auto& [kind, peers] : by_kind) {
+    auto it = peers.find(peer);
+    if (it == peers.end()) continue;
+    total.sent += it->second.sent;
+    total.received += it->second.received;
+    total.calls += it->second.calls;
+  }
+  return total;
+}
+
+std::unique_ptr<Communicator> mpi_world(double timeout_s) {
+  MpiRuntime::get();
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world", timeout_s);
+}
+
+int mpi_world_rank() {
+  int initialized = 0, finalized = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+int mpi_world_size() {
+  int initialized = 0, finalized = 0, size = 1;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+void abort_job(const std::string& message) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::_Exit(1);
+}
+
+}  // namespace loom

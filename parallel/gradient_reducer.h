@@ -1,0 +1,54 @@
+// Data-parallel gradient reduction that overlaps the backward pass.
+//
+// Parameters are grouped into buckets of about `bucket_bytes`, in reverse registration order (the
+// order the backward produces their gradients). A hook on each parameter copies its gradient into
+// its bucket; a full bucket starts its all_reduce at once, while the backward goes on with earlier
+// layers. Buckets start strictly in index order so every rank issues the same collectives in the
+// same order. The reduction is a plain sum: the trainer scales the loss by the global label count,
+// so the summed gradient is exactly the gradient of the global batch.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "parallel/comm/communicator.h"
+
+namespace loom {
+
+class GradientReducer {
+ public:
+  GradientReducer(std::vector<torch::Tensor> params, Communicator& group, int64_t bucket_bytes);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;  // the hooks point at this object
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  // The next backward is the last of the step: reduce gradients as they become ready.
+  void arm();
+  // Waits for every bucket and writes the reduced gradients into .grad. Call after that backward.
+  void finish();
+
+  int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> params;     // indices into params_
+    std::vector<int64_t> offsets;   // element offset of each param in `flat`
+    torch::Tensor flat;
+    size_t filled = 0;
+    CommHandle handle;
+  };
+
+  void on_gradient(size_t param, const torch::Tensor& grad);
+  void launch_ready_buckets();
+
+  std::vector<torch::Tensor> params_;
+  Communicator& group_;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_, slot_of_;
+  std::vector<bool> arrived_;
+  std::vector<unsigned> hooks_;
+  size_t next_launch_ = 0;
+  bool armed_ = false;
+};
+
+}  // namespace loom

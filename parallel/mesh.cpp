@@ -1,0 +1,96 @@
+#include "parallel/mesh.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+std::string degree_origin(const Config& c, const std::string& key) {
+  auto it = c.origin.find(key);
+  return (it == c.origin.end() ? std::string("default") : it->second) + ": " + key;
+}
+
+// Every rank's host name, gathered (fixed-size records keep it one collective).
+std::vector<std::string> gather_hosts(Communicator& world) {
+  constexpr int64_t kMax = 256;
+  char name[kMax] = {};
+  gethostname(name, kMax - 1);
+  auto mine = torch::zeros({kMax}, torch::kUInt8);
+  std::memcpy(mine.data_ptr(), name, std::strlen(name));
+  auto all = torch::empty({world.size() * kMax}, torch::kUInt8);
+  world.all_gather(mine, all).wait();
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world.size(); ++r) hosts.emplace_back(reinterpret_cast<const char*>(all.data_ptr<uint8_t>() + r * kMax));
+  return hosts;
+}
+
+}  // namespace
+
+MeshShape resolve_mesh_shape(const Config& config, int64_t world_size) {
+  const auto& p = config.parallel;
+  const auto& m = config.model;
+  MeshShape s{p.dp, p.sp, p.tp};
+  const int64_t inner = s.sp * s.tp;
+  check(world_size % inner == 0, degree_origin(config, "parallel.sp") + " x parallel.tp = " + std::to_string(inner) +
+                                     " does not divide the world of " + std::to_string(world_size) +
+                                     " ranks; launch a multiple of " + std::to_string(inner) + " ranks");
+  if (s.dp == 0) s.dp = world_size / inner;
+  check(s.world() == world_size, degree_origin(config, "parallel.dp") + " = " + std::to_string(s.dp) + " with sp = " +
+                                     std::to_string(s.sp) + " and tp = " + std::to_string(s.tp) + " needs " +
+                                     std::to_string(s.world()) + " ranks, but the job has " + std::to_string(world_size) +
+                                     "; launch that many or set parallel.dp: auto");
+  check(m.n_heads % s.tp == 0 && m.n_kv_heads % s.tp == 0,
+        degree_origin(config, "parallel.tp") + " = " + std::to_string(s.tp) + " must divide model.n_heads = " +
+            std::to_string(m.n_heads) + " and model.n_kv_heads = " + std::to_string(m.n_kv_heads));
+  const int64_t micro = config.accumulation_steps();
+  check(micro % s.dp == 0, degree_origin(config, "train.tokens_per_step") + " gives " + std::to_string(micro) +
+                               " micro-batches of train.seq_len per step, which do not split evenly over dp = " +
+                               std::to_string(s.dp) + " ranks; make tokens_per_step a multiple of dp x seq_len = " +
+                               std::to_string(s.dp * config.train.seq_len));
+  return s;
+}
+
+MeshCoord mesh_coord(int64_t rank, const MeshShape& s) {
+  return {rank / (s.sp * s.tp), (rank / s.tp) % s.sp, rank % s.tp};
+}
+
+Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) : shape_(shape), world_(std::move(world)) {
+  check(shape_.world() == world_->size(), "the mesh " + std::to_string(shape_.dp) + "x" + std::to_string(shape_.sp) + "x" +
+                                              std::to_string(shape_.tp) + " does not match the " +
+                                              std::to_string(world_->size()) + " ranks of the job");
+  const MeshCoord c = coord();
+  const auto s = shape_;
+  auto id = [](int64_t v) { return static_cast<int>(v); };
+  tp_ = world_->split(id(c.dp * s.sp + c.sp), id(c.tp), "tp");
+  sp_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp");
+  dp_ = world_->split(id(c.sp * s.tp + c.tp), id(c.dp), "dp");
+  dp_sp_ = world_->split(id(c.tp), id(c.dp * s.sp + c.sp), "dp_sp");
+  hosts_ = gather_hosts(*world_);
+  for (size_t r = 0; r < hosts_.size(); ++r) {
+    int64_t local = 0;
+    for (size_t q = 0; q < r; ++q) local += hosts_[q] == hosts_[r];
+    local_ranks_.push_back(local);
+  }
+  int node_color = 0;
+  while (hosts_[node_color] != hosts_[world_->rank()]) ++node_color;
+  node_ = world_->split(node_color, world_->rank(), "node");
+}
+
+std::string Mesh::placement_table() const {
+  const bool cuda = torch::cuda::is_available();
+  std::string table;
+  for (size_t r = 0; r < hosts_.size(); ++r) {
+    const MeshCoord c = mesh_coord(static_cast<int64_t>(r), shape_);
+    char line[512];
+    std::snprintf(line, sizeof line, "  rank %zu: dp %ld sp %ld tp %ld | host %s | local rank %ld | %s\n", r, c.dp, c.sp, c.tp,
+                  hosts_[r].c_str(), local_ranks_[r], cuda ? ("cuda:" + std::to_string(local_ranks_[r])).c_str() : "cpu");
+    table += line;
+  }
+  return table;
+}
+
+}  // namespace loom

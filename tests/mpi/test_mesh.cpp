@@ -1,0 +1,78 @@
+// The mesh's groups hold exactly the ranks the rank order (tp fastest, then sp, then dp) says, and
+// degrees that cannot work are start-up errors naming the degree.
+#include <gtest/gtest.h>
+
+#include "parallel/comm/mpi_communicator.h"
+#include "parallel/mesh.h"
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+// The world ranks of `group`'s members, in group order.
+std::vector<int64_t> members(Communicator& group, int world_rank) {
+  auto mine = torch::full({1}, static_cast<int64_t>(world_rank), torch::kInt64);
+  auto all = torch::empty({group.size()}, torch::kInt64);
+  group.all_gather(mine, all).wait();
+  return std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + group.size());
+}
+
+std::vector<int64_t> expected_members(const MeshShape& s, int64_t rank, char dim) {
+  const MeshCoord c = mesh_coord(rank, s);
+  std::vector<int64_t> out;
+  for (int64_t r = 0; r < s.world(); ++r) {
+    const MeshCoord o = mesh_coord(r, s);
+    const bool same = dim == 't' ? (o.dp == c.dp && o.sp == c.sp) : dim == 's' ? (o.dp == c.dp && o.tp == c.tp)
+                    : dim == 'd' ? (o.sp == c.sp && o.tp == c.tp) : o.tp == c.tp;
+    if (same) out.push_back(r);
+  }
+  return out;
+}
+
+TEST(Mesh, GroupsFollowTheRankOrder) {
+  const int size = mpi_world(60)->size();
+  std::vector<MeshShape> shapes = {{size, 1, 1}, {1, size, 1}, {1, 1, size}};
+  if (size == 4) shapes.push_back({2, 2, 1}), shapes.push_back({1, 2, 2}), shapes.push_back({2, 1, 2});
+  for (const auto& shape : shapes) {
+    Mesh mesh(mpi_world(60), shape);
+    const int rank = mesh.world().rank();
+    const std::string name = std::to_string(shape.dp) + "x" + std::to_string(shape.sp) + "x" + std::to_string(shape.tp);
+    EXPECT_EQ(members(mesh.tp(), rank), expected_members(shape, rank, 't')) << name;
+    EXPECT_EQ(members(mesh.sp(), rank), expected_members(shape, rank, 's')) << name;
+    EXPECT_EQ(members(mesh.dp(), rank), expected_members(shape, rank, 'd')) << name;
+    EXPECT_EQ(members(mesh.dp_sp(), rank), expected_members(shape, rank, 'x')) << name;
+    // One machine: every rank shares the node.
+    EXPECT_EQ(mesh.node().size(), size);
+    EXPECT_NE(mesh.placement_table().find("rank " + std::to_string(size - 1) + ": dp"), std::string::npos);
+  }
+}
+
+TEST(Mesh, DegreesThatCannotWorkAreNamed) {
+  Config c;
+  c.model.n_heads = 4;
+  c.model.n_kv_heads = 2;
+  c.train.seq_len = 64;
+  c.train.tokens_per_step = 256;
+  c.parallel.sp = 3;
+  auto message = [&](int64_t world) {
+    try {
+      resolve_mesh_shape(c, world);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(4).find("parallel.sp x parallel.tp = 3 does not divide the world of 4"), std::string::npos) << message(4);
+  c.parallel.sp = 1;
+  c.parallel.tp = 4;
+  EXPECT_NE(message(4).find("parallel.tp = 4 must divide model.n_heads = 4 and model.n_kv_heads = 2"), std::string::npos);
+  c.parallel.tp = 1;
+  c.parallel.dp = 3;
+  EXPECT_NE(message(4).find("needs 3 ranks, but the job has 4"), std::string::npos) << message(4);
+  c.parallel.dp = ParallelConfig::kAuto;
+  EXPECT_EQ(resolve_mesh_shape(c, 4).dp, 4);
+  EXPECT_NE(message(8).find("do not split evenly over dp = 8"), std::string::npos) << message(8);
+}
+
+}  // namespace
+}  // namespace loom

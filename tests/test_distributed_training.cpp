@@ -1,0 +1,115 @@
+// Data-parallel training through the real launcher on real MPI ranks: dp = k gives the parameters
+// of one process on the same global batch, a checkpoint resumes on another dp, and failures end
+// the whole job quickly with a message that names the rank.
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/core/safetensors.h"
+#include "tests/test_util.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DataParallel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Config c = test::tiny_config(test::write_tiny_passkey(dir_), dir_.path("run"));
+    c.train.tokens_per_step = 4 * c.train.seq_len;  // 4 micro-batches: dp 1, 2 and 4 all divide them
+    c.train.steps = 3;
+    std::ofstream(dir_.path("config.yaml")) << to_yaml(c);
+  }
+
+  std::string train_args(const std::string& run, const std::string& extra = "") const {
+    return "train --config " + dir_.path("config.yaml") + " --set run.dir=" + dir_.path(run) + " " + extra;
+  }
+
+  std::map<std::string, torch::Tensor> weights(const std::string& checkpoint) const {
+    SafetensorsFile file(dir_.path(checkpoint) + "/model.safetensors");
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& name : file.names()) out[name] = file.load(name);
+    return out;
+  }
+
+  void expect_same_weights(const std::string& a, const std::string& b) const {
+    const auto wa = weights(a), wb = weights(b);
+    ASSERT_EQ(wa.size(), wb.size());
+    double worst = 0;
+    for (const auto& [name, t] : wa) worst = std::max(worst, test::relative_error(t, wb.at(name)));
+    EXPECT_LE(worst, 1e-10) << a << " vs " << b;
+  }
+
+  test::ScratchDir dir_;
+};
+
+TEST_F(DataParallel, TwoAndFourRanksMatchOneProcessOnTheSameGlobalBatch) {
+  ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
+  for (int ranks : {2, 4}) {
+    const auto r = test::run_loom_ranks(ranks, train_args("dp" + std::to_string(ranks)));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("mesh: dp " + std::to_string(ranks) + " x sp 1 x tp 1"), std::string::npos) << r.output;
+    expect_same_weights("one/checkpoints/step-3", "dp" + std::to_string(ranks) + "/checkpoints/step-3");
+  }
+}
+// One checkpoint of a dp = 2 run continues on 1 and on 4 ranks to the same parameters: the data
+// cursor is global and the optimizer state replicated.
+TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {
+  const auto two = test::run_loom_ranks(2, train_args("dp2", "--set train.steps=4 --set checkpoint.interval=2"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  for (int ranks : {1, 4}) {
+    const std::string run = "resumed-on-" + std::to_string(ranks);
+    fs::create_directories(dir_.path(run) + "/checkpoints");
+    fs::copy(dir_.path("dp2/checkpoints/step-2"), dir_.path(run) + "/checkpoints/step-2", fs::copy_options::recursive);
+    const auto r = test::run_loom_ranks(ranks, train_args(run, "--set train.steps=4 --resume " + dir_.path(run) + "/checkpoints/step-2"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+    expect_same_weights("dp2/checkpoints/step-4", run + "/checkpoints/step-4");
+  }
+}
+
+class Failures : public DataParallel {
+ protected:
+  // Runs 2 ranks with a fault on rank 1 and a short collective time-out.
+  test::ProcessResult run_with_fault(const std::string& fault) const {
+    return test::run_loom_ranks(2, train_args("faulty", "--set train.steps=50 --set parallel.timeout_s=5"), "LOOM_FAULT=" + fault);
+  }
+};
+
+TEST_F(Failures, ARankThatThrowsEndsTheJobNamingTheRank) {
+  const auto r = run_with_fault("throw@2:1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.seconds, 30) << r.output;
+  EXPECT_NE(r.output.find("error on rank 1 of 2: injected failure (LOOM_FAULT) at step 2"), std::string::npos) << r.output;
+}
+
+TEST_F(Failures, ARankKilledWithSigkillDoesNotLeaveTheOthersWaiting) {
+  const auto r = run_with_fault("kill@2:1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.seconds, 30) << r.output;
+  EXPECT_NE(r.output.find("signal 9"), std::string::npos) << r.output;
+}
+
+// A rank that stops answering: the others' next collective times out and names itself.
+TEST_F(Failures, AHungRankTimesOutTheOthersNamingTheOperation) {
+  const auto r = run_with_fault("hang@2:1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.seconds, 30) << r.output;
+  EXPECT_NE(r.output.find("error on rank 0 of 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did not finish within 5 s"), std::string::npos) << r.output;
+}
+
+// A preemption notice that reaches only rank 1: both ranks agree at the step boundary, save the
+// same checkpoint and exit 0, and the run continues from it.
+TEST_F(Failures, APreemptionSignalOnOneRankCheckpointsAndExitsCleanly) {
+  const auto r = run_with_fault("signal@3:1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("stop requested"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir_.path("faulty/checkpoints/step-3/model.safetensors"))) << r.output;
+  const auto resumed = test::run_loom_ranks(2, train_args("faulty", "--set train.steps=5 --resume auto"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("step-3 (step 3)"), std::string::npos) << resumed.output;
+}
+
+}  // namespace
+}  // namespace loom
