@@ -46,4 +46,12 @@ struct BenchArgs {
 };
 int run_bench_train(const BenchArgs& args);
 
+struct BenchCommArgs {
+  std::string json_out;
+  int64_t min_bytes = 4 << 10, max_bytes = 256 << 20;  // sizes go up by 4x
+  int64_t reps = 5;                                     // at least this many timed repetitions
+  int64_t overlap_bytes = 64 << 20;
+};
+int run_bench_comm(const BenchCommArgs& args);
+
 }  // namespace loom

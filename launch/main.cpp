@@ -82,7 +82,7 @@ void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
   cmd->callback([&] { rc = loom::run_summary(run_dir); });
 }
 
-void add_bench(CLI::App& app, loom::BenchArgs& a, int& rc) {
+void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
@@ -91,6 +91,14 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, int& rc) {
   t->add_option("--seq-len", a.seq_len, "tokens per step");
   t->add_option("--json", a.json_out, "write the results as JSON here");
   t->callback([&] { rc = loom::run_bench_train(a); });
+  auto* c = bench->add_subcommand("comm", "collectives of Loom's communicator next to raw MPI, and compute/communication overlap "
+                                          "(start on several ranks with launch/loom-run)");
+  c->add_option("--min-bytes", comm.min_bytes, "smallest message per rank");
+  c->add_option("--max-bytes", comm.max_bytes, "largest message per rank");
+  c->add_option("--reps", comm.reps, "timed repetitions per size (at least)");
+  c->add_option("--overlap-bytes", comm.overlap_bytes, "all_reduce size of the overlap measurement");
+  c->add_option("--json", comm.json_out, "write the results as JSON here");
+  c->callback([&] { rc = loom::run_bench_comm(comm); });
 }
 
 }  // namespace
@@ -107,6 +115,7 @@ int main(int argc, char** argv) {
   loom::GenerateArgs gen;
   loom::SynthArgs synth;
   loom::BenchArgs bench;
+  loom::BenchCommArgs bench_comm;
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
@@ -114,7 +123,7 @@ int main(int argc, char** argv) {
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
   add_summary(app, run_dir, rc);
-  add_bench(app, bench, rc);
+  add_bench(app, bench, bench_comm, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

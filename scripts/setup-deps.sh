@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
+  iproute2              # network namespaces and tc for the emulated cluster (scripts/cluster)
 )
 
 missing=()

@@ -1,8 +1,9 @@
 // The MPI backend of Communicator, for CPU tensors, and the process-wide MPI runtime.
 //
-// MPI is initialised on first use with MPI_THREAD_MULTIPLE. One progress thread per process starts
-// every MPI operation (in the order callers issued them) and polls the outstanding ones, so
-// transfers advance while the caller computes: Open MPI makes no progress outside MPI calls.
+// MPI is initialised on first use with MPI_THREAD_MULTIPLE. Each communicator has a thread that runs
+// its operations as blocking MPI calls in the order the caller issued them, so transfers advance
+// while the caller computes (Open MPI makes no progress outside MPI calls) and collectives use
+// MPI's tuned algorithms.
 #pragma once
 #include <memory>
 #include <string>
