@@ -66,6 +66,8 @@ struct P2POp {
 inline P2POp send_to(int peer, torch::Tensor t) { return {P2POp::Kind::kSend, peer, std::move(t)}; }
 inline P2POp recv_from(int peer, torch::Tensor t) { return {P2POp::Kind::kRecv, peer, std::move(t)}; }
 
+// The operations check their arguments and count bytes here, once for every backend; the backends
+// implement the start_* functions.
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -74,20 +76,20 @@ class Communicator {
   virtual const std::string& name() const = 0;  // "world", "dp", ... for messages
 
   // In place on `tensor`.
-  virtual CommHandle all_reduce(torch::Tensor tensor, ReduceOp op) = 0;
+  CommHandle all_reduce(torch::Tensor tensor, ReduceOp op);
   // `input` holds size() equal parts along dim 0; `output` receives this rank's reduced part.
-  virtual CommHandle reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) = 0;
+  CommHandle reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op);
   // `output` holds size() parts along dim 0, part r being rank r's `input`.
-  virtual CommHandle all_gather(torch::Tensor input, torch::Tensor output) = 0;
+  CommHandle all_gather(torch::Tensor input, torch::Tensor output);
   // Rows [sum(send_rows[:p]), +send_rows[p]) of `input` go to rank p; rank p's rows land in
   // `output` at offset sum(recv_rows[:p]). Splits may be uneven or zero.
-  virtual CommHandle all_to_all(torch::Tensor input, const std::vector<int64_t>& send_rows, torch::Tensor output,
-                                const std::vector<int64_t>& recv_rows) = 0;
-  virtual CommHandle broadcast(torch::Tensor tensor, int root) = 0;
-  virtual CommHandle barrier() = 0;
+  CommHandle all_to_all(torch::Tensor input, const std::vector<int64_t>& send_rows, torch::Tensor output,
+                        const std::vector<int64_t>& recv_rows);
+  CommHandle broadcast(torch::Tensor tensor, int root);
+  CommHandle barrier();
   // All sends and receives start together, so any pattern (a ring in both directions) is free of
   // deadlock. `channel` separates concurrent exchanges between the same pair of ranks.
-  virtual CommHandle exchange(const std::vector<P2POp>& ops, int channel = 0) = 0;
+  CommHandle exchange(const std::vector<P2POp>& ops, int channel = 0);
 
   // Ranks with equal `color` form a new communicator, ordered by `key`. Collective over this one.
   virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
@@ -95,8 +97,32 @@ class Communicator {
   CommCounters& counters() { return counters_; }
 
  protected:
+  // Arguments arrive checked: shapes agree, peers and roots are ranks, splits add up.
+  virtual CommHandle start_all_reduce(torch::Tensor tensor, ReduceOp op) = 0;
+  virtual CommHandle start_reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) = 0;
+  virtual CommHandle start_all_gather(torch::Tensor input, torch::Tensor output) = 0;
+  virtual CommHandle start_all_to_all(torch::Tensor input, const std::vector<int64_t>& send_rows, torch::Tensor output,
+                                      const std::vector<int64_t>& recv_rows) = 0;
+  virtual CommHandle start_broadcast(torch::Tensor tensor, int root) = 0;
+  virtual CommHandle start_barrier() = 0;
+  virtual CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) = 0;
+
+ private:
+  std::string where(const std::string& op) const;
   CommCounters counters_;
 };
+
+// A contiguous buffer a backend can write into, and the step that copies it back into the caller's
+// (possibly non-contiguous) tensor once the operation is done.
+struct ContiguousOutput {
+  torch::Tensor user, buffer;
+  explicit ContiguousOutput(const torch::Tensor& t) : user(t), buffer(t.is_contiguous() ? t : t.contiguous()) {}
+  void copy_back() const {
+    if (!buffer.is_same(user)) user.copy_(buffer);
+  }
+};
+
+inline int64_t bytes_of(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
 // Blocking conveniences.
 inline void all_reduce_now(Communicator& c, torch::Tensor t, ReduceOp op = ReduceOp::kSum) {

@@ -192,18 +192,6 @@ int count_of(const torch::Tensor& t) {
   return static_cast<int>(t.numel());
 }
 
-int64_t bytes_of(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
-
-// A contiguous buffer MPI can write into, and the step that copies it back into a non-contiguous
-// destination.
-struct Output {
-  torch::Tensor user, buffer;
-  explicit Output(const torch::Tensor& t) : user(t), buffer(t.is_contiguous() ? t : t.contiguous()) {}
-  void copy_back() const {
-    if (!buffer.is_same(user)) user.copy_(buffer);
-  }
-};
-
 class MpiCommunicator final : public Communicator {
  public:
   // Takes ownership of `comm`.
@@ -222,12 +210,10 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
 
-  CommHandle all_reduce(torch::Tensor tensor, ReduceOp op) override {
-    check_tensor(tensor);
-    Output out(tensor);
+  CommHandle start_all_reduce(torch::Tensor tensor, ReduceOp op) override {
+    check_cpu(tensor);
+    ContiguousOutput out(tensor);
     const MPI_Datatype type = element_type(tensor, true);
-    check(op != ReduceOp::kAvg || tensor.is_floating_point(), "all_reduce with average needs a floating-point tensor");
-    counters_.add("all_reduce", CommCounters::kGroup, bytes_of(tensor), bytes_of(tensor));
     const int size = size_;
     return submit("all_reduce", bytes_of(tensor),
                   [=] {
@@ -239,15 +225,12 @@ class MpiCommunicator final : public Communicator {
                   });
   }
 
-  CommHandle reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override {
-    check_tensor(input);
-    check_tensor(output);
-    check(input.numel() == output.numel() * size_, "reduce_scatter on group '" + name_ + "': the input must hold " +
-                                                         std::to_string(size_) + " times the output's elements");
+  CommHandle start_reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override {
+    check_cpu(input);
+    check_cpu(output);
     const torch::Tensor in = input.contiguous();
-    Output out(output);
+    ContiguousOutput out(output);
     const MPI_Datatype type = element_type(input, true);
-    counters_.add("reduce_scatter", CommCounters::kGroup, bytes_of(input), bytes_of(output));
     const int size = size_;
     return submit("reduce_scatter", bytes_of(input),
                   [=] {
@@ -260,15 +243,12 @@ class MpiCommunicator final : public Communicator {
                   });
   }
 
-  CommHandle all_gather(torch::Tensor input, torch::Tensor output) override {
-    check_tensor(input);
-    check_tensor(output);
-    check(output.numel() == input.numel() * size_, "all_gather on group '" + name_ + "': the output must hold " +
-                                                         std::to_string(size_) + " times the input's elements");
+  CommHandle start_all_gather(torch::Tensor input, torch::Tensor output) override {
+    check_cpu(input);
+    check_cpu(output);
     const torch::Tensor in = input.contiguous();
-    Output out(output);
+    ContiguousOutput out(output);
     const MPI_Datatype type = element_type(input, false);
-    counters_.add("all_gather", CommCounters::kGroup, bytes_of(input), bytes_of(output));
     return submit("all_gather", bytes_of(output),
                   [=] {
                     return MPI_Allgather(in.data_ptr(), count_of(in), type, out.buffer.data_ptr(), count_of(in), type, comm_);
@@ -276,18 +256,14 @@ class MpiCommunicator final : public Communicator {
                   [=] { out.copy_back(); });
   }
 
-  CommHandle all_to_all(torch::Tensor input, const std::vector<int64_t>& send_rows, torch::Tensor output,
-                        const std::vector<int64_t>& recv_rows) override {
-    check_tensor(input);
-    check_tensor(output);
-    const auto send = element_layout(input, send_rows, "input", "send_rows");
-    const auto recv = element_layout(output, recv_rows, "output", "recv_rows");
-    const int64_t row_bytes = input.dim() == 0 ? 0 : bytes_of(input) / std::max<int64_t>(1, input.size(0));
-    for (int p = 0; p < size_; ++p) {
-      if (p != rank_) counters_.add("all_to_all", p, send_rows[p] * row_bytes, recv_rows[p] * row_bytes);
-    }
+  CommHandle start_all_to_all(torch::Tensor input, const std::vector<int64_t>& send_rows, torch::Tensor output,
+                              const std::vector<int64_t>& recv_rows) override {
+    check_cpu(input);
+    check_cpu(output);
+    const auto send = element_layout(input, send_rows);
+    const auto recv = element_layout(output, recv_rows);
     const torch::Tensor in = input.contiguous();
-    Output out(output);
+    ContiguousOutput out(output);
     const MPI_Datatype type = element_type(input, false);
     return submit("all_to_all", bytes_of(input),
                   [=] {
@@ -297,38 +273,31 @@ class MpiCommunicator final : public Communicator {
                   [=] { out.copy_back(); });
   }
 
-  CommHandle broadcast(torch::Tensor tensor, int root) override {
-    check_tensor(tensor);
-    check(root >= 0 && root < size_, "broadcast on group '" + name_ + "': root " + std::to_string(root) + " is not a rank");
-    Output out(tensor);
+  CommHandle start_broadcast(torch::Tensor tensor, int root) override {
+    check_cpu(tensor);
+    ContiguousOutput out(tensor);
     const MPI_Datatype type = element_type(tensor, false);
-    counters_.add("broadcast", CommCounters::kGroup, rank_ == root ? bytes_of(tensor) : 0, rank_ == root ? 0 : bytes_of(tensor));
     return submit("broadcast", bytes_of(tensor),
                   [=] { return MPI_Bcast(out.buffer.data_ptr(), count_of(out.buffer), type, root, comm_); },
                   [=] { out.copy_back(); });
   }
 
-  CommHandle barrier() override {
-    counters_.add("barrier", CommCounters::kGroup, 0, 0);
+  CommHandle start_barrier() override {
     return submit("barrier", 0, [=] { return MPI_Barrier(comm_); }, nullptr);
   }
 
-  CommHandle exchange(const std::vector<P2POp>& ops, int channel) override {
+  CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override {
     std::vector<torch::Tensor> sends;
-    std::vector<Output> recvs;
+    std::vector<ContiguousOutput> recvs;
+    std::vector<std::pair<P2POp::Kind, int>> plan;
     int64_t bytes = 0;
     for (const auto& op : ops) {
-      check_tensor(op.tensor);
-      check(op.peer >= 0 && op.peer < size_, "exchange on group '" + name_ + "': peer " + std::to_string(op.peer) +
-                                                  " is not a rank of this group of " + std::to_string(size_));
-      const bool send = op.kind == P2POp::Kind::kSend;
-      counters_.add("p2p", op.peer, send ? bytes_of(op.tensor) : 0, send ? 0 : bytes_of(op.tensor));
+      check_cpu(op.tensor);
       bytes += bytes_of(op.tensor);
-      if (send) sends.push_back(op.tensor.contiguous());
+      plan.emplace_back(op.kind, op.peer);
+      if (op.kind == P2POp::Kind::kSend) sends.push_back(op.tensor.contiguous());
       else recvs.emplace_back(op.tensor);
     }
-    std::vector<std::pair<P2POp::Kind, int>> plan;
-    for (const auto& op : ops) plan.emplace_back(op.kind, op.peer);
     return submit("exchange of " + std::to_string(ops.size()) + " sends/receives", bytes,
                   [=] {
                     std::vector<MPI_Request> r(plan.size());
@@ -359,19 +328,13 @@ class MpiCommunicator final : public Communicator {
     std::vector<int> counts, offsets;
   };
 
-  ElementLayout element_layout(const torch::Tensor& t, const std::vector<int64_t>& rows, const char* tensor_name,
-                               const char* rows_name) const {
-    check(static_cast<int>(rows.size()) == size_, "all_to_all on group '" + name_ + "': " + rows_name + " needs one entry per rank (" +
-                                                      std::to_string(size_) + "), got " + std::to_string(rows.size()));
-    const int64_t total = std::accumulate(rows.begin(), rows.end(), int64_t{0});
-    check(t.dim() > 0 && t.size(0) == total, "all_to_all on group '" + name_ + "': " + tensor_name + " has " +
-                                                 std::to_string(t.dim() > 0 ? t.size(0) : 0) + " rows but " + rows_name +
-                                                 " add up to " + std::to_string(total));
-    const int64_t row_elements = t.numel() / std::max<int64_t>(1, total);
+  // MPI's int counts and offsets, in elements, of rows split as `rows` says.
+  static ElementLayout element_layout(const torch::Tensor& t, const std::vector<int64_t>& rows) {
+    const int64_t row_elements = t.numel() / std::max<int64_t>(1, t.size(0));
     ElementLayout layout;
     int64_t offset = 0;
     for (int64_t r : rows) {
-      check(r >= 0 && offset + r * row_elements <= INT_MAX, "all_to_all: split sizes must be >= 0 and fit 2^31 elements");
+      check(offset + r * row_elements <= INT_MAX, "all_to_all: the MPI backend moves at most 2^31 elements per call");
       layout.counts.push_back(static_cast<int>(r * row_elements));
       layout.offsets.push_back(static_cast<int>(offset));
       offset += r * row_elements;
@@ -379,8 +342,8 @@ class MpiCommunicator final : public Communicator {
     return layout;
   }
 
-  void check_tensor(const torch::Tensor& t) const {
-    check(t.defined() && t.device().is_cpu(), "group '" + name_ + "': the MPI backend moves defined CPU tensors; "
+  void check_cpu(const torch::Tensor& t) const {
+    check(t.device().is_cpu(), "group '" + name_ + "': the MPI backend moves CPU tensors; "
                                               "CUDA tensors go through the NCCL backend");
   }
 
@@ -407,37 +370,6 @@ class MpiCommunicator final : public Communicator {
 };
 
 }  // namespace
-
-void CommCounters::add(const std::string& kind, int peer, int64_t sent, int64_t received) {
-  Bytes& b = by_kind[kind][peer];
-  b.sent += sent;
-  b.received += received;
-  b.calls += 1;
-}
-
-CommCounters::Bytes CommCounters::of_kind(const std::string& kind) const {
-  Bytes total;
-  auto it = by_kind.find(kind);
-  if (it == by_kind.end()) return total;
-  for (const auto& [peer, b] : it->second) {
-    total.sent += b.sent;
-    total.received += b.received;
-    total.calls += b.calls;
-  }
-  return total;
-}
-
-CommCounters::Bytes CommCounters::with_peer(int peer) const {
-  Bytes total;
-  for (const auto& [kind, peers] : by_kind) {
-    auto it = peers.find(peer);
-    if (it == peers.end()) continue;
-    total.sent += it->second.sent;
-    total.received += it->second.received;
-    total.calls += it->second.calls;
-  }
-  return total;
-}
 
 std::unique_ptr<Communicator> mpi_world(double timeout_s) {
   ensure_mpi();
