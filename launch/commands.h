@@ -11,8 +11,11 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> overrides;
   std::string resume;
+  bool dry_run = false;
+  int64_t world = 0;  // ranks the dry run checks for; 0 = what the config's degrees make
 };
 int run_train(const TrainArgs& args);
+int run_train_dry(const TrainArgs& args);
 
 struct EvalArgs {
   std::string checkpoint, data, json_out;

@@ -31,7 +31,9 @@ void add_train(CLI::App& app, loom::TrainArgs& a, int& rc) {
   cmd->add_option("--config", a.config, "YAML experiment config")->required();
   cmd->add_option("--set", a.overrides, "override a config key, e.g. --set train.lr=3e-4 (repeatable)");
   cmd->add_option("--resume", a.resume, "'auto' (latest checkpoint of run.dir) or a checkpoint path");
-  cmd->callback([&] { rc = loom::run_train(a); });
+  cmd->add_flag("--dry-run", a.dry_run, "check the config for a world size and show the mesh, shapes and memory per rank");
+  cmd->add_option("--world", a.world, "ranks the dry run checks for (default: what the config's degrees make)");
+  cmd->callback([&] { rc = a.dry_run ? loom::run_train_dry(a) : loom::run_train(a); });
 }
 
 void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {

@@ -113,3 +113,31 @@ TEST_F(Failures, APreemptionSignalOnOneRankCheckpointsAndExitsCleanly) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The dry run needs no ranks: it checks the config for a world size and shows the mesh.
+TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
+  test::ScratchDir dir;
+  const std::string config = dir.path("c.yaml");
+  std::ofstream(config) << to_yaml(test::tiny_config("unused.h5", dir.path("run")));
+  const auto ok = test::run_loom("train --dry-run --world 2 --config " + config);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  for (const char* expected : {"mesh dp 2 x sp 1 x tp 1", "rank 1: dp 1 sp 0 tp 0", "model.layers.{0..1}.self_attn.k_proj.weight",
+                               "memory per rank (estimate)", "valid for 2 ranks"})
+    EXPECT_NE(ok.output.find(expected), std::string::npos) << expected << "\n" << ok.output;
+  EXPECT_FALSE(fs::exists(dir.path("run"))) << "a dry run writes nothing";
+
+  const auto uneven = test::run_loom("train --dry-run --world 3 --config " + config);
+  EXPECT_EQ(uneven.exit_code, 1);
+  EXPECT_NE(uneven.output.find("do not split evenly over dp = 3"), std::string::npos) << uneven.output;
+  const auto heads = test::run_loom("train --dry-run --world 8 --set parallel.tp=8 --config " + config);
+  EXPECT_NE(heads.output.find("parallel.tp = 8 must divide model.n_heads = 4"), std::string::npos) << heads.output;
+  const auto sp = test::run_loom("train --dry-run --world 4 --set parallel.sp=2 --config " + config);
+  EXPECT_NE(sp.output.find("mesh dp 2 x sp 2 x tp 1"), std::string::npos) << sp.output;
+  EXPECT_NE(sp.output.find("sequence-parallel attention (ring / token_ring) is not in this version"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom

@@ -237,17 +237,17 @@ class Run {
   std::string last_checkpoint_;
 };
 
+}  // namespace
+
 // Training with sp or tp above 1 needs parallel attention and layers that later Loom versions add;
 // the mesh, launch and dry run already accept those degrees.
-void check_trainable(const Config& config, const MeshShape& shape) {
+void check_trainable(const MeshShape& shape) {
   check(shape.sp == 1, "parallel.sp = " + std::to_string(shape.sp) +
                            ": sequence-parallel attention (ring / token_ring) is not in this version of Loom yet; "
                            "train with parallel.sp: 1");
   check(shape.tp == 1, "parallel.tp = " + std::to_string(shape.tp) +
                            ": tensor-parallel layers are not in this version of Loom yet; train with parallel.tp: 1");
 }
-
-}  // namespace
 
 torch::ScalarType parse_dtype(const std::string& name) {
   if (name == "float64") return torch::kFloat64;
@@ -260,7 +260,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   const TokenDataset data = load_training_data(config);
   auto world = mpi_world(config.parallel.timeout_s);
   const MeshShape shape = resolve_mesh_shape(config, world->size());
-  check_trainable(config, shape);
+  check_trainable(shape);
   Mesh mesh(std::move(world), shape);
   if (mesh.is_root()) prepare_run_dir(config, options);
   barrier_now(mesh.world());

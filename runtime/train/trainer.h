@@ -6,6 +6,7 @@
 
 #include <c10/core/ScalarType.h>
 
+#include "parallel/mesh.h"
 #include "runtime/core/config.h"
 
 namespace loom {
@@ -21,7 +22,11 @@ struct TrainSummary {
   bool preempted = false;  // stopped early by SIGTERM/SIGUSR1 after saving
 };
 
+// Runs on the ranks the process was launched with (mpirun / srun), or as one process.
 TrainSummary train(const Config& config, const TrainOptions& options = {});
+
+// Throws when the mesh needs a parallelism this version cannot train with yet.
+void check_trainable(const MeshShape& shape);
 
 // The dtype named by train.dtype.
 c10::ScalarType parse_dtype(const std::string& name);

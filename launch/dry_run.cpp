@@ -1,0 +1,91 @@
+// loom train --dry-run: checks a config against a world size without starting that many ranks (or
+// any training) and shows what each rank would hold: the mesh, tensor shapes, parameter count and
+// an estimate of memory per rank.
+#include <cstdio>
+#include <regex>
+
+#include "launch/commands.h"
+#include "parallel/mesh.h"
+#include "runtime/model/llama.h"
+#include "runtime/train/metrics_log.h"
+#include "runtime/train/trainer.h"
+
+namespace loom {
+namespace {
+
+int64_t default_world(const ParallelConfig& p) {
+  return (p.dp == ParallelConfig::kAuto ? 1 : p.dp) * p.sp * p.tp;
+}
+
+std::string bytes_text(double bytes) { return human_count(bytes) + "B"; }
+
+std::string shape_text(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+// The model's tensors, from a one-layer model of the same widths (a 70B config must not allocate
+// 70B parameters to print its shapes): layer 0 stands for every layer.
+void print_tensors(const ModelConfig& config, int64_t& total_params) {
+  ModelConfig one = config;
+  one.n_layers = 1;
+  Llama model(one);
+  total_params = 0;
+  const std::regex layer0(R"(\.layers\.0\.)");
+  const std::string every = ".layers.{0.." + std::to_string(config.n_layers - 1) + "}.";
+  for (const auto& [name, p] : model->parameter_list()) {
+    const bool per_layer = std::regex_search(name, layer0);
+    total_params += p.numel() * (per_layer ? config.n_layers : 1);
+    std::printf("  %-55s %s\n", std::regex_replace(name, layer0, every).c_str(), shape_text(p).c_str());
+  }
+}
+
+// Saved activations of one micro-batch, per token and layer: the inputs of both norms, q, k, v,
+// attention output and log-sum-exp, o_proj input, and gate, up and their product in the MLP;
+// plus the logits and their log-softmax. An estimate, not a measurement.
+double activation_bytes(const Config& c, int64_t tokens, double element) {
+  const auto& m = c.model;
+  const double kv = static_cast<double>(m.n_kv_heads * m.head_dim());
+  const double per_layer = 5.0 * m.d_model + 2.0 * kv + 3.0 * m.ffn_dim() + m.n_heads;
+  return static_cast<double>(tokens) * (per_layer * m.n_layers * element + 2.0 * m.vocab_size * 4.0);
+}
+
+}  // namespace
+
+int run_train_dry(const TrainArgs& args) {
+  const Config config = load_config(args.config, args.overrides);
+  const int64_t world = args.world > 0 ? args.world : default_world(config.parallel);
+  const MeshShape shape = resolve_mesh_shape(config, world);
+  std::printf("dry run of %s for %ld ranks: mesh dp %ld x sp %ld x tp %ld (rank order: tp fastest, then sp, then dp)\n",
+              args.config.c_str(), world, shape.dp, shape.sp, shape.tp);
+  for (int64_t r = 0; r < std::min<int64_t>(world, 16); ++r) {
+    const MeshCoord c = mesh_coord(r, shape);
+    std::printf("  rank %ld: dp %ld sp %ld tp %ld\n", r, c.dp, c.sp, c.tp);
+  }
+  if (world > 16) std::printf("  ... (%ld more)\n", world - 16);
+
+  std::printf("tensors on every rank (replicated over dp x sp):\n");
+  int64_t params = 0;
+  print_tensors(config.model, params);
+  const double element = config.train.dtype == "float64" ? 8 : config.train.dtype == "bfloat16" ? 2 : 4;
+  const int64_t micro = config.accumulation_steps() / shape.dp;
+  const int64_t tokens = config.train.seq_len / shape.sp;
+  std::printf("parameters: %s (%s in %s)\n", human_count(static_cast<double>(params)).c_str(),
+              bytes_text(static_cast<double>(params) * element).c_str(), config.train.dtype.c_str());
+  std::printf("per rank and step: %ld micro-batch(es) of %ld tokens\n", micro, tokens);
+
+  const double weights = static_cast<double>(params) * element;
+  const double buckets = shape.dp * shape.sp > 1 ? weights : 0;
+  const double activations = activation_bytes(config, tokens, element);
+  std::printf("memory per rank (estimate): weights %s + gradients %s + AdamW moments %s + reduction buckets %s + "
+              "activations of one micro-batch %s = %s\n",
+              bytes_text(weights).c_str(), bytes_text(weights).c_str(), bytes_text(2 * weights).c_str(),
+              bytes_text(buckets).c_str(), bytes_text(activations).c_str(),
+              bytes_text(4 * weights + buckets + activations).c_str());
+  check_trainable(shape);
+  std::printf("the config is valid for %ld ranks\n", world);
+  return 0;
+}
+
+}  // namespace loom
