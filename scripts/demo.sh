@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, command 1: set-up + build + the main job (configs/demo.yaml) on synthetic passkey
-# data, then a summary of what it produced.
+# data, trained data-parallel on 2 MPI ranks, then a summary of what it produced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
@@ -12,7 +12,7 @@ mkdir -p runs/data
 [ -f "$data" ] || $loom data synth --task passkey --out "$data" --docs 2000 --min-len 256 --max-len 2048 --seed 1
 $loom data inspect "$data"
 echo
-$loom train --config configs/demo.yaml --set run.overwrite=true
+launch/loom-run -n 2 -- $loom train --config configs/demo.yaml --set run.overwrite=true
 echo
 $loom eval --checkpoint runs/demo --json runs/demo/eval.json
 echo
