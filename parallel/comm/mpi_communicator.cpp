@@ -128,44 +128,63 @@ void ensure_mpi() {
 // holds back another group's transfers (the ring over sp).
 class Worker {
  public:
-  Worker() : thread_([this] { loop(); }) {}
+  Worker() : state_(std::make_shared<State>()) {
+    thread_ = std::thread([state = state_] { loop(*state); });
+  }
+
+  // A worker stuck in an operation whose peer never came (the job is failing and about to abort)
+  // is let go rather than joined, which would hang the failing rank's exit. Its state is shared
+  // with the thread, so letting go is memory-safe.
   ~Worker() {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->stop = true;
     }
-    wake_.notify_one();
-    thread_.join();
+    state_->wake.notify_one();
+    if (busy()) thread_.detach();
+    else thread_.join();
   }
 
   void submit(std::shared_ptr<MpiWork> work) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(work));
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->queue.push_back(std::move(work));
     }
-    wake_.notify_one();
+    state_->wake.notify_one();
+  }
+
+  // An operation is queued or running.
+  bool busy() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->running || !state_->queue.empty();
   }
 
  private:
-  void loop() {
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<std::shared_ptr<MpiWork>> queue;
+    bool running = false, stop = false;
+  };
+
+  static void loop(State& s) {
     for (;;) {
       std::shared_ptr<MpiWork> work;
       {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        work = std::move(queue_.front());
-        queue_.pop_front();
+        std::unique_lock<std::mutex> lock(s.mutex);
+        s.running = false;
+        s.wake.wait(lock, [&] { return s.stop || !s.queue.empty(); });
+        if (s.queue.empty()) return;
+        work = std::move(s.queue.front());
+        s.queue.pop_front();
+        s.running = true;
       }
       work->execute();
     }
   }
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::shared_ptr<MpiWork>> queue_;
-  bool stop_ = false;
-  std::thread thread_;  // last: started after the members it uses exist
+  std::shared_ptr<State> state_;
+  std::thread thread_;
 };
 
 MPI_Datatype element_type(const torch::Tensor& t, bool reduce) {
@@ -203,7 +222,12 @@ class MpiCommunicator final : public Communicator {
   }
 
   ~MpiCommunicator() override {
-    run_blocking("free", [this] { return MPI_Comm_free(&comm_); });
+    if (worker_->busy()) return;  // an operation never finished: the job is failing, leave it to MPI_Abort
+    try {
+      run_blocking("free", [this] { return MPI_Comm_free(&comm_); });
+    } catch (const Error&) {
+      // Freeing failed while the job is going down; nothing is left to protect.
+    }
   }
 
   int rank() const override { return rank_; }

@@ -290,8 +290,9 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     if (stop) {
       if (log) {
         log->finish_line();
-        std::printf("stop requested (signal): saved %s and stopping; continue with --resume auto\n",
-                    run.last_checkpoint().c_str());
+        const std::string who = g_stop_signal != 0 ? "received signal " + std::to_string(static_cast<int>(g_stop_signal))
+                                                   : "another rank received a stop signal";
+        std::printf("%s: saved %s and stopping; continue with --resume auto\n", who.c_str(), run.last_checkpoint().c_str());
       }
       summary.preempted = true;
       break;
