@@ -19,20 +19,27 @@
 namespace loom {
 namespace {
 
-// Median over `reps` of the slowest rank's time for fn, each repetition starting together.
+// The slowest rank's time for one call of fn, all ranks starting together.
+double synced_time(const std::function<void()>& fn) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return t;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median over `reps` timed calls after one warm-up.
 double synced_median(int reps, const std::function<void()>& fn) {
+  fn();
   std::vector<double> times;
-  fn();  // warm-up
-  for (int i = 0; i < reps; ++i) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    times.push_back(t);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  for (int i = 0; i < reps; ++i) times.push_back(synced_time(fn));
+  return median(times);
 }
 
 struct Case {
@@ -73,22 +80,30 @@ void compute(int64_t iterations, const torch::Tensor& m) {
   for (int64_t i = 0; i < iterations; ++i) torch::mm_out(out, m, m);
 }
 
+// Compute alone, communication alone and both at once, measured in alternation so that the
+// machine's drift falls on all three alike.
 nlohmann::json measure_overlap(Communicator& comm, int64_t bytes, int reps) {
   auto message = torch::ones({bytes / 4});
   auto m = torch::randn({256, 256});
   auto communicate = [&] { comm.all_reduce(message, ReduceOp::kSum).wait(); };
-  const double comm_alone = synced_median(reps, communicate);
   // Calibrate the compute to take about as long as the communication: the hardest case to hide.
+  const double comm_estimate = synced_median(3, communicate);
   const double one = synced_median(3, [&] { compute(20, m); }) / 20;
-  const auto iterations = std::max<int64_t>(1, static_cast<int64_t>(comm_alone / one));
-  const double compute_alone = synced_median(reps, [&] { compute(iterations, m); });
-  const double both = synced_median(reps, [&] {
+  const auto iterations = std::max<int64_t>(1, static_cast<int64_t>(comm_estimate / one));
+  auto work = [&] { compute(iterations, m); };
+  auto both = [&] {
     auto handle = comm.all_reduce(message, ReduceOp::kSum);
     compute(iterations, m);
     handle.wait();
-  });
-  return {{"message_bytes", bytes}, {"compute_s", compute_alone}, {"comm_s", comm_alone}, {"both_s", both},
-          {"both_over_max", both / std::max(compute_alone, comm_alone)}};
+  };
+  std::vector<double> comm_s, compute_s, both_s;
+  for (int i = 0; i < reps; ++i) {
+    comm_s.push_back(synced_time(communicate));
+    compute_s.push_back(synced_time(work));
+    both_s.push_back(synced_time(both));
+  }
+  const double c = median(comm_s), k = median(compute_s), b = median(both_s);
+  return {{"message_bytes", bytes}, {"compute_s", k}, {"comm_s", c}, {"both_s", b}, {"both_over_max", b / std::max(k, c)}};
 }
 
 }  // namespace
