@@ -28,6 +28,8 @@ class GradientReducer {
   void finish();
 
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
+  // Buckets whose all_reduce has started since arm().
+  int64_t buckets_started() const { return static_cast<int64_t>(next_launch_); }
 
  private:
   struct Bucket {

@@ -38,6 +38,7 @@ class DataParallel : public ::testing::Test {
     double worst = 0;
     for (const auto& [name, t] : wa) worst = std::max(worst, test::relative_error(t, wb.at(name)));
     EXPECT_LE(worst, 1e-10) << a << " vs " << b;
+    std::printf("largest relative difference of %s and %s: %.3g\n", a.c_str(), b.c_str(), worst);
   }
 
   test::ScratchDir dir_;

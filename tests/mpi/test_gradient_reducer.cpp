@@ -1,5 +1,6 @@
 // The bucketed gradient reduction gives every rank the sum over ranks of the step's gradients,
-// accumulated micro-batches included, whatever the bucket size.
+// accumulated micro-batches included, whatever the bucket size, and starts every bucket's
+// all_reduce from the gradient hooks while the backward runs.
 #include <gtest/gtest.h>
 
 #include "parallel/comm/mpi_communicator.h"
@@ -36,6 +37,7 @@ TEST(GradientReducer, SumsGradientsOverRanksAndMicroBatches) {
     net.loss(rank, 0).backward();
     reducer.arm();
     net.loss(rank, 1).backward();
+    EXPECT_EQ(reducer.buckets_started(), reducer.num_buckets()) << "every bucket starts inside the backward, not after it";
     reducer.finish();
     for (size_t i = 0; i < net.params().size(); ++i) {
       EXPECT_TRUE(torch::allclose(net.params()[i].grad(), reference.params()[i].grad(), 1e-12, 1e-12))
