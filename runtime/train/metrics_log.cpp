@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <vector>
@@ -41,8 +42,19 @@ std::string human_duration(double s) {
   return buf;
 }
 
+namespace {
+
+// mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so
+// launch/loom-run says LOOM_PROGRESS=plain when it is not writing to a terminal.
+bool plain_progress_requested() {
+  const char* mode = std::getenv("LOOM_PROGRESS");
+  return mode && std::string(mode) == "plain";
+}
+
+}  // namespace
+
 MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t total_steps, bool progress)
-    : total_steps_(total_steps), progress_(progress), tty_(isatty(STDOUT_FILENO)) {
+    : total_steps_(total_steps), progress_(progress), tty_(isatty(STDOUT_FILENO) && !plain_progress_requested()) {
   const std::string path = run_dir + "/metrics.jsonl";
   std::vector<std::string> kept;
   if (std::filesystem::exists(path)) {
