@@ -1,0 +1,90 @@
+// What the sequence-parallel attention functions share: the layout, this rank, its ring
+// neighbours and the communicators, carried from forward to backward through the autograd context
+// (communicators by address: they must outlive the backward).
+#pragma once
+#include <torch/torch.h>
+
+#include "parallel/attention/block_attention.h"
+#include "parallel/attention/sequence_layout.h"
+#include "parallel/comm/communicator.h"
+
+namespace loom {
+
+struct SpContext {
+  SequenceLayout layout;
+  double scale = 1;
+  Communicator* forward = nullptr;  // Q (token_ring) or K/V (ring) one hop to rank + 1
+  Communicator* back = nullptr;     // token_ring: partial results returned to their owner
+
+  int64_t rank() const { return forward->rank(); }
+  int next() const { return static_cast<int>((rank() + 1) % layout.ranks); }
+  int prev() const { return static_cast<int>((rank() + layout.ranks - 1) % layout.ranks); }
+
+  void save(torch::autograd::AutogradContext* ctx) const {
+    auto& d = ctx->saved_data;
+    d["causal"] = layout.causal;
+    d["ranks"] = layout.ranks;
+    d["length"] = layout.length;
+    d["padded_length"] = layout.padded_length;
+    d["index"] = layout.index;
+    d["pos"] = layout.pos;
+    d["doc"] = layout.doc;
+    d["scale"] = scale;
+    d["forward"] = reinterpret_cast<int64_t>(forward);
+    d["back"] = reinterpret_cast<int64_t>(back);
+  }
+
+  static SpContext load(torch::autograd::AutogradContext* ctx) {
+    auto& d = ctx->saved_data;
+    SpContext c;
+    c.layout.causal = d["causal"].toBool();
+    c.layout.ranks = d["ranks"].toInt();
+    c.layout.length = d["length"].toInt();
+    c.layout.padded_length = d["padded_length"].toInt();
+    c.layout.index = d["index"].toTensor();
+    c.layout.pos = d["pos"].toTensor();
+    c.layout.doc = d["doc"].toTensor();
+    c.scale = d["scale"].toDouble();
+    c.forward = reinterpret_cast<Communicator*>(d["forward"].toInt());
+    c.back = reinterpret_cast<Communicator*>(d["back"].toInt());
+    return c;
+  }
+};
+
+// A partial result with no keys yet: out 0, lse -inf, in the accumulation dtype.
+inline BlockOutput empty_partial(const torch::Tensor& q) {
+  const auto dtype = q.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto options = q.options().dtype(dtype);
+  return {torch::zeros(q.sizes(), options), torch::full({q.size(0), q.size(1)}, -std::numeric_limits<double>::infinity(), options)};
+}
+
+// Gradient accumulators for this rank's q, k and v shards, in the accumulation dtype.
+inline BlockGrads zero_grads(const BlockOutput& result, const torch::Tensor& k, const torch::Tensor& v) {
+  return {torch::zeros_like(result.out), torch::zeros(k.sizes(), result.out.options()), torch::zeros(v.sizes(), result.out.options())};
+}
+
+using SpForward = BlockOutput (*)(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const SpContext& c);
+using SpBackward = BlockGrads (*)(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, const BlockOutput& result, const SpContext& c);
+
+// The autograd function of a sequence-parallel attention algorithm given by its forward and
+// backward. Out and gradients are returned in the inputs' dtypes; partials stay in the
+// accumulation dtype.
+template <SpForward Forward, SpBackward Backward>
+struct SequenceParallelFn : torch::autograd::Function<SequenceParallelFn<Forward, Backward>> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const SpContext& c) {
+    const BlockOutput result = Forward(q, k, v, c);
+    ctx->save_for_backward({q, k, v, result.out, result.lse});
+    c.save(ctx);
+    return result.out.to(q.scalar_type());
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const BlockGrads g = Backward(grads[0], s[0], s[1], s[2], {s[3], s[4]}, SpContext::load(ctx));
+    return {g.dq.to(s[0].scalar_type()), g.dk.to(s[1].scalar_type()), g.dv.to(s[2].scalar_type()), {}};
+  }
+};
+
+}  // namespace loom

@@ -1,0 +1,24 @@
+// Sequence-parallel attention, pass-Q ("TokenRing", Wang et al., arXiv 2412.20501): K/V stay on
+// their owner; the query shard moves one hop per step (rank r -> r + 1, over `forward`), and the
+// partial result (out, lse) each rank computes for a visiting query shard goes straight back to
+// that shard's owner over `back`, so both directions of every link carry data and the two streams
+// progress independently (one communicator each). A partial whose block has no visible pair is
+// neither computed nor sent: both ends know that from the layout.
+//
+// Backward (absent from the paper's released code): the query shard travels again with dO, O and
+// lse; dK/dV accumulate locally; the dQ partials return to their owners over `back`.
+//
+// Shapes and dtypes as for ring_attention. `forward` and `back` hold the same ranks in the same
+// order and must outlive the backward.
+#pragma once
+#include <torch/torch.h>
+
+#include "parallel/attention/sequence_layout.h"
+#include "parallel/comm/communicator.h"
+
+namespace loom {
+
+torch::Tensor token_ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const SequenceLayout& layout, double scale, Communicator& forward, Communicator& back);
+
+}  // namespace loom

@@ -1,0 +1,112 @@
+// Ring (pass-KV) and TokenRing (pass-Q) attention against attention of the whole sequence on one
+// rank: forward and gradients in float64 to 1e-10, causal (zigzag) and non-causal (contiguous),
+// MHA and GQA, one document and packed documents with boundaries inside chunks, lengths that do not
+// divide by 2N; and the bytes each sends per direction against the brief's formulas.
+#include <gtest/gtest.h>
+
+#include "parallel/attention/local_attention.h"
+#include "parallel/attention/ring_attention.h"
+#include "parallel/attention/token_ring_attention.h"
+#include "parallel/comm/mpi_communicator.h"
+
+namespace loom {
+namespace {
+
+struct Case {
+  const char* name;
+  bool causal;
+  int64_t q_heads, kv_heads;
+  std::vector<int64_t> documents;  // lengths, packed in order
+};
+
+struct Sequence {
+  torch::Tensor q, k, v, dout, pos, doc;
+};
+
+constexpr int64_t kHeadDim = 8;
+
+Sequence make_sequence(const Case& c) {
+  torch::manual_seed(42);  // the same on every rank
+  int64_t length = 0;
+  std::vector<int64_t> pos, doc;
+  for (size_t d = 0; d < c.documents.size(); ++d)
+    for (int64_t i = 0; i < c.documents[d]; ++i, ++length) {
+      pos.push_back(i);
+      doc.push_back(static_cast<int64_t>(d));
+    }
+  const auto f64 = torch::kFloat64;
+  return {torch::randn({c.q_heads, length, kHeadDim}, f64), torch::randn({c.kv_heads, length, kHeadDim}, f64),
+          torch::randn({c.kv_heads, length, kHeadDim}, f64), torch::randn({c.q_heads, length, kHeadDim}, f64),
+          torch::tensor(pos, torch::kInt64), torch::tensor(doc, torch::kInt64)};
+}
+
+double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-30);
+}
+
+class SequenceParallelAttention : public ::testing::TestWithParam<Case> {
+ protected:
+  std::unique_ptr<Communicator> world = mpi_world(60);
+  std::unique_ptr<Communicator> forward = world->split(0, world->rank(), "sp");
+  std::unique_ptr<Communicator> back = world->split(0, world->rank(), "sp_back");
+};
+
+TEST_P(SequenceParallelAttention, ForwardAndGradientsMatchTheWholeSequence) {
+  const Case& c = GetParam();
+  const Sequence s = make_sequence(c);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
+  auto q = s.q.clone().requires_grad_(), k = s.k.clone().requires_grad_(), v = s.v.clone().requires_grad_();
+  const auto reference = local_attention(q, k, v, AttentionMask::self(s.pos, s.doc, c.causal), scale);
+  reference.backward(s.dout);
+
+  const int rank = world->rank();
+  const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, world->size(), c.causal);
+  for (const char* algorithm : {"ring", "token_ring"}) {
+    auto ql = layout.take(s.q, 1, rank).requires_grad_(), kl = layout.take(s.k, 1, rank).requires_grad_(),
+         vl = layout.take(s.v, 1, rank).requires_grad_();
+    const auto out = std::string(algorithm) == "ring" ? ring_attention(ql, kl, vl, layout, scale, *forward)
+                                                      : token_ring_attention(ql, kl, vl, layout, scale, *forward, *back);
+    out.backward(layout.take(s.dout, 1, rank));
+    EXPECT_LE(relative_error(out, layout.take(reference, 1, rank)), 1e-10) << algorithm << " out, rank " << rank;
+    EXPECT_LE(relative_error(ql.grad(), layout.take(q.grad(), 1, rank)), 1e-10) << algorithm << " dq, rank " << rank;
+    EXPECT_LE(relative_error(kl.grad(), layout.take(k.grad(), 1, rank)), 1e-10) << algorithm << " dk, rank " << rank;
+    EXPECT_LE(relative_error(vl.grad(), layout.take(v.grad(), 1, rank)), 1e-10) << algorithm << " dv, rank " << rank;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, SequenceParallelAttention,
+    ::testing::Values(Case{"causal_mha_one_document", true, 4, 4, {96}},
+                      Case{"causal_gqa_packed", true, 4, 2, {17, 40, 9, 30}},       // 96 tokens, boundaries inside chunks
+                      Case{"causal_gqa_odd_length", true, 4, 1, {23, 36, 18}},      // 77: padded to a multiple of 2N
+                      Case{"noncausal_mha_packed", false, 2, 2, {50, 13, 33}},
+                      Case{"noncausal_gqa_odd_length", false, 4, 2, {41, 30}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Non-causal MHA over one document whose length divides by N: every block is visible, so the
+// brief's per-step volumes hold exactly: ring sends 2·n·G·d·b per step in one direction; TokenRing
+// n·H·d·b (Q) one way and n·H·(d + 1)·b (out and lse) the other, over N - 1 steps each.
+TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
+  auto world = mpi_world(60);
+  auto forward = world->split(0, world->rank(), "sp"), back = world->split(0, world->rank(), "sp_back");
+  const int64_t ranks = world->size(), n = 16, heads = 2, b = 8;
+  const Case c{"volume", false, heads, heads, {ranks * n}};
+  const Sequence s = make_sequence(c);
+  const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, ranks, false);
+  const int rank = world->rank();
+  const auto ql = layout.take(s.q, 1, rank), kl = layout.take(s.k, 1, rank), vl = layout.take(s.v, 1, rank);
+  const int next = static_cast<int>((rank + 1) % ranks);
+
+  forward->counters().reset();
+  ring_attention(ql, kl, vl, layout, 0.3, *forward);
+  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * 2 * n * heads * kHeadDim * b);
+
+  forward->counters().reset();
+  back->counters().reset();
+  token_ring_attention(ql, kl, vl, layout, 0.3, *forward, *back);
+  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * n * heads * kHeadDim * b);
+  EXPECT_EQ(back->counters().of_kind("p2p").sent, (ranks - 1) * n * heads * (kHeadDim + 1) * b);
+}
+
+}  // namespace
+}  // namespace loom
