@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "launch/commands.h"
+#include "parallel/attention/attention_backend.h"
 #include "parallel/mesh.h"
 #include "runtime/model/llama.h"
 #include "runtime/train/metrics_log.h"
@@ -70,10 +71,13 @@ int run_train_dry(const TrainArgs& args) {
   print_tensors(config.model, params);
   const double element = config.train.dtype == "float64" ? 8 : config.train.dtype == "bfloat16" ? 2 : 4;
   const int64_t micro = config.accumulation_steps() / shape.dp;
-  const int64_t tokens = config.train.seq_len / shape.sp;
+  const int64_t chunks = shape.sp > 1 ? 2 * shape.sp : 1;  // the zigzag layout pads to a multiple of 2 sp
+  const int64_t tokens = (config.train.seq_len + chunks - 1) / chunks * chunks / shape.sp;
   std::printf("parameters: %s (%s in %s)\n", human_count(static_cast<double>(params)).c_str(),
               bytes_text(static_cast<double>(params) * element).c_str(), config.train.dtype.c_str());
   std::printf("per rank and step: %ld micro-batch(es) of %ld tokens\n", micro, tokens);
+  const AttentionChoice attention = choose_attention(config, shape.sp);
+  std::printf("attention: %s (%s)\n", attention.algorithm.c_str(), attention.reason.c_str());
 
   const double weights = static_cast<double>(params) * element;
   const double buckets = shape.dp * shape.sp > 1 ? weights : 0;

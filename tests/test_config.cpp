@@ -70,6 +70,9 @@ TEST(Config, InconsistentValuesAreRejected) {
   EXPECT_NE(test::error_of([] { parse_config("train:\n  seq_len: 100\n  tokens_per_step: 250\n", "m"); }).find("multiple"),
             std::string::npos);
   EXPECT_NE(test::error_of([] { parse_config("parallel:\n  tp: 0\n", "m"); }).find("parallel.tp"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_config("parallel:\n  sp: 2\n  attention: local\n", "m"); })
+                .find("parallel.attention = local cannot run with parallel.sp = 2"),
+            std::string::npos);
   EXPECT_NE(test::error_of([] { parse_config("parallel:\n  dp: some\n", "m"); }).find("parallel.dp must be an integer"),
             std::string::npos);
 }

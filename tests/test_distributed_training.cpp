@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/core/safetensors.h"
 #include "tests/test_util.h"
 
@@ -53,6 +55,38 @@ TEST_F(DataParallel, TwoAndFourRanksMatchOneProcessOnTheSameGlobalBatch) {
     expect_same_weights("one/checkpoints/step-3", "dp" + std::to_string(ranks) + "/checkpoints/step-3");
   }
 }
+std::vector<double> losses(const std::string& run_dir) {
+  std::vector<double> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("kind")) out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+// Sequence parallelism end to end: 5 steps with sp = 2, 3, 4 (ring and token_ring) and dp = 2 x
+// sp = 2 give the losses and parameters of one process.
+TEST_F(DataParallel, SequenceParallelTrainingMatchesOneProcess) {
+  const std::string steps = "--set train.steps=5";
+  ASSERT_EQ(test::run_loom(train_args("one5", steps)).exit_code, 0);
+  const auto reference = losses(dir_.path("one5"));
+  ASSERT_EQ(reference.size(), 5u);
+  struct Layout { int ranks; int64_t sp; const char* attention; };
+  for (const Layout l : {Layout{2, 2, "ring"}, Layout{3, 3, "ring"}, Layout{4, 4, "ring"}, Layout{2, 2, "token_ring"},
+                         Layout{3, 3, "token_ring"}, Layout{4, 4, "token_ring"}, Layout{4, 2, "token_ring"}}) {
+    const std::string run = std::string(l.attention) + "-sp" + std::to_string(l.sp) + "-of-" + std::to_string(l.ranks);
+    const auto r = test::run_loom_ranks(l.ranks, train_args(run, steps + " --set parallel.sp=" + std::to_string(l.sp) +
+                                                                     " --set parallel.attention=" + l.attention));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("attention: " + std::string(l.attention)), std::string::npos) << r.output;
+    const auto got = losses(dir_.path(run));
+    ASSERT_EQ(got.size(), reference.size()) << run;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], reference[i], 1e-10 * std::abs(reference[i])) << run << " step " << i + 1;
+    expect_same_weights("one5/checkpoints/step-5", run + "/checkpoints/step-5");
+  }
+}
+
 // One checkpoint of a dp = 2 run continues on 1 and on 4 ranks to the same parameters: the data
 // cursor is global and the optimizer state replicated.
 TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {
@@ -136,8 +170,12 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   const auto heads = test::run_loom("train --dry-run --world 8 --set parallel.tp=8 --config " + config);
   EXPECT_NE(heads.output.find("parallel.tp = 8 must divide model.n_heads = 4"), std::string::npos) << heads.output;
   const auto sp = test::run_loom("train --dry-run --world 4 --set parallel.sp=2 --config " + config);
+  EXPECT_EQ(sp.exit_code, 0) << sp.output;
   EXPECT_NE(sp.output.find("mesh dp 2 x sp 2 x tp 1"), std::string::npos) << sp.output;
-  EXPECT_NE(sp.output.find("sequence-parallel attention (ring / token_ring) is not in this version"), std::string::npos);
+  EXPECT_NE(sp.output.find("attention: ring (auto: "), std::string::npos) << sp.output;  // GQA 4:2 in float64
+  const auto tp = test::run_loom("train --dry-run --world 4 --set parallel.tp=2 --config " + config);
+  EXPECT_EQ(tp.exit_code, 1);
+  EXPECT_NE(tp.output.find("tensor-parallel layers are not in this version"), std::string::npos) << tp.output;
 }
 
 }  // namespace

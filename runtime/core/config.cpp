@@ -59,7 +59,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.degree("parallel.dp", c.parallel.dp);
   v.number("parallel.sp", c.parallel.sp, 1, 1 << 20);
   v.number("parallel.tp", c.parallel.tp, 1, 1 << 20);
-  v.choice("parallel.attention", c.parallel.attention, {"local"});
+  v.choice("parallel.attention", c.parallel.attention, {"local", "ring", "token_ring", "auto"});
   v.number("parallel.bucket_mb", c.parallel.bucket_mb, 0.001, 1 << 16);
   v.number("parallel.timeout_s", c.parallel.timeout_s, 1, kInf);
 
@@ -279,6 +279,9 @@ void validate(const Config& c) {
   check(t.tokens_per_step % t.seq_len == 0,
         at("train.tokens_per_step") + " = " + std::to_string(t.tokens_per_step) +
             " must be a multiple of train.seq_len = " + std::to_string(t.seq_len));
+  check(c.parallel.sp == 1 || c.parallel.attention != "local",
+        at("parallel.attention") + " = local cannot run with parallel.sp = " + std::to_string(c.parallel.sp) +
+            ": choose ring, token_ring or auto");
   check(t.seq_len <= m.max_seq_len, at("train.seq_len") + " = " + std::to_string(t.seq_len) +
                                         " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
 }

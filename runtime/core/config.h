@@ -65,7 +65,7 @@ struct ParallelConfig {
   int64_t dp = kAuto;              // data-parallel degree; auto = world / (sp x tp)
   int64_t sp = 1;                  // sequence-parallel degree
   int64_t tp = 1;                  // tensor-parallel degree
-  std::string attention = "local";
+  std::string attention = "auto";  // local | ring | token_ring | auto (local when sp = 1)
   double bucket_mb = 25;           // gradient all-reduce bucket size
   double timeout_s = 600;          // a collective that takes longer aborts the job
 };

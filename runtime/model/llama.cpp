@@ -34,7 +34,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
                                      const torch::Tensor& doc_ids, torch::Tensor* cache_k,
-                                     torch::Tensor* cache_v, const torch::Tensor& cache_positions) {
+                                     torch::Tensor* cache_v, const torch::Tensor& cache_positions, const AttendFn* attend) {
   const int64_t n = x.size(0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   // [N, H, d] -> RoPE on global positions -> [H, N, d], the block kernel's layout.
@@ -47,6 +47,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     *cache_v = cache_v->defined() ? torch::cat({*cache_v, v}, 1) : v;
     const AttentionMask mask{positions, doc_ids, cache_positions, torch::zeros_like(cache_positions), true};
     out = block_forward(q, *cache_k, *cache_v, mask, scale).out.to(x.scalar_type());
+  } else if (attend) {
+    out = (*attend)(q, k, v, scale);
   } else {
     out = local_attention(q, k, v, AttentionMask::self(positions, doc_ids), scale);
   }
@@ -87,7 +89,7 @@ LlamaImpl::LlamaImpl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& positions,
-                             const torch::Tensor& doc_ids, KvCache* cache) {
+                             const torch::Tensor& doc_ids, KvCache* cache, const AttendFn* attend) {
   auto h = model->embed_tokens(tokens);
   if (cache) {
     cache->positions = cache->length() ? torch::cat({cache->positions, positions}) : positions;
@@ -97,7 +99,7 @@ torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& p
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
     h = h + layer.self_attn(layer.input_layernorm(h), positions, doc_ids, cache ? &cache->k[i] : nullptr,
-                            cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor());
+                            cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor(), attend);
     h = h + layer.mlp(layer.post_attention_layernorm(h));
   }
   h = model->norm(h);
@@ -105,12 +107,12 @@ torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& p
 }
 
 torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                                 const torch::Tensor& doc_ids) {
-  return run(tokens, positions, doc_ids, nullptr);
+                                 const torch::Tensor& doc_ids, const AttendFn* attend) {
+  return run(tokens, positions, doc_ids, nullptr, attend);
 }
 
 torch::Tensor LlamaImpl::forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache) {
-  return run(tokens, positions, torch::zeros_like(positions), &cache);
+  return run(tokens, positions, torch::zeros_like(positions), &cache, nullptr);
 }
 
 int64_t LlamaImpl::num_parameters() const {

@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "parallel/attention/attention_backend.h"
 #include "runtime/core/config.h"
 #include "runtime/core/named_tensors.h"
 
@@ -38,9 +39,10 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& c);
   // With a cache, x holds only new tokens; their K/V are appended and they attend to all cached ones.
+  // `attend` replaces local attention (sequence parallelism: x holds this rank's shard).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
                         torch::Tensor* cache_k = nullptr, torch::Tensor* cache_v = nullptr,
-                        const torch::Tensor& cache_positions = {});
+                        const torch::Tensor& cache_positions = {}, const AttendFn* attend = nullptr);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -79,8 +81,10 @@ class LlamaImpl : public torch::nn::Module {
  public:
   explicit LlamaImpl(const ModelConfig& c);
 
-  // tokens, positions, doc_ids: int64 [N] -> logits [N, vocab]
-  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids);
+  // tokens, positions, doc_ids: int64 [N] -> logits [N, vocab]. With `attend` (sequence
+  // parallelism) the inputs are this rank's shard and attention goes through it.
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
+                        const AttendFn* attend = nullptr);
 
   // Generation: runs the new tokens against the cache (which they then join) -> logits [n, vocab].
   torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache);
@@ -96,7 +100,7 @@ class LlamaImpl : public torch::nn::Module {
 
  private:
   torch::Tensor run(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
-                    KvCache* cache);
+                    KvCache* cache, const AttendFn* attend);
   ModelConfig config_;
 };
 TORCH_MODULE(Llama);

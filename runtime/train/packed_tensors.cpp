@@ -15,6 +15,11 @@ PackedTensors to_tensors(const PackedBatch& b) {
   return {as_tensor(b.tokens), as_tensor(b.positions), as_tensor(b.doc_ids), as_tensor(b.labels), b.label_count};
 }
 
+PackedTensors shard(const PackedTensors& b, const SequenceLayout& layout, int64_t rank) {
+  return {layout.take(b.tokens, 0, rank, 0), layout.take(b.positions, 0, rank, 0), layout.take(b.doc_ids, 0, rank, -1),
+          layout.take(b.labels, 0, rank, -1), b.label_count};
+}
+
 torch::Tensor summed_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
   const auto wide = logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
   return torch::nn::functional::cross_entropy(

@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "parallel/attention/sequence_layout.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/model/llama.h"
 
@@ -13,6 +14,10 @@ struct PackedTensors {
 };
 
 PackedTensors to_tensors(const PackedBatch& batch);
+
+// Rank `rank`'s tokens of `batch` under a sequence-parallel layout; padding tokens have document id
+// -1 and no label. label_count stays the whole batch's.
+PackedTensors shard(const PackedTensors& batch, const SequenceLayout& layout, int64_t rank);
 
 // Sum (not mean) of the cross-entropy over labelled tokens, in float32 or wider: the trainer divides
 // by the label count of the whole step so that accumulation matches one big batch.

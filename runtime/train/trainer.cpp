@@ -72,7 +72,8 @@ class Run {
         schedule_{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
         train_docs_(split_documents(data, Split::kTrain, config.data.val_fraction)),
         val_docs_(split_documents(data, Split::kValidation, config.data.val_fraction)),
-        loader_(data, train_docs_, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)) {
+        loader_(data, train_docs_, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)),
+        attention_(choose_attention(config, mesh.shape().sp)) {
     if (mesh.dp_sp().size() > 1) {
       std::vector<torch::Tensor> params;
       for (const auto& [name, p] : model_->parameter_list()) params.push_back(p);
@@ -121,6 +122,7 @@ class Run {
     std::printf("mesh: dp %ld x sp %ld x tp %ld = %ld ranks; each dp rank takes %ld of the %ld micro-batches\n%s", shape.dp,
                 shape.sp, shape.tp, shape.world(), c.accumulation_steps() / shape.dp, c.accumulation_steps(),
                 mesh_.placement_table().c_str());
+    std::printf("attention: %s (%s)\n", attention_.algorithm.c_str(), attention_.reason.c_str());
     std::printf("run dir: %s\n", c.run.dir.c_str());
     std::fflush(stdout);
   }
@@ -146,18 +148,15 @@ class Run {
     StepMetrics m;
     m.step = step + 1;
     inject_rank_faults(m.step);
-    auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs
+    auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs of this rank
     for (size_t i = 0; i < micro.size(); ++i) {
-      const auto& mb = micro[i];
-      const auto loss = summed_loss(model_->forward(mb.tokens, mb.positions, mb.doc_ids), mb.labels);
+      const auto loss = micro_batch_loss(micro[i], totals);
       if (reducer_ && i + 1 == micro.size()) reducer_->arm();
       (loss / denominator).backward();
       totals[0] += fault_requested("nan-loss", m.step, mesh_.world().rank()) ? NAN : loss.item<double>();
-      totals[1] += (mb.doc_ids >= 0).sum().item<int64_t>();
-      totals[2] += training_flops(model_, mb);
     }
     if (reducer_) reducer_->finish();
-    all_reduce_now(mesh_.dp(), totals);
+    all_reduce_now(mesh_.dp_sp(), totals);
     m.loss = totals[0].item<double>() / denominator;
     m.tokens = totals[1].item<int64_t>();
     m.lr = schedule_.at(step);
@@ -175,6 +174,22 @@ class Run {
     m.flops_per_s = totals[2].item<double>() / m.step_time_s;
     m.peak_mem_bytes = peak_rss_bytes();
     return m;
+  }
+
+  // The summed loss of this rank's part of one micro-batch: all of it, or with sequence parallelism
+  // its shard, whose attention runs over the sp group. Adds its tokens and FLOPs to `totals`.
+  torch::Tensor micro_batch_loss(const PackedTensors& batch, torch::Tensor& totals) {
+    const int64_t sp = mesh_.shape().sp;
+    totals[2] += training_flops(model_, batch) / static_cast<double>(sp);
+    if (sp == 1) {
+      totals[1] += (batch.doc_ids >= 0).sum().item<int64_t>();
+      return summed_loss(model_->forward(batch.tokens, batch.positions, batch.doc_ids), batch.labels);
+    }
+    const SequenceLayout layout = make_sequence_layout(batch.positions, batch.doc_ids, sp, true);
+    const PackedTensors mine = shard(batch, layout, mesh_.coord().sp);
+    const AttendFn attend = sequence_attention(attention_.algorithm, layout, mesh_.sp(), mesh_.sp_back());
+    totals[1] += (mine.doc_ids >= 0).sum().item<int64_t>();
+    return summed_loss(model_->forward(mine.tokens, mine.positions, mine.doc_ids, &attend), mine.labels);
   }
 
   // Rank 0 evaluates; the others wait for it at the next collective.
@@ -233,18 +248,16 @@ class Run {
   LrSchedule schedule_;
   std::vector<int64_t> train_docs_, val_docs_;
   BatchLoader loader_;
+  AttentionChoice attention_;
   std::unique_ptr<GradientReducer> reducer_;
   std::string last_checkpoint_;
 };
 
 }  // namespace
 
-// Training with sp or tp above 1 needs parallel attention and layers that later Loom versions add;
-// the mesh, launch and dry run already accept those degrees.
+// Training with tp above 1 needs tensor-parallel layers that a later Loom version adds; the mesh,
+// launch and dry run already accept the degree.
 void check_trainable(const MeshShape& shape) {
-  check(shape.sp == 1, "parallel.sp = " + std::to_string(shape.sp) +
-                           ": sequence-parallel attention (ring / token_ring) is not in this version of Loom yet; "
-                           "train with parallel.sp: 1");
   check(shape.tp == 1, "parallel.tp = " + std::to_string(shape.tp) +
                            ": tensor-parallel layers are not in this version of Loom yet; train with parallel.tp: 1");
 }

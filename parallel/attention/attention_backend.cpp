@@ -1,0 +1,40 @@
+#include "parallel/attention/attention_backend.h"
+
+#include <cstdio>
+
+#include "parallel/attention/ring_attention.h"
+#include "parallel/attention/token_ring_attention.h"
+#include "runtime/core/error.h"
+
+namespace loom {
+
+AttentionChoice choose_attention(const Config& config, int64_t sp) {
+  const std::string& wanted = config.parallel.attention;
+  if (sp == 1) return {"local", "parallel.sp = 1: the whole sequence is on this rank"};
+  const auto& m = config.model;
+  const double element = config.train.dtype == "float64" ? 8 : config.train.dtype == "bfloat16" ? 2 : 4;
+  const double accumulate = config.train.dtype == "float64" ? 8 : 4;
+  const double d = static_cast<double>(m.head_dim());
+  const double ring_bytes = 2.0 * static_cast<double>(m.n_kv_heads) * d * element;
+  const double token_ring_bytes = std::max(static_cast<double>(m.n_heads) * d * element,
+                                           static_cast<double>(m.n_heads) * (d + 1) * accumulate);
+  char reason[256];
+  std::snprintf(reason, sizeof reason, "busiest link direction per token and ring step: ring %.0f B, token_ring %.0f B (%ld query, %ld KV heads)",
+                ring_bytes, token_ring_bytes, m.n_heads, m.n_kv_heads);
+  if (wanted != "auto") return {wanted, std::string("chosen by parallel.attention; ") + reason};
+  return {token_ring_bytes <= ring_bytes ? "token_ring" : "ring", std::string("auto: ") + reason};
+}
+
+AttendFn sequence_attention(const std::string& algorithm, const SequenceLayout& layout, Communicator& forward, Communicator& back) {
+  if (algorithm == "ring") {
+    return [layout, &forward](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+      return ring_attention(q, k, v, layout, scale, forward);
+    };
+  }
+  check(algorithm == "token_ring", "unknown sequence-parallel attention '" + algorithm + "'");
+  return [layout, &forward, &back](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+    return token_ring_attention(q, k, v, layout, scale, forward, back);
+  };
+}
+
+}  // namespace loom
