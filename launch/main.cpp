@@ -84,7 +84,7 @@ void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
   cmd->callback([&] { rc = loom::run_summary(run_dir); });
 }
 
-void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, int& rc) {
+void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loom::BenchAttentionArgs& attn, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
@@ -101,6 +101,15 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, int
   c->add_option("--overlap-bytes", comm.overlap_bytes, "all_reduce size of the overlap measurement");
   c->add_option("--json", comm.json_out, "write the results as JSON here");
   c->callback([&] { rc = loom::run_bench_comm(comm); });
+  auto* at = bench->add_subcommand("attention", "local, ring and token_ring attention side by side (start on the sp ranks "
+                                                "with launch/loom-run)");
+  at->add_option("--seq-len", attn.seq_lens, "sequence lengths");
+  at->add_option("--heads", attn.heads, "query heads");
+  at->add_option("--kv-heads", attn.kv_heads, "KV head counts to try");
+  at->add_option("--head-dim", attn.head_dim, "head dimension");
+  at->add_option("--reps", attn.reps, "timed repetitions");
+  at->add_option("--json", attn.json_out, "write the results as JSON here");
+  at->callback([&] { rc = loom::run_bench_attention(attn); });
 }
 
 }  // namespace
@@ -118,6 +127,7 @@ int main(int argc, char** argv) {
   loom::SynthArgs synth;
   loom::BenchArgs bench;
   loom::BenchCommArgs bench_comm;
+  loom::BenchAttentionArgs bench_attention;
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
@@ -125,7 +135,7 @@ int main(int argc, char** argv) {
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
   add_summary(app, run_dir, rc);
-  add_bench(app, bench, bench_comm, rc);
+  add_bench(app, bench, bench_comm, bench_attention, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
