@@ -112,7 +112,7 @@ int run_bench_attention(const BenchAttentionArgs& args) {
   }
   if (root) {
     std::printf("ring_over / tr_over: time above local_s / ranks (exposed communication and imbalance). MB: sent by rank 0 "
-                "per fwd+bwd; ring to the next rank, token_ring to the next rank (Q; in the backward also dO, O, lse) and back to owners (partials)\n");
+                "per fwd+bwd; ring to the next rank, token_ring to the next rank (Q; in the backward also dO, D, lse) and back to owners (partials)\n");
     if (!args.json_out.empty()) std::ofstream(args.json_out) << nlohmann::json{{"ranks", n}, {"matmul_ceiling_flops", ceiling}, {"rows", rows}}.dump(2) << "\n";
   }
   return 0;

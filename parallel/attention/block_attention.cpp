@@ -144,16 +144,26 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
   return {out, lse};
 }
 
-BlockGrads block_backward(const torch::Tensor& dout_in, const torch::Tensor& q_in, const torch::Tensor& k_in,
-                          const torch::Tensor& v_in, const torch::Tensor& out, const torch::Tensor& lse,
-                          const AttentionMask& mask, double scale, int64_t tile) {
+torch::Tensor output_delta(const torch::Tensor& dout, const torch::Tensor& out) {
+  return (dout.to(out.scalar_type()) * out).sum(-1);
+}
+
+BlockGrads block_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          const torch::Tensor& out, const torch::Tensor& lse, const AttentionMask& mask, double scale,
+                          int64_t tile) {
+  return block_backward_from_delta(dout, q, k, v, output_delta(dout, out), lse, mask, scale, tile);
+}
+
+BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::Tensor& q_in, const torch::Tensor& k_in,
+                                     const torch::Tensor& v_in, const torch::Tensor& delta_in, const torch::Tensor& lse,
+                                     const AttentionMask& mask, double scale, int64_t tile) {
   check_shapes(q_in, k_in, v_in, mask);
   const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
   const auto opts = q.options();
   const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);
   const auto dout = dout_in.to(opts.dtype()).contiguous();
   // D_i = rowsum(dO * O) stands in for sum_j P_ij (dO_i . v_j); empty rows get lse 0 so P = 0.
-  const auto delta = (dout * out.to(opts.dtype())).sum(-1);
+  const auto delta = delta_in.to(opts.dtype());
   const auto safe_lse = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse).to(opts.dtype()).contiguous();
   auto dq = torch::zeros({hq, n, d}, opts);
   auto dk = torch::zeros({hkv, k.size(1), d}, opts);

@@ -44,6 +44,14 @@ BlockGrads block_backward(const torch::Tensor& dout, const torch::Tensor& q, con
                           const torch::Tensor& v, const torch::Tensor& out, const torch::Tensor& lse,
                           const AttentionMask& mask, double scale, int64_t tile = kDefaultTile);
 
+// D = rowsum(dO * O) per row, in out's dtype: all the backward needs of the output.
+torch::Tensor output_delta(const torch::Tensor& dout, const torch::Tensor& out);
+
+// block_backward given D instead of O (TokenRing ships D, n·H values, instead of O, n·H·d).
+BlockGrads block_backward_from_delta(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,
+                                     const torch::Tensor& v, const torch::Tensor& delta, const torch::Tensor& lse,
+                                     const AttentionMask& mask, double scale, int64_t tile = kDefaultTile);
+
 // Combines the results of the same rows over two disjoint key sets, in the overflow-free form
 // out = o1 - sigmoid(lse2 - lse1) (o1 - o2), lse = lse1 - logsigmoid(lse1 - lse2); rows empty on
 // one side take the other side unchanged.

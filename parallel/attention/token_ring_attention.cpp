@@ -80,8 +80,8 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
     if (!returns.received.empty()) dq += returns.received[0];
     returns = {};
   };
-  // What a query shard's backward needs travels with it.
-  std::vector<torch::Tensor> visiting = {q, dout.contiguous(), result.out, result.lse};
+  // What a query shard's backward needs travels with it: D = rowsum(dO * O) rather than O.
+  std::vector<torch::Tensor> visiting = {q, dout.contiguous(), output_delta(dout, result.out), result.lse};
   for (int64_t s = 0; s < n; ++s) {
     const int64_t owner = (r - s + n) % n;
     CommHandle pass;
@@ -97,7 +97,8 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
     }
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
-      const BlockGrads g = block_backward(visiting[1], visiting[0], k, v, visiting[2], visiting[3], c.layout.mask(owner, r), c.scale);
+      const BlockGrads g =
+          block_backward_from_delta(visiting[1], visiting[0], k, v, visiting[2], visiting[3], c.layout.mask(owner, r), c.scale);
       dk += g.dk;
       dv += g.dv;
       partial = {g.dq};

@@ -5,8 +5,8 @@
 // progress independently (one communicator each). A partial whose block has no visible pair is
 // neither computed nor sent: both ends know that from the layout.
 //
-// Backward (absent from the paper's released code): the query shard travels again with dO, O and
-// lse; dK/dV accumulate locally; the dQ partials return to their owners over `back`.
+// Backward (absent from the paper's released code): the query shard travels again with dO, lse and
+// D = rowsum(dO * O); dK/dV accumulate locally; the dQ partials return to their owners over `back`.
 //
 // Shapes and dtypes as for ring_attention. `forward` and `back` hold the same ranks in the same
 // order and must outlive the backward.

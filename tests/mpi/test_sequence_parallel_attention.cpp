@@ -85,7 +85,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Non-causal MHA over one document whose length divides by N: every block is visible, so the
 // brief's per-step volumes hold exactly: ring sends 2·n·G·d·b per step in one direction; TokenRing
-// n·H·d·b (Q) one way and n·H·(d + 1)·b (out and lse) the other, over N - 1 steps each.
+// n·H·d·b (Q) one way and n·H·(d + 1)·b (out and lse) the other, over N - 1 steps each; and the
+// backward volumes of brief §3.6 (with D = rowsum(dO∘O) travelling instead of O).
 TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   auto world = mpi_world(60);
   auto forward = world->split(0, world->rank(), "sp"), back = world->split(0, world->rank(), "sp_back");
@@ -106,6 +107,25 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   token_ring_attention(ql, kl, vl, layout, 0.3, *forward, *back);
   EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * n * heads * kHeadDim * b);
   EXPECT_EQ(back->counters().of_kind("p2p").sent, (ranks - 1) * n * heads * (kHeadDim + 1) * b);
+
+  // Backward. ring: K/V on N - 1 steps and their gradients on all N (the last hop brings each home).
+  // token_ring: Q and dO with D and lse (2d + 2 values per row) one way, dQ partials the other.
+  const auto dout = layout.take(s.dout, 1, rank);
+  auto grad_of = [&](auto attend) {
+    auto q = ql.clone().requires_grad_(), k = kl.clone().requires_grad_(), v = vl.clone().requires_grad_();
+    attend(q, k, v).backward(dout);
+  };
+  forward->counters().reset();
+  grad_of([&](auto& q, auto& k, auto& v) { return ring_attention(q, k, v, layout, 0.3, *forward); });
+  const int64_t kv_shard = 2 * n * heads * kHeadDim * b;
+  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * kv_shard + (ranks - 1) * kv_shard + ranks * kv_shard);
+  forward->counters().reset();
+  back->counters().reset();
+  grad_of([&](auto& q, auto& k, auto& v) { return token_ring_attention(q, k, v, layout, 0.3, *forward, *back); });
+  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent,
+            (ranks - 1) * n * heads * kHeadDim * b + (ranks - 1) * n * heads * (2 * kHeadDim + 2) * b);
+  EXPECT_EQ(back->counters().of_kind("p2p").sent,
+            (ranks - 1) * n * heads * (kHeadDim + 1) * b + (ranks - 1) * n * heads * kHeadDim * b);
 }
 
 }  // namespace
