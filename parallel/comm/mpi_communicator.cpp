@@ -406,21 +406,21 @@ std::unique_ptr<Communicator> mpi_world(double timeout_s) {
   return std::make_unique<MpiCommunicator>(comm, "world", timeout_s);
 }
 
-int mpi_world_rank() {
-  int initialized = 0, finalized = 0, rank = 0;
+namespace {
+
+// MPI_Comm_rank or MPI_Comm_size of the world, or `outside` before MPI_Init or after MPI_Finalize.
+int world_property(int (*query)(MPI_Comm, int*), int outside) {
+  int initialized = 0, finalized = 0, value = outside;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
+  if (initialized && !finalized) query(MPI_COMM_WORLD, &value);
+  return value;
 }
 
-int mpi_world_size() {
-  int initialized = 0, finalized = 0, size = 1;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+}  // namespace
+
+int mpi_world_rank() { return world_property(MPI_Comm_rank, 0); }
+int mpi_world_size() { return world_property(MPI_Comm_size, 1); }
 
 void abort_job(const std::string& message) {
   std::fflush(stdout);
