@@ -69,7 +69,7 @@ int run_train_dry(const TrainArgs& args) {
   std::printf("tensors on every rank (replicated over dp x sp):\n");
   int64_t params = 0;
   print_tensors(config.model, params);
-  const double element = config.train.dtype == "float64" ? 8 : config.train.dtype == "bfloat16" ? 2 : 4;
+  const auto element = static_cast<double>(config.train.element_bytes());
   const int64_t micro = config.accumulation_steps() / shape.dp;
   const int64_t chunks = shape.sp > 1 ? 2 * shape.sp : 1;  // the zigzag layout pads to a multiple of 2 sp
   const int64_t tokens = (config.train.seq_len + chunks - 1) / chunks * chunks / shape.sp;

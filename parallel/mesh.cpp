@@ -9,11 +9,6 @@
 namespace loom {
 namespace {
 
-std::string degree_origin(const Config& c, const std::string& key) {
-  auto it = c.origin.find(key);
-  return (it == c.origin.end() ? std::string("default") : it->second) + ": " + key;
-}
-
 // Every rank's host name, gathered (fixed-size records keep it one collective).
 std::vector<std::string> gather_hosts(Communicator& world) {
   constexpr int64_t kMax = 256;
@@ -35,19 +30,19 @@ MeshShape resolve_mesh_shape(const Config& config, int64_t world_size) {
   const auto& m = config.model;
   MeshShape s{p.dp, p.sp, p.tp};
   const int64_t inner = s.sp * s.tp;
-  check(world_size % inner == 0, degree_origin(config, "parallel.sp") + " x parallel.tp = " + std::to_string(inner) +
+  check(world_size % inner == 0, config.where("parallel.sp") + " x parallel.tp = " + std::to_string(inner) +
                                      " does not divide the world of " + std::to_string(world_size) +
                                      " ranks; launch a multiple of " + std::to_string(inner) + " ranks");
   if (s.dp == 0) s.dp = world_size / inner;
-  check(s.world() == world_size, degree_origin(config, "parallel.dp") + " = " + std::to_string(s.dp) + " with sp = " +
+  check(s.world() == world_size, config.where("parallel.dp") + " = " + std::to_string(s.dp) + " with sp = " +
                                      std::to_string(s.sp) + " and tp = " + std::to_string(s.tp) + " needs " +
                                      std::to_string(s.world()) + " ranks, but the job has " + std::to_string(world_size) +
                                      "; launch that many or set parallel.dp: auto");
   check(m.n_heads % s.tp == 0 && m.n_kv_heads % s.tp == 0,
-        degree_origin(config, "parallel.tp") + " = " + std::to_string(s.tp) + " must divide model.n_heads = " +
+        config.where("parallel.tp") + " = " + std::to_string(s.tp) + " must divide model.n_heads = " +
             std::to_string(m.n_heads) + " and model.n_kv_heads = " + std::to_string(m.n_kv_heads));
   const int64_t micro = config.accumulation_steps();
-  check(micro % s.dp == 0, degree_origin(config, "train.tokens_per_step") + " gives " + std::to_string(micro) +
+  check(micro % s.dp == 0, config.where("train.tokens_per_step") + " gives " + std::to_string(micro) +
                                " micro-batches of train.seq_len per step, which do not split evenly over dp = " +
                                std::to_string(s.dp) + " ranks; make tokens_per_step a multiple of dp x seq_len = " +
                                std::to_string(s.dp * config.train.seq_len));

@@ -12,8 +12,8 @@ AttentionChoice choose_attention(const Config& config, int64_t sp) {
   const std::string& wanted = config.parallel.attention;
   if (sp == 1) return {"local", "parallel.sp = 1: the whole sequence is on this rank"};
   const auto& m = config.model;
-  const double element = config.train.dtype == "float64" ? 8 : config.train.dtype == "bfloat16" ? 2 : 4;
-  const double accumulate = config.train.dtype == "float64" ? 8 : 4;
+  const auto element = static_cast<double>(config.train.element_bytes());
+  const auto accumulate = static_cast<double>(config.train.accumulate_bytes());
   const double d = static_cast<double>(m.head_dim());
   const double ring_bytes = 2.0 * static_cast<double>(m.n_kv_heads) * d * element;
   const double token_ring_bytes = std::max(static_cast<double>(m.n_heads) * d * element,

@@ -264,25 +264,21 @@ void reject_unknown_keys(const Entries& entries, const std::set<std::string>& us
 
 // Checks between keys; each message names the key whose value is inconsistent and where it was set.
 void validate(const Config& c) {
-  auto at = [&](const std::string& key) {
-    auto it = c.origin.find(key);
-    return (it == c.origin.end() ? std::string("default") : it->second) + ": " + key;
-  };
   const auto& m = c.model;
-  check(m.d_model % m.n_heads == 0, at("model.n_heads") + " = " + std::to_string(m.n_heads) +
+  check(m.d_model % m.n_heads == 0, c.where("model.n_heads") + " = " + std::to_string(m.n_heads) +
                                         " must divide model.d_model = " + std::to_string(m.d_model));
-  check(m.n_heads % m.n_kv_heads == 0, at("model.n_kv_heads") + " = " + std::to_string(m.n_kv_heads) +
+  check(m.n_heads % m.n_kv_heads == 0, c.where("model.n_kv_heads") + " = " + std::to_string(m.n_kv_heads) +
                                            " must divide model.n_heads = " + std::to_string(m.n_heads));
-  check(m.head_dim() % 2 == 0, at("model.d_model") + ": the head dim d_model/n_heads = " +
+  check(m.head_dim() % 2 == 0, c.where("model.d_model") + ": the head dim d_model/n_heads = " +
                                    std::to_string(m.head_dim()) + " must be even for RoPE");
   const auto& t = c.train;
   check(t.tokens_per_step % t.seq_len == 0,
-        at("train.tokens_per_step") + " = " + std::to_string(t.tokens_per_step) +
+        c.where("train.tokens_per_step") + " = " + std::to_string(t.tokens_per_step) +
             " must be a multiple of train.seq_len = " + std::to_string(t.seq_len));
   check(c.parallel.sp == 1 || c.parallel.attention != "local",
-        at("parallel.attention") + " = local cannot run with parallel.sp = " + std::to_string(c.parallel.sp) +
+        c.where("parallel.attention") + " = local cannot run with parallel.sp = " + std::to_string(c.parallel.sp) +
             ": choose ring, token_ring or auto");
-  check(t.seq_len <= m.max_seq_len, at("train.seq_len") + " = " + std::to_string(t.seq_len) +
+  check(t.seq_len <= m.max_seq_len, c.where("train.seq_len") + " = " + std::to_string(t.seq_len) +
                                         " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
 }
 
@@ -296,6 +292,15 @@ Config build(Entries& entries) {
 }
 
 }  // namespace
+
+std::string Config::where(const std::string& key) const {
+  auto it = origin.find(key);
+  return (it == origin.end() ? std::string("default") : it->second) + ": " + key;
+}
+
+int64_t TrainConfig::element_bytes() const { return dtype == "float64" ? 8 : dtype == "bfloat16" ? 2 : 4; }
+
+int64_t TrainConfig::accumulate_bytes() const { return dtype == "float64" ? 8 : 4; }
 
 int64_t ModelConfig::ffn_dim() const {
   if (d_ff > 0) return d_ff;

@@ -58,6 +58,9 @@ struct TrainConfig {
   std::string on_nan = "stop";     // stop | skip: what a non-finite loss does
   int64_t threads = 0;             // intra-op threads; 0 = LibTorch's default
   std::string strategy = "full";   // backprop strategy; seco/spaco arrive with optim/chunkwise
+
+  int64_t element_bytes() const;      // of train.dtype
+  int64_t accumulate_bytes() const;   // of the accumulators (out, lse, gradient partials): fp32, fp64 for float64
 };
 
 struct ParallelConfig {
@@ -99,6 +102,8 @@ struct Config {
   std::map<std::string, std::string> origin;
 
   int64_t accumulation_steps() const { return train.tokens_per_step / train.seq_len; }
+  // "file:line: key" (or "default: key"), the prefix of every message about that key's value.
+  std::string where(const std::string& key) const;
 };
 
 // Reads `path` (following `base:` chains), applies `--set key=value` overrides and validates.
