@@ -10,6 +10,7 @@
 
 #include "launch/commands.h"
 #include "launch/machine_ceiling.h"
+#include "launch/synced_timing.h"
 #include "parallel/attention/local_attention.h"
 #include "parallel/attention/ring_attention.h"
 #include "parallel/attention/token_ring_attention.h"
@@ -18,22 +19,6 @@
 
 namespace loom {
 namespace {
-
-// Median over `reps` of the slowest rank's time for fn, after one warm-up; ranks start together.
-double synced_median(Communicator& world, int64_t reps, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> times;
-  for (int64_t i = 0; i < reps; ++i) {
-    barrier_now(world);
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    auto t = torch::tensor({std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}, torch::kFloat64);
-    all_reduce_now(world, t, ReduceOp::kMax);
-    times.push_back(t.item<double>());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 struct Inputs {
   torch::Tensor q, k, v, dout;

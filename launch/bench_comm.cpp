@@ -13,34 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "launch/commands.h"
+#include "launch/synced_timing.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
 
 namespace loom {
 namespace {
-
-// The slowest rank's time for one call of fn, all ranks starting together.
-double synced_time(const std::function<void()>& fn) {
-  MPI_Barrier(MPI_COMM_WORLD);
-  const auto t0 = std::chrono::steady_clock::now();
-  fn();
-  double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return t;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Median over `reps` timed calls after one warm-up.
-double synced_median(int reps, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> times;
-  for (int i = 0; i < reps; ++i) times.push_back(synced_time(fn));
-  return median(times);
-}
 
 struct Case {
   std::string op;
@@ -87,8 +65,8 @@ nlohmann::json measure_overlap(Communicator& comm, int64_t bytes, int reps) {
   auto m = torch::randn({256, 256});
   auto communicate = [&] { comm.all_reduce(message, ReduceOp::kSum).wait(); };
   // Calibrate the compute to take about as long as the communication: the hardest case to hide.
-  const double comm_estimate = synced_median(3, communicate);
-  const double one = synced_median(3, [&] { compute(20, m); }) / 20;
+  const double comm_estimate = synced_median(comm, 3, communicate);
+  const double one = synced_median(comm, 3, [&] { compute(20, m); }) / 20;
   const auto iterations = std::max<int64_t>(1, static_cast<int64_t>(comm_estimate / one));
   auto work = [&] { compute(iterations, m); };
   auto both = [&] {
@@ -98,9 +76,9 @@ nlohmann::json measure_overlap(Communicator& comm, int64_t bytes, int reps) {
   };
   std::vector<double> comm_s, compute_s, both_s;
   for (int i = 0; i < reps; ++i) {
-    comm_s.push_back(synced_time(communicate));
-    compute_s.push_back(synced_time(work));
-    both_s.push_back(synced_time(both));
+    comm_s.push_back(synced_time(comm, communicate));
+    compute_s.push_back(synced_time(comm, work));
+    both_s.push_back(synced_time(comm, both));
   }
   const double c = median(comm_s), k = median(compute_s), b = median(both_s);
   return {{"message_bytes", bytes}, {"compute_s", k}, {"comm_s", c}, {"both_s", b}, {"both_over_max", b / std::max(k, c)}};
@@ -125,8 +103,8 @@ int run_bench_comm(const BenchCommArgs& args) {
       // Alternating the two in rounds spreads the machine's drift over both.
       double loom_s = 0, raw_s = 0;
       for (int round = 0; round < 2; ++round) {
-        loom_s += synced_median(reps, c.loom) / 2;
-        raw_s += synced_median(reps, c.raw) / 2;
+        loom_s += synced_median(*comm, reps, c.loom) / 2;
+        raw_s += synced_median(*comm, reps, c.raw) / 2;
       }
       const double gb = static_cast<double>(bytes) / 1e9;
       if (root) {
