@@ -4,8 +4,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
-
 #include "runtime/core/safetensors.h"
 #include "tests/test_util.h"
 
@@ -57,11 +55,7 @@ TEST_F(DataParallel, TwoAndFourRanksMatchOneProcessOnTheSameGlobalBatch) {
 }
 std::vector<double> losses(const std::string& run_dir) {
   std::vector<double> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (!j.contains("kind")) out.push_back(j["loss"].get<double>());
-  }
+  for (const auto& record : test::step_records(run_dir)) out.push_back(record["loss"].get<double>());
   return out;
 }
 

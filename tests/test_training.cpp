@@ -13,16 +13,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<nlohmann::json> step_records(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (!j.contains("kind")) out.push_back(j);
-  }
-  return out;
-}
+using test::step_records;
 
 std::string write_config(const test::ScratchDir& dir, const Config& c) {
   const std::string path = dir.path("config.yaml");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sys/wait.h>
 
@@ -65,6 +66,16 @@ ProcessResult run_loom(const std::string& args, const std::string& env) {
 
 ProcessResult run_loom_ranks(int ranks, const std::string& args, const std::string& env) {
   return run_command(env + " OMP_NUM_THREADS=1 " + LOOM_RUN + " -n " + std::to_string(ranks) + " -- " + LOOM_BINARY + " " + args);
+}
+
+std::vector<nlohmann::json> step_records(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("kind")) out.push_back(j);
+  }
+  return out;
 }
 
 double relative_error(const torch::Tensor& a, const torch::Tensor& b) {

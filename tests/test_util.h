@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -52,6 +54,9 @@ std::string error_of(Fn&& fn) {
   ADD_FAILURE() << "expected a loom::Error";
   return "";
 }
+
+// The per-step records of <run_dir>/metrics.jsonl (evaluation records left out).
+std::vector<nlohmann::json> step_records(const std::string& run_dir);
 
 // max |a - b| / max(max |b|, tiny): the relative error the exactness tests bound.
 double relative_error(const torch::Tensor& a, const torch::Tensor& b);

@@ -8,6 +8,7 @@
 #include "parallel/attention/ring_attention.h"
 #include "parallel/attention/token_ring_attention.h"
 #include "parallel/comm/mpi_communicator.h"
+#include "tests/test_util.h"
 
 namespace loom {
 namespace {
@@ -40,9 +41,7 @@ Sequence make_sequence(const Case& c) {
           torch::tensor(pos, torch::kInt64), torch::tensor(doc, torch::kInt64)};
 }
 
-double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-30);
-}
+using test::relative_error;
 
 class SequenceParallelAttention : public ::testing::TestWithParam<Case> {
  protected:
