@@ -53,6 +53,15 @@ TEST_F(DataParallel, TwoAndFourRanksMatchOneProcessOnTheSameGlobalBatch) {
     expect_same_weights("one/checkpoints/step-3", "dp" + std::to_string(ranks) + "/checkpoints/step-3");
   }
 }
+// SeCO on two data-parallel ranks: gradients are reduced once, after each rank's reverse sweep.
+TEST_F(DataParallel, SecoOnTwoRanksMatchesFullBackpropInOneProcess) {
+  ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
+  const auto r = test::run_loom_ranks(2, train_args("seco-dp2", "--set train.strategy=seco --set train.chunk_size=96"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("backprop: seco, chunks of 96 tokens (3 per sequence)"), std::string::npos) << r.output;
+  expect_same_weights("one/checkpoints/step-3", "seco-dp2/checkpoints/step-3");
+}
+
 std::vector<double> losses(const std::string& run_dir) {
   std::vector<double> out;
   for (const auto& record : test::step_records(run_dir)) out.push_back(record["loss"].get<double>());

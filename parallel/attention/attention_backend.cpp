@@ -27,12 +27,12 @@ AttentionChoice choose_attention(const Config& config, int64_t sp) {
 
 AttendFn sequence_attention(const std::string& algorithm, const SequenceLayout& layout, Communicator& forward, Communicator& back) {
   if (algorithm == "ring") {
-    return [layout, &forward](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+    return [layout, &forward](int64_t, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
       return ring_attention(q, k, v, layout, scale, forward);
     };
   }
   check(algorithm == "token_ring", "unknown sequence-parallel attention '" + algorithm + "'");
-  return [layout, &forward, &back](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+  return [layout, &forward, &back](int64_t, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
     return token_ring_attention(q, k, v, layout, scale, forward, back);
   };
 }

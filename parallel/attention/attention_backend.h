@@ -17,8 +17,11 @@
 
 namespace loom {
 
-// (q [Hq, n, d], k/v [Hkv, n, d], scale) -> out [Hq, n, d]: attention over this rank's tokens.
-using AttendFn = std::function<torch::Tensor(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale)>;
+// (layer, q [Hq, n, d], k/v [Hkv, n, d] after RoPE, scale) -> out [Hq, n, d]: the attention of the
+// model's tokens in layer `layer`, computed by something other than local attention over them alone
+// (a sequence-parallel group, or the key prefix of earlier chunks).
+using AttendFn = std::function<torch::Tensor(int64_t layer, const torch::Tensor& q, const torch::Tensor& k,
+                                             const torch::Tensor& v, double scale)>;
 
 struct AttentionChoice {
   std::string algorithm;  // local | ring | token_ring

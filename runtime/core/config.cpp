@@ -54,7 +54,12 @@ void visit_fields(Config& c, Visitor& v) {
   v.choice("train.dtype", c.train.dtype, {"float32", "float64", "bfloat16"});
   v.choice("train.on_nan", c.train.on_nan, {"stop", "skip"});
   v.number("train.threads", c.train.threads, 0, 1024);
-  v.choice("train.strategy", c.train.strategy, {"full"});
+  v.choice("train.strategy", c.train.strategy, {"full", "seco", "spaco"});
+  v.number("train.chunk_size", c.train.chunk_size, 1, 1 << 26);
+  v.choice("train.spaco.sampling", c.train.spaco.sampling, {"bernoulli", "fixed"});
+  v.number("train.spaco.budget", c.train.spaco.budget, 1e-9, 1);
+  v.choice("train.spaco.compensation", c.train.spaco.compensation, {"paper", "none"});
+  v.number("train.spaco.cap", c.train.spaco.cap, 1, kInf);
 
   v.degree("parallel.dp", c.parallel.dp);
   v.number("parallel.sp", c.parallel.sp, 1, 1 << 20);
@@ -220,12 +225,15 @@ struct KeyLister {
 };
 
 struct Writer {
-  YAML::Node root;
+  YAML::Node root{YAML::NodeType::Map};  // a node already, so copies of it share it
   template <class T>
-  void put(const std::string& key, const T& value) {
+  static void put(YAML::Node node, const std::string& key, const T& value) {
     const auto dot = key.find('.');
-    root[key.substr(0, dot)][key.substr(dot + 1)] = value;
+    if (dot == std::string::npos) node[key] = value;
+    else put(node[key.substr(0, dot)], key.substr(dot + 1), value);
   }
+  template <class T>
+  void put(const std::string& key, const T& value) { put(root, key, value); }
   template <class T>
   void number(const char* key, T& field, double, double) {
     if constexpr (std::is_floating_point_v<T>) {
@@ -278,6 +286,10 @@ void validate(const Config& c) {
   check(c.parallel.sp == 1 || c.parallel.attention != "local",
         c.where("parallel.attention") + " = local cannot run with parallel.sp = " + std::to_string(c.parallel.sp) +
             ": choose ring, token_ring or auto");
+  check(t.strategy == "full" || c.parallel.sp == 1,
+        c.where("train.strategy") + " = " + t.strategy + " with parallel.sp = " + std::to_string(c.parallel.sp) +
+            ": chunk-wise backprop over a sequence-parallel group is planned but not in this version; use "
+            "parallel.sp: 1 (data parallelism works), or train.strategy: full");
   check(t.seq_len <= m.max_seq_len, c.where("train.seq_len") + " = " + std::to_string(t.seq_len) +
                                         " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
 }

@@ -42,6 +42,14 @@ struct DataConfig {
   std::string loss_on = "all";  // all | answers (only the answer spans of task data carry loss)
 };
 
+// SpaCO: which chunks the reverse sweep of chunk-wise backprop visits (optim/chunkwise).
+struct SpacoConfig {
+  std::string sampling = "bernoulli";  // bernoulli (each chunk kept with probability budget) | fixed
+  double budget = 0.125;               // fraction of the chunks kept: q, or t = round(budget x chunks)
+  std::string compensation = "paper";  // fixed sampling only: paper (x min(k/t, cap) per hop) | none
+  double cap = 2;                      // the paper's cap on k/t
+};
+
 struct TrainConfig {
   int64_t steps = 100;
   int64_t seq_len = 1024;          // tokens in one packed micro-batch
@@ -57,7 +65,9 @@ struct TrainConfig {
   std::string dtype = "float32";   // float32 | float64 (exactness tests) | bfloat16 (GPUs)
   std::string on_nan = "stop";     // stop | skip: what a non-finite loss does
   int64_t threads = 0;             // intra-op threads; 0 = LibTorch's default
-  std::string strategy = "full";   // backprop strategy; seco/spaco arrive with optim/chunkwise
+  std::string strategy = "full";   // full | seco | spaco: backprop over the whole sequence or chunk by chunk
+  int64_t chunk_size = 1024;       // seco/spaco: tokens per chunk
+  SpacoConfig spaco;
 
   int64_t element_bytes() const;      // of train.dtype
   int64_t accumulate_bytes() const;   // of the accumulators (out, lse, gradient partials): fp32, fp64 for float64

@@ -24,8 +24,8 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps_); }
 
-AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), head_dim_(c.head_dim()), rope_theta_(c.rope_theta) {
+AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer)
+    : layer_(layer), n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), head_dim_(c.head_dim()), rope_theta_(c.rope_theta) {
   q_proj = register_module("q_proj", linear(c.d_model, n_heads_ * head_dim_, c.init_std));
   k_proj = register_module("k_proj", linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
   v_proj = register_module("v_proj", linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
@@ -48,7 +48,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     const AttentionMask mask{positions, doc_ids, cache_positions, torch::zeros_like(cache_positions), true};
     out = block_forward(q, *cache_k, *cache_v, mask, scale).out.to(x.scalar_type());
   } else if (attend) {
-    out = (*attend)(q, k, v, scale);
+    out = (*attend)(layer_, q, k, v, scale);
   } else {
     out = local_attention(q, k, v, AttentionMask::self(positions, doc_ids), scale);
   }
@@ -65,8 +65,8 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
-  self_attn = register_module("self_attn", Attention(c));
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
+  self_attn = register_module("self_attn", Attention(c, layer));
   mlp = register_module("mlp", MLP(c));
   input_layernorm = register_module("input_layernorm", RMSNorm(c.d_model, c.norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.d_model, c.norm_eps));
@@ -79,7 +79,7 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) {
     embed_tokens->weight.normal_(0.0, c.init_std);
   }
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layers; ++i) layers->push_back(DecoderLayer(c));
+  for (int64_t i = 0; i < c.n_layers; ++i) layers->push_back(DecoderLayer(c, i));
   norm = register_module("norm", RMSNorm(c.d_model, c.norm_eps));
 }
 
@@ -102,17 +102,26 @@ torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& p
                             cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor(), attend);
     h = h + layer.mlp(layer.post_attention_layernorm(h));
   }
-  h = model->norm(h);
+  return h;
+}
+
+torch::Tensor LlamaImpl::logits(const torch::Tensor& hidden) {
+  const auto h = model->norm(hidden);
   return config_.tie_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);
+}
+
+torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                const torch::Tensor& doc_ids, const AttendFn* attend) {
+  return run(tokens, positions, doc_ids, nullptr, attend);
 }
 
 torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions,
                                  const torch::Tensor& doc_ids, const AttendFn* attend) {
-  return run(tokens, positions, doc_ids, nullptr, attend);
+  return logits(hidden(tokens, positions, doc_ids, attend));
 }
 
 torch::Tensor LlamaImpl::forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache) {
-  return run(tokens, positions, torch::zeros_like(positions), &cache, nullptr);
+  return logits(run(tokens, positions, torch::zeros_like(positions), &cache, nullptr));
 }
 
 int64_t LlamaImpl::num_parameters() const {

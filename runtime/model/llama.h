@@ -37,7 +37,7 @@ TORCH_MODULE(RMSNorm);
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const ModelConfig& c);
+  AttentionImpl(const ModelConfig& c, int64_t layer);
   // With a cache, x holds only new tokens; their K/V are appended and they attend to all cached ones.
   // `attend` replaces local attention (sequence parallelism: x holds this rank's shard).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
@@ -46,7 +46,7 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
-  int64_t n_heads_, n_kv_heads_, head_dim_;
+  int64_t layer_, n_heads_, n_kv_heads_, head_dim_;
   double rope_theta_;
 };
 TORCH_MODULE(Attention);
@@ -61,7 +61,7 @@ TORCH_MODULE(MLP);
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  explicit DecoderLayerImpl(const ModelConfig& c);
+  DecoderLayerImpl(const ModelConfig& c, int64_t layer);
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -85,6 +85,11 @@ class LlamaImpl : public torch::nn::Module {
   // parallelism) the inputs are this rank's shard and attention goes through it.
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
                         const AttendFn* attend = nullptr);
+  // forward = logits(hidden(...)): the two halves, for callers that need the layers without the
+  // LM head (chunk-wise backprop's first pass keeps only K/V).
+  torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
+                       const AttendFn* attend = nullptr);
+  torch::Tensor logits(const torch::Tensor& hidden);
 
   // Generation: runs the new tokens against the cache (which they then join) -> logits [n, vocab].
   torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache);

@@ -20,13 +20,6 @@ PackedTensors shard(const PackedTensors& b, const SequenceLayout& layout, int64_
           layout.take(b.labels, 0, rank, -1), b.label_count};
 }
 
-torch::Tensor summed_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const auto wide = logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-  return torch::nn::functional::cross_entropy(
-      logits.to(wide), labels,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1).reduction(torch::kSum));
-}
-
 double training_flops(const Llama& model, const PackedTensors& batch) {
   const auto& c = model->config();
   const auto pairs = static_cast<double>(visible_pairs(AttentionMask::self(batch.positions, batch.doc_ids)));

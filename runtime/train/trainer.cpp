@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "optim/adamw.h"
+#include "optim/chunkwise/chunkwise_backprop.h"
 #include "optim/lr_schedule.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "parallel/gradient_reducer.h"
@@ -53,6 +54,19 @@ TokenDataset load_training_data(const Config& config) {
         "dataset '" + config.data.path + "' has vocab size " + std::to_string(data.vocab_size) + " but model.vocab_size is " +
             std::to_string(config.model.vocab_size) + "; set model.vocab_size to at least " + std::to_string(data.vocab_size));
   return data;
+}
+
+std::string describe_strategy(const TrainConfig& t) {
+  if (t.strategy == "full") return "full sequence";
+  std::string text = t.strategy + ", chunks of " + std::to_string(t.chunk_size) + " tokens (" +
+                     std::to_string(chunk_count(t.seq_len, t.chunk_size)) + " per sequence)";
+  if (t.strategy == "spaco") {
+    char budget[32];
+    std::snprintf(budget, sizeof budget, "%g", t.spaco.budget);
+    text += ", " + t.spaco.sampling + " sampling of " + budget + " of them";
+    if (t.spaco.sampling == "fixed") text += ", compensation " + t.spaco.compensation + " (biased, see chunk_selection.h)";
+  }
+  return text;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -123,6 +137,7 @@ class Run {
                 shape.sp, shape.tp, shape.world(), c.accumulation_steps() / shape.dp, c.accumulation_steps(),
                 mesh_.placement_table().c_str());
     std::printf("attention: %s (%s)\n", attention_.algorithm.c_str(), attention_.reason.c_str());
+    std::printf("backprop: %s\n", describe_strategy(c.train).c_str());
     std::printf("run dir: %s\n", c.run.dir.c_str());
     std::fflush(stdout);
   }
@@ -132,10 +147,16 @@ class Run {
   StepMetrics step(int64_t step, MetricsLog* log) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t dp = mesh_.shape().dp, dp_rank = mesh_.coord().dp;
+    const int64_t accumulation = config_.accumulation_steps();
     std::vector<PackedTensors> micro;
-    for (int64_t a = 0; a < config_.accumulation_steps(); ++a) {
-      if (a % dp == dp_rank) micro.push_back(to_tensors(loader_.next()));
-      else loader_.skip();
+    std::vector<int64_t> micro_index;  // in the whole run, keying SpaCO's chunk sampling
+    for (int64_t a = 0; a < accumulation; ++a) {
+      if (a % dp == dp_rank) {
+        micro.push_back(to_tensors(loader_.next()));
+        micro_index.push_back(step * accumulation + a);
+      } else {
+        loader_.skip();
+      }
     }
     // The loss is averaged over every label token of the global step, not per micro-batch or per
     // rank, so accumulation and data parallelism give the update of one big batch.
@@ -150,10 +171,8 @@ class Run {
     inject_rank_faults(m.step);
     auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs of this rank
     for (size_t i = 0; i < micro.size(); ++i) {
-      const auto loss = micro_batch_loss(micro[i], totals);
-      if (reducer_ && i + 1 == micro.size()) reducer_->arm();
-      (loss / denominator).backward();
-      totals[0] += fault_requested("nan-loss", m.step, mesh_.world().rank()) ? NAN : loss.item<double>();
+      const double loss = backprop(micro[i], micro_index[i], denominator, i + 1 == micro.size(), totals);
+      totals[0] += fault_requested("nan-loss", m.step, mesh_.world().rank()) ? NAN : loss;
     }
     if (reducer_) reducer_->finish();
     all_reduce_now(mesh_.dp_sp(), totals);
@@ -174,6 +193,28 @@ class Run {
     m.flops_per_s = totals[2].item<double>() / m.step_time_s;
     m.peak_mem_bytes = peak_rss_bytes();
     return m;
+  }
+
+  // Forward and backward of one micro-batch, its loss divided by `denominator`; returns the summed
+  // loss. The last micro-batch of the step arms the gradient reducer: with full backprop its
+  // buckets start during that backward. Chunk-wise backprop runs a backward per chunk, so a
+  // gradient is complete only after the sweep: it arms after it, and finish() reduces everything.
+  double backprop(const PackedTensors& batch, int64_t index, double denominator, bool last, torch::Tensor& totals) {
+    const TrainConfig& t = config_.train;
+    if (t.strategy == "full") {
+      const auto loss = micro_batch_loss(batch, totals);
+      if (reducer_ && last) reducer_->arm();
+      (loss / denominator).backward();
+      return loss.item<double>();
+    }
+    const int64_t chunks = chunk_count(batch.tokens.size(0), t.chunk_size);
+    const ChunkSelection selection = t.strategy == "seco" ? all_chunks(chunks)
+                                                          : sample_chunks(t.spaco, chunks, config_.run.seed, index);
+    totals[1] += (batch.doc_ids >= 0).sum().item<int64_t>();
+    totals[2] += training_flops(model_, batch);
+    const double loss = chunkwise_backward(model_, batch, t.chunk_size, selection, denominator).loss;
+    if (reducer_ && last) reducer_->arm();
+    return loss;
   }
 
   // The summed loss of this rank's part of one micro-batch: all of it, or with sequence parallelism

@@ -1,0 +1,12 @@
+#include "runtime/model/packed_sequence.h"
+
+namespace loom {
+
+torch::Tensor summed_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const auto wide = logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  return torch::nn::functional::cross_entropy(
+      logits.to(wide), labels,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1).reduction(torch::kSum));
+}
+
+}  // namespace loom
