@@ -65,4 +65,15 @@ struct BenchAttentionArgs {
 };
 int run_bench_attention(const BenchAttentionArgs& args);
 
+struct BenchChunkwiseArgs {
+  std::string json_out;
+  std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384};
+  int64_t chunk_size = 512, d_model = 128, layers = 2, reps = 1;
+  double budget = 0.125;     // SpaCO: fraction of chunks visited
+  double headroom_mb = 64;   // the cap: the baseline process plus this much
+  std::string child;         // internal: measure this strategy in this process
+  int64_t child_length = 0;
+};
+int run_bench_chunkwise(const BenchChunkwiseArgs& args);
+
 }  // namespace loom

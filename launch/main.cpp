@@ -84,7 +84,8 @@ void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
   cmd->callback([&] { rc = loom::run_summary(run_dir); });
 }
 
-void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loom::BenchAttentionArgs& attn, int& rc) {
+void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loom::BenchAttentionArgs& attn,
+               loom::BenchChunkwiseArgs& cw, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
@@ -110,6 +111,19 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   at->add_option("--reps", attn.reps, "timed repetitions");
   at->add_option("--json", attn.json_out, "write the results as JSON here");
   at->callback([&] { rc = loom::run_bench_attention(attn); });
+  auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop, SeCO and SpaCO, and the longest "
+                                                "sequence each trains within one memory cap");
+  ch->add_option("--lengths", cw.lengths, "sequence lengths (one document each)");
+  ch->add_option("--chunk", cw.chunk_size, "tokens per chunk");
+  ch->add_option("--budget", cw.budget, "fraction of the chunks SpaCO visits");
+  ch->add_option("--d-model", cw.d_model, "model width");
+  ch->add_option("--layers", cw.layers, "model depth");
+  ch->add_option("--reps", cw.reps, "timed steps after a warm-up step");
+  ch->add_option("--headroom-mb", cw.headroom_mb, "memory cap above the baseline process");
+  ch->add_option("--json", cw.json_out, "write the results as JSON here");
+  ch->add_option("--child", cw.child)->group("");  // one measurement, started by the benchmark itself
+  ch->add_option("--child-length", cw.child_length)->group("");
+  ch->callback([&] { rc = loom::run_bench_chunkwise(cw); });
 }
 
 }  // namespace
@@ -128,6 +142,7 @@ int main(int argc, char** argv) {
   loom::BenchArgs bench;
   loom::BenchCommArgs bench_comm;
   loom::BenchAttentionArgs bench_attention;
+  loom::BenchChunkwiseArgs bench_chunkwise;
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
@@ -135,7 +150,7 @@ int main(int argc, char** argv) {
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
   add_summary(app, run_dir, rc);
-  add_bench(app, bench, bench_comm, bench_attention, rc);
+  add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -116,6 +116,10 @@ TEST(BlockAttention, CrossBlockWithEmptyRowsForwardAndBackward) {
   EXPECT_LT(relative_error(g.dq, qr.grad()), kTol);
   EXPECT_LT(relative_error(g.dk, kr.grad()), kTol);
   EXPECT_LT(relative_error(g.dv, vr.grad()), kTol);
+  const BlockGrads dq_only = block_backward_from_delta(dout, q, k, v, output_delta(dout, got.out), got.lse, m, 0.5, 3, false);
+  EXPECT_TRUE(torch::equal(dq_only.dq, g.dq)) << "skipping dk/dv leaves dq as it was";
+  EXPECT_FALSE(dq_only.dk.defined());
+  EXPECT_FALSE(dq_only.dv.defined());
 }
 
 // Attention over all keys equals the merge of attention over two disjoint key halves, and the

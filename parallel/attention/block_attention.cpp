@@ -156,7 +156,7 @@ BlockGrads block_backward(const torch::Tensor& dout, const torch::Tensor& q, con
 
 BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::Tensor& q_in, const torch::Tensor& k_in,
                                      const torch::Tensor& v_in, const torch::Tensor& delta_in, const torch::Tensor& lse,
-                                     const AttentionMask& mask, double scale, int64_t tile) {
+                                     const AttentionMask& mask, double scale, int64_t tile, bool kv_grads) {
   check_shapes(q_in, k_in, v_in, mask);
   const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
   const auto opts = q.options();
@@ -166,8 +166,11 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
   const auto delta = delta_in.to(opts.dtype());
   const auto safe_lse = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse).to(opts.dtype()).contiguous();
   auto dq = torch::zeros({hq, n, d}, opts);
-  auto dk = torch::zeros({hkv, k.size(1), d}, opts);
-  auto dv = torch::zeros({hkv, k.size(1), d}, opts);
+  torch::Tensor dk, dv;
+  if (kv_grads) {
+    dk = torch::zeros({hkv, k.size(1), d}, opts);
+    dv = torch::zeros({hkv, k.size(1), d}, opts);
+  }
   const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
 
   for (const auto& qs : tile_spans(mask.q_pos, mask.q_doc, tile)) {
@@ -181,10 +184,10 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
       if (kind == TileKind::kEmpty) continue;
       const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
       const auto p = tile_scores(qt, kt, mask, qs, ks, kind).sub_(lse_t).exp_();
-      dv.slice(1, ks.begin, ks.end).baddbmm_(p.transpose(1, 2), dot);
+      if (kv_grads) dv.slice(1, ks.begin, ks.end).baddbmm_(p.transpose(1, 2), dot);
       const auto ds = torch::bmm(dot, vt.transpose(1, 2)).sub_(delta_t).mul_(p);
       dq_t.baddbmm_(ds, kt, 1.0, scale);
-      dk.slice(1, ks.begin, ks.end).baddbmm_(ds.transpose(1, 2), qt);  // qt carries the scale already
+      if (kv_grads) dk.slice(1, ks.begin, ks.end).baddbmm_(ds.transpose(1, 2), qt);  // qt carries the scale already
     }
     const int64_t tq = qs.end - qs.begin;
     dq.view({hkv, g, n, d}).slice(2, qs.begin, qs.end).copy_(dq_t.view({hkv, g, tq, d}));

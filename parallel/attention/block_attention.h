@@ -48,9 +48,12 @@ BlockGrads block_backward(const torch::Tensor& dout, const torch::Tensor& q, con
 torch::Tensor output_delta(const torch::Tensor& dout, const torch::Tensor& out);
 
 // block_backward given D instead of O (TokenRing ships D, n·H values, instead of O, n·H·d).
+// Without kv_grads only dq is computed (dk, dv undefined): two of the five matmuls per tile fewer,
+// for keys whose gradient nobody reads (SpaCO's unvisited chunks).
 BlockGrads block_backward_from_delta(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,
                                      const torch::Tensor& v, const torch::Tensor& delta, const torch::Tensor& lse,
-                                     const AttentionMask& mask, double scale, int64_t tile = kDefaultTile);
+                                     const AttentionMask& mask, double scale, int64_t tile = kDefaultTile,
+                                     bool kv_grads = true);
 
 // Combines the results of the same rows over two disjoint key sets, in the overflow-free form
 // out = o1 - sigmoid(lse2 - lse1) (o1 - o2), lse = lse1 - logsigmoid(lse1 - lse2); rows empty on

@@ -52,10 +52,14 @@ struct PrefixAttentionFn : torch::autograd::Function<PrefixAttentionFn> {
     for (size_t i = 0; i < n; ++i) {
       const auto& pk = s[7 + i];
       const auto& pv = s[7 + n + i];
-      const BlockGrads g = block_backward_from_delta(grads[0], q, pk, pv, delta, lse, masks[i + 1], scale);
+      const bool kv_grads = ctx->needs_input_grad(3 + i) || ctx->needs_input_grad(3 + n + i);
+      const BlockGrads g =
+          block_backward_from_delta(grads[0], q, pk, pv, delta, lse, masks[i + 1], scale, kDefaultTile, kv_grads);
       dq = dq + g.dq;
-      if (ctx->needs_input_grad(3 + i)) dk[i] = g.dk.to(pk.scalar_type());
-      if (ctx->needs_input_grad(3 + n + i)) dv[i] = g.dv.to(pv.scalar_type());
+      if (kv_grads) {
+        dk[i] = g.dk.to(pk.scalar_type());
+        dv[i] = g.dv.to(pv.scalar_type());
+      }
     }
     tensor_list result{dq.to(q.scalar_type()), own.dk.to(s[1].scalar_type()), own.dv.to(s[2].scalar_type())};
     result.insert(result.end(), dk.begin(), dk.end());
