@@ -52,6 +52,14 @@ double activation_bytes(const Config& c, int64_t tokens, double element) {
   return static_cast<double>(tokens) * (per_layer * m.n_layers * element + 2.0 * m.vocab_size * 4.0);
 }
 
+// Chunk-wise backprop keeps one chunk's activations, plus every layer's K/V of the whole sequence
+// and, at most, as much again for their gradients.
+double chunkwise_bytes(const Config& c, int64_t tokens, double element) {
+  const auto& m = c.model;
+  const double kv_cache = 2.0 * static_cast<double>(m.n_layers * m.n_kv_heads * m.head_dim()) * element;
+  return activation_bytes(c, std::min(tokens, c.train.chunk_size), element) + 2.0 * kv_cache * static_cast<double>(tokens);
+}
+
 }  // namespace
 
 int run_train_dry(const TrainArgs& args) {
@@ -81,11 +89,12 @@ int run_train_dry(const TrainArgs& args) {
 
   const double weights = static_cast<double>(params) * element;
   const double buckets = shape.dp * shape.sp > 1 ? weights : 0;
-  const double activations = activation_bytes(config, tokens, element);
+  const double activations = config.train.strategy == "full" ? activation_bytes(config, tokens, element)
+                                                              : chunkwise_bytes(config, tokens, element);
   std::printf("memory per rank (estimate): weights %s + gradients %s + AdamW moments %s + reduction buckets %s + "
-              "activations of one micro-batch %s = %s\n",
+              "activations of one micro-batch (%s) %s = %s\n",
               bytes_text(weights).c_str(), bytes_text(weights).c_str(), bytes_text(2 * weights).c_str(),
-              bytes_text(buckets).c_str(), bytes_text(activations).c_str(),
+              bytes_text(buckets).c_str(), config.train.strategy.c_str(), bytes_text(activations).c_str(),
               bytes_text(4 * weights + buckets + activations).c_str());
   check_trainable(shape);
   std::printf("the config is valid for %ld ranks\n", world);

@@ -118,12 +118,15 @@ TEST(Seco, GradientsEqualFullBackpropForEveryChunkSize) {
   TinyModel s;
   double full_loss = 0;
   const Grads full = s.full(&full_loss);
+  double worst = 0;
   for (int64_t chunk : {1, 5, 8, 10, 16, 36, 37, 64}) {
     double loss = 0;
-    const Grads seco = s.chunkwise(chunk, all_chunks(chunk_count(37, chunk)), &loss);
-    EXPECT_LE(worst_error(seco, full), 1e-10) << "chunk size " << chunk;
+    const double error = worst_error(s.chunkwise(chunk, all_chunks(chunk_count(37, chunk)), &loss), full);
+    EXPECT_LE(error, 1e-10) << "chunk size " << chunk;
     EXPECT_NEAR(loss, full_loss, 1e-12 * full_loss) << "chunk size " << chunk;
+    worst = std::max(worst, error);
   }
+  std::printf("SeCO vs full backprop, chunk sizes 1..64: largest relative gradient error %.3g\n", worst);
 }
 
 TEST(Seco, DroppingTheKvSeedsBreaksIt) {
