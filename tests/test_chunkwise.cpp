@@ -20,19 +20,11 @@ struct TinyModel {
   PackedTensors seq;
 
   TinyModel() {
+    model = test::float64_model(test::tiny_model());
     torch::manual_seed(7);
-    ModelConfig c;
-    c.vocab_size = 50;
-    c.d_model = 32;
-    c.n_layers = 2;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.init_std = 0.2;  // large enough that attention is far from uniform
-    model = Llama(c);
-    model->to(torch::kFloat64);
     const std::vector<int64_t> docs{0, 1, 2}, lengths{11, 15, 11};
     std::vector<int64_t> pos, doc, labels;
-    auto tokens = torch::randint(0, c.vocab_size, {37}, torch::kInt64);
+    auto tokens = torch::randint(0, model->config().vocab_size, {37}, torch::kInt64);
     for (size_t d = 0; d < docs.size(); ++d) {
       for (int64_t i = 0; i < lengths[d]; ++i) {
         pos.push_back(i);

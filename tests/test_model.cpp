@@ -11,26 +11,6 @@
 namespace loom {
 namespace {
 
-ModelConfig tiny_model(bool tied = false) {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.d_ff = 24;
-  c.tie_embeddings = tied;
-  c.init_std = 0.2;  // large enough that every path carries gradient signal
-  return c;
-}
-
-Llama make_model(const ModelConfig& c) {
-  torch::manual_seed(11);
-  Llama m(c);
-  m->to(torch::kFloat64);
-  return m;
-}
-
 // Two documents (5 and 4 tokens) and 2 padding slots.
 PackedTensors tiny_batch() {
   PackedTensors b;
@@ -47,7 +27,7 @@ double loss_of(Llama& m, const PackedTensors& b) {
 }
 
 TEST(Model, ParametersCarryHuggingFaceNames) {
-  const Llama m = make_model(tiny_model());
+  const Llama m = test::float64_model(test::tiny_model());
   std::vector<std::string> names;
   for (const auto& p : m->named_parameters()) names.push_back(p.key());
   const std::vector<std::string> layer0 = {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
@@ -59,13 +39,13 @@ TEST(Model, ParametersCarryHuggingFaceNames) {
   for (const auto& n : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   EXPECT_EQ(names.size(), 2u + 2u * 9u + 1u);
-  const Llama tied = make_model(tiny_model(true));
+  const Llama tied = test::float64_model(test::tiny_model(true));
   EXPECT_EQ(tied->named_parameters().size(), names.size() - 1) << "tied embeddings have no lm_head";
 }
 
 TEST(Model, GradientsMatchFiniteDifferences) {
   for (bool tied : {false, true}) {
-    Llama m = make_model(tiny_model(tied));
+    Llama m = test::float64_model(test::tiny_model(tied));
     const PackedTensors b = tiny_batch();
     (summed_loss(m->forward(b.tokens, b.positions, b.doc_ids), b.labels) / b.label_count).backward();
     torch::NoGradGuard no_grad;
@@ -89,7 +69,7 @@ TEST(Model, GradientsMatchFiniteDifferences) {
 }
 
 TEST(Model, DocumentsDoNotSeeEachOther) {
-  Llama m = make_model(tiny_model());
+  Llama m = test::float64_model(test::tiny_model());
   torch::NoGradGuard no_grad;
   PackedTensors b = tiny_batch();
   const auto before = m->forward(b.tokens, b.positions, b.doc_ids);
@@ -100,7 +80,7 @@ TEST(Model, DocumentsDoNotSeeEachOther) {
 }
 
 TEST(Model, CachedForwardEqualsFullForward) {
-  Llama m = make_model(tiny_model());
+  Llama m = test::float64_model(test::tiny_model());
   torch::NoGradGuard no_grad;
   const auto tokens = torch::tensor({3, 14, 15, 9, 26, 5, 35, 8, 9, 7});
   const auto positions = torch::arange(10);
@@ -113,7 +93,7 @@ TEST(Model, CachedForwardEqualsFullForward) {
 }
 
 TEST(Model, GreedyGenerationEqualsRepeatedFullForward) {
-  Llama m = make_model(tiny_model());
+  Llama m = test::float64_model(test::tiny_model());
   std::vector<int64_t> seq = {1, 2, 3};
   const auto generated = generate(m, seq, {8, 0.0, -1, 0});
   torch::NoGradGuard no_grad;

@@ -24,6 +24,26 @@ ScratchDir::~ScratchDir() { fs::remove_all(root_); }
 
 std::string ScratchDir::path(const std::string& name) const { return name.empty() ? root_ : root_ + "/" + name; }
 
+ModelConfig tiny_model(bool tied) {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.d_model = 16;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.d_ff = 24;
+  c.tie_embeddings = tied;
+  c.init_std = 0.2;
+  return c;
+}
+
+Llama float64_model(const ModelConfig& c) {
+  torch::manual_seed(11);
+  Llama m(c);
+  m->to(torch::kFloat64);
+  return m;
+}
+
 Config tiny_config(const std::string& data_path, const std::string& run_dir) {
   Config c;
   c.run.dir = run_dir;

@@ -11,6 +11,7 @@
 
 #include "runtime/core/config.h"
 #include "runtime/core/error.h"
+#include "runtime/model/llama.h"
 
 namespace loom::test {
 
@@ -24,6 +25,12 @@ class ScratchDir {
  private:
   std::string root_;
 };
+
+// A 2-layer GQA model small enough for finite differences; weights large enough (std 0.2) that
+// every path carries gradient signal.
+ModelConfig tiny_model(bool tied = false);
+// The model of `c` in float64, initialised from a fixed seed.
+Llama float64_model(const ModelConfig& c);
 
 // A tiny float64 model and training setup over `data_path`, writing to `run_dir`.
 Config tiny_config(const std::string& data_path, const std::string& run_dir);
