@@ -31,6 +31,17 @@ struct GenerateArgs {
 };
 int run_generate(const GenerateArgs& args);
 
+struct ExportArgs {
+  std::string checkpoint, format, out, dtype = "f32";
+  double shard_mb = 2048;  // hf: largest safetensors shard
+};
+int run_export(const ExportArgs& args);
+
+struct ImportArgs {
+  std::string hf, out;
+};
+int run_import(const ImportArgs& args);
+
 struct SynthArgs {
   std::string task = "passkey", style = "prose", out;
   int64_t docs = 1000, min_len = 256, max_len = 4096;

@@ -78,6 +78,20 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   i->callback([&] { rc = loom::run_data_inspect(inspect_path); });
 }
 
+void add_export_import(CLI::App& app, loom::ExportArgs& e, loom::ImportArgs& i, int& rc) {
+  auto* ex = app.add_subcommand("export", "a checkpoint as a Hugging Face directory (transformers, vLLM) or a GGUF file (llama.cpp)");
+  ex->add_option("--checkpoint", e.checkpoint, "checkpoint folder or run dir")->required();
+  ex->add_option("--format", e.format, "hf or gguf")->required()->check(CLI::IsMember({"hf", "gguf"}));
+  ex->add_option("--out", e.out, "output directory (hf) or file (gguf); must not exist")->required();
+  ex->add_option("--dtype", e.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  ex->add_option("--shard-mb", e.shard_mb, "hf: largest safetensors shard in MB");
+  ex->callback([&] { rc = loom::run_export(e); });
+  auto* im = app.add_subcommand("import", "a Hugging Face Llama directory as a Loom checkpoint to continue training from");
+  im->add_option("--hf", i.hf, "the Hugging Face model directory (config.json + safetensors)")->required();
+  im->add_option("--out", i.out, "run dir to write checkpoints/step-0 into")->required();
+  im->callback([&] { rc = loom::run_import(i); });
+}
+
 void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
   auto* cmd = app.add_subcommand("summary", "what a run produced: paths, loss curve, throughput, evaluation");
   cmd->add_option("run_dir", run_dir, "the run's run.dir")->required();
@@ -139,6 +153,8 @@ int main(int argc, char** argv) {
   loom::EvalArgs eval;
   loom::GenerateArgs gen;
   loom::SynthArgs synth;
+  loom::ExportArgs export_args;
+  loom::ImportArgs import_args;
   loom::BenchArgs bench;
   loom::BenchCommArgs bench_comm;
   loom::BenchAttentionArgs bench_attention;
@@ -150,6 +166,7 @@ int main(int argc, char** argv) {
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
   add_summary(app, run_dir, rc);
+  add_export_import(app, export_args, import_args, rc);
   add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, rc);
   try {
     app.parse(argc, argv);

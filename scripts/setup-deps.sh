@@ -11,6 +11,7 @@ packages=(
   libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
   iproute2              # network namespaces and tc for the emulated cluster (scripts/cluster)
+  python3 python3-venv  # the interop test reads Loom's exports with Python packages in a virtualenv
 )
 
 missing=()

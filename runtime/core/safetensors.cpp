@@ -51,17 +51,21 @@ uint64_t get_u64_le(const unsigned char* bytes) {
 
 }  // namespace
 
-void write_safetensors(const std::string& path, const NamedTensors& tensors,
+uint64_t TensorEntry::bytes() const {
+  uint64_t n = c10::elementSize(dtype);
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorEntry>& entries,
+                       const std::function<torch::Tensor(size_t)>& produce,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", dtype_name(t.scalar_type())},
-                    {"shape", t.sizes().vec()},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+  for (const auto& e : entries) {
+    header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.bytes()}}};
+    offset += e.bytes();
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
@@ -72,14 +76,23 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
     check(out.good(), "cannot write '" + tmp + "': check that the folder exists and is writable");
     put_u64_le(out, text.size());
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : tensors) {
-      const torch::Tensor cpu = t.detach().to(torch::kCPU).contiguous();
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const torch::Tensor cpu = produce(i).detach().to(torch::kCPU).contiguous();
+      check(cpu.scalar_type() == entries[i].dtype && cpu.sizes().vec() == entries[i].shape,
+            "safetensors writer: tensor '" + entries[i].name + "' does not match its declared dtype and shape");
       out.write(static_cast<const char*>(cpu.data_ptr()), static_cast<std::streamsize>(cpu.nbytes()));
     }
     out.flush();
     check(out.good(), "writing '" + tmp + "' failed (disk full?)");
   }
   std::filesystem::rename(tmp, path);
+}
+
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorEntry> entries;
+  for (const auto& [name, t] : tensors) entries.push_back({name, t.scalar_type(), t.sizes().vec()});
+  write_safetensors(path, entries, [&](size_t i) { return tensors[i].second; }, metadata);
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {

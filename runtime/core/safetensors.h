@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -17,6 +18,20 @@ namespace loom {
 // Writes `tensors` (any device, contiguous or not) to `path` through a temporary name and a rename,
 // one tensor at a time, so a partially written file never carries the final name.
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// One tensor of a file written by streaming: what the header needs before any data is produced.
+struct TensorEntry {
+  std::string name;
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+  uint64_t bytes() const;
+};
+
+// The same, asking `produce(i)` for tensor i only when its bytes are due, so a model larger than
+// the memory to spare streams through (the exports read one stored tensor at a time).
+void write_safetensors(const std::string& path, const std::vector<TensorEntry>& entries,
+                       const std::function<torch::Tensor(size_t)>& produce,
                        const std::map<std::string, std::string>& metadata = {});
 
 class SafetensorsFile {

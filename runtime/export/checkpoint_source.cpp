@@ -1,0 +1,28 @@
+#include "runtime/export/checkpoint_source.h"
+
+#include "runtime/core/error.h"
+#include "runtime/train/checkpoint.h"
+
+namespace loom {
+namespace {
+
+std::string resolved(const std::string& checkpoint) {
+  const std::string dir = resolve_checkpoint(checkpoint, checkpoint);
+  check(!dir.empty(), "'" + checkpoint + "' holds no checkpoint yet");
+  return dir;
+}
+
+}  // namespace
+
+CheckpointSource::CheckpointSource(const std::string& checkpoint)
+    : model(read_checkpoint_meta(resolved(checkpoint)).config.model),
+      weights(resolved(checkpoint) + "/model.safetensors") {}
+
+torch::ScalarType export_dtype(const std::string& name) {
+  if (name == "f32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  check(name == "f16", "--dtype '" + name + "': choose f32, bf16 or f16");
+  return torch::kFloat16;
+}
+
+}  // namespace loom
