@@ -19,6 +19,7 @@ int run_train_dry(const TrainArgs& args);
 
 struct EvalArgs {
   std::string checkpoint, data, json_out;
+  std::string dump_logits, text;  // --dump-logits FILE --text TEXT: the logits of TEXT's tokens, nothing else
   int64_t max_docs = 256;
 };
 int run_eval(const EvalArgs& args);

@@ -42,6 +42,8 @@ void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {
   cmd->add_option("--data", a.data, "HDF5 dataset (default: the run's validation split)");
   cmd->add_option("--json", a.json_out, "also write the results as JSON here");
   cmd->add_option("--max-docs", a.max_docs, "evaluate at most this many documents");
+  cmd->add_option("--dump-logits", a.dump_logits, "instead: write the logits of --text's tokens to this safetensors file");
+  cmd->add_option("--text", a.text, "with --dump-logits: the text (byte tokens, no BOS)");
   cmd->callback([&] { rc = loom::run_eval(a); });
 }
 

@@ -5,6 +5,7 @@
 #include "launch/commands.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
+#include "runtime/core/safetensors.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/model/generate.h"
@@ -40,8 +41,24 @@ int run_train(const TrainArgs& args) {
   return 0;
 }
 
+// The logits of one text, for comparing Loom with another implementation of the same model
+// (tests/interop/check_exports.py computes them from the Hugging Face export).
+int dump_logits(LoadedModel& m, const EvalArgs& args) {
+  check(!args.text.empty(), "--dump-logits needs --text");
+  std::vector<int64_t> ids;
+  for (int32_t t : tokenizer::encode(args.text)) ids.push_back(t);
+  const auto tokens = torch::tensor(ids, torch::kInt64);
+  const auto positions = torch::arange(tokens.size(0), torch::kInt64);
+  torch::NoGradGuard no_grad;
+  const auto logits = m.model->forward(tokens, positions, torch::zeros_like(positions)).to(torch::kFloat32);
+  write_safetensors(args.dump_logits, {{"tokens", tokens}, {"logits", logits}});
+  std::printf("wrote the logits of %ld tokens to %s\n", tokens.size(0), args.dump_logits.c_str());
+  return 0;
+}
+
 int run_eval(const EvalArgs& args) {
   LoadedModel m = load_model(args.checkpoint);
+  if (!args.dump_logits.empty()) return dump_logits(m, args);
   const Config& c = m.meta.config;
   const std::string path = args.data.empty() ? c.data.path : args.data;
   const TokenDataset data = read_dataset(path);

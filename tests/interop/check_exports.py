@@ -1,6 +1,8 @@
 """Reads Loom's exports with independent readers: the `safetensors` and `gguf` Python packages and
-Hugging Face `tokenizers`. Arguments: the checkpoint folder, the f32 hf export, an f16 sharded hf
-export, the f32 GGUF export. Exits non-zero on the first mismatch."""
+Hugging Face `tokenizers`, and runs the exported model with a NumPy Llama written from the Hugging
+Face conventions (config.json fields, rotate-half RoPE) against Loom's own logits. Arguments: the
+checkpoint folder, the f32 hf export, an f16 sharded hf export, the f32 GGUF export, and
+`loom eval --dump-logits` output. Exits non-zero on the first mismatch."""
 import json
 import os
 import sys
@@ -10,7 +12,7 @@ from gguf import GGUFReader
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-checkpoint, hf, hf_sharded, gguf_path = sys.argv[1:5]
+checkpoint, hf, hf_sharded, gguf_path, loom_logits = sys.argv[1:6]
 reference = load_file(os.path.join(checkpoint, "model.safetensors"))
 config = json.load(open(os.path.join(hf, "config.json")))
 
@@ -100,5 +102,50 @@ for t in reader.tensors:
     assert t.data.tobytes() == want.tobytes(), f"{t.name}: data differs"
     seen.add(names[t.name])
 assert seen == set(reference), f"GGUF lacks {set(reference) - seen}"
+
+
+# The hf export run by an independent implementation: every field of config.json it needs is used.
+def llama_logits(w, c, tokens):
+    n, hd = len(tokens), c["head_dim"]
+    heads, kv_heads = c["num_attention_heads"], c["num_key_value_heads"]
+
+    def norm(x, weight):
+        x64 = x.astype(np.float64)
+        return (x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + c["rms_norm_eps"]) * weight).astype(np.float32)
+
+    inv = c["rope_theta"] ** (-np.arange(0, hd, 2) / hd)
+    angles = np.outer(np.arange(n), inv)
+    cos, sin = np.concatenate([np.cos(angles)] * 2, -1), np.concatenate([np.sin(angles)] * 2, -1)
+
+    def rope(x):  # [heads, n, hd], rotate-half
+        half = np.concatenate([-x[..., hd // 2:], x[..., :hd // 2]], -1)
+        return x * cos + half * sin
+
+    h = w["model.embed_tokens.weight"][tokens]
+    causal = np.triu(np.full((n, n), -np.inf), 1)
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = norm(h, w[p + "input_layernorm.weight"])
+        q = rope((x @ w[p + "self_attn.q_proj.weight"].T).reshape(n, heads, hd).transpose(1, 0, 2))
+        k = rope((x @ w[p + "self_attn.k_proj.weight"].T).reshape(n, kv_heads, hd).transpose(1, 0, 2))
+        v = (x @ w[p + "self_attn.v_proj.weight"].T).reshape(n, kv_heads, hd).transpose(1, 0, 2)
+        k, v = np.repeat(k, heads // kv_heads, 0), np.repeat(v, heads // kv_heads, 0)
+        s = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + causal
+        a = np.exp(s - s.max(-1, keepdims=True))
+        o = ((a / a.sum(-1, keepdims=True)) @ v).transpose(1, 0, 2).reshape(n, heads * hd)
+        h = h + o @ w[p + "self_attn.o_proj.weight"].T
+        x = norm(h, w[p + "post_attention_layernorm.weight"])
+        gate = x @ w[p + "mlp.gate_proj.weight"].T
+        h = h + ((gate / (1 + np.exp(-gate))) * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+    head = w["model.embed_tokens.weight"] if c["tie_word_embeddings"] else w["lm_head.weight"]
+    return norm(h, w["model.norm.weight"]) @ head.T
+
+
+dumped = load_file(loom_logits)
+ours = llama_logits(single, config, dumped["tokens"])
+error = np.abs(ours - dumped["logits"]).max() / np.abs(dumped["logits"]).max()
+assert error < 1e-4, f"NumPy Llama on the hf export vs Loom's logits: relative error {error:.2e}"
+
 print(f"independent readers agree: {len(reference)} tensors (safetensors f32 and f16 shards, GGUF), "
-      f"{len(expect) + 3} GGUF keys, the byte-level tokenizer")
+      f"{len(expect) + 3} GGUF keys, the byte-level tokenizer; NumPy Llama on the hf export vs Loom's logits: "
+      f"{error:.1e} relative")

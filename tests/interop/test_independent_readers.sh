@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Loom's exports read by independent readers (the `safetensors`, `gguf` and `tokenizers` Python
-# packages, installed into a virtualenv under the build dir). Skips (exit 77) when the virtualenv
+# packages, installed into a virtualenv under the build dir), and the hf export run by a NumPy Llama
+# against Loom's logits. Skips (exit 77) when the virtualenv
 # cannot be made or PyPI cannot be reached.
 set -euo pipefail
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
 venv=$build/interop-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import safetensors, gguf, tokenizers, numpy" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import safetensors, gguf, tokenizers, numpy, h5py" 2>/dev/null; then
   rm -rf "$venv"
   if ! python3 -m venv "$venv" >/dev/null 2>&1 ||
-     ! timeout 300 "$venv/bin/pip" install -q safetensors numpy gguf tokenizers >/dev/null 2>&1; then
-    echo "SKIPPED: cannot make a virtualenv with safetensors, numpy, gguf and tokenizers (no python3-venv, or PyPI unreachable)"
+     ! timeout 300 "$venv/bin/pip" install -q safetensors numpy gguf tokenizers h5py >/dev/null 2>&1; then
+    echo "SKIPPED: cannot make a virtualenv with safetensors, numpy, gguf, tokenizers and h5py (no python3-venv, or PyPI unreachable)"
     rm -rf "$venv"
     exit 77
   fi
@@ -24,4 +25,17 @@ loom=$build/loom
 "$loom" export --checkpoint "$work/run" --format hf --out "$work/hf"
 "$loom" export --checkpoint "$work/run" --format hf --out "$work/hf-f16" --dtype f16 --shard-mb 0.1
 "$loom" export --checkpoint "$work/run" --format gguf --out "$work/model.gguf"
-"$venv/bin/python" "$here/check_exports.py" "$work/run/checkpoints/step-2" "$work/hf" "$work/hf-f16" "$work/model.gguf"
+"$loom" eval --checkpoint "$work/run" --dump-logits "$work/logits.safetensors" --text "The pass key is 71432. Remember it."
+"$venv/bin/python" "$here/check_exports.py" "$work/run/checkpoints/step-2" "$work/hf" "$work/hf-f16" "$work/model.gguf" \
+  "$work/logits.safetensors"
+# scripts/tokenize_hf.py with the exported tokenizer makes the dataset `loom data prepare` makes.
+mkdir "$work/text" && cp "$here/../../README.md" "$work/text/"
+"$venv/bin/python" "$here/../../scripts/tokenize_hf.py" --tokenizer "$work/hf/tokenizer.json" --out "$work/hf.h5" "$work/text"
+"$loom" data prepare --input "$work/text" --out "$work/loom.h5" >/dev/null
+"$venv/bin/python" -c "
+import h5py, sys
+a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+assert (a['tokens'][:] == b['tokens'][:]).all() and (a['doc_offsets'][:] == b['doc_offsets'][:]).all()
+print('tokenize_hf.py with the exported tokenizer.json = loom data prepare:', len(a['tokens']), 'tokens')
+" "$work/hf.h5" "$work/loom.h5"
+"$loom" data inspect "$work/hf.h5" >/dev/null
