@@ -1,0 +1,69 @@
+// Muon's Newton–Schulz orthogonalisation and the Muon optimizer.
+#include "optim/muon.h"
+#include "tests/test_util.h"
+
+namespace loom {
+namespace {
+
+torch::Tensor singular_values(const torch::Tensor& x) { return std::get<1>(torch::linalg_svd(x, false)); }
+
+TEST(NewtonSchulz, PushesEverySingularValueTowardsOne) {
+  torch::manual_seed(1);
+  // Singular values spread over two orders of magnitude (five iterations lift the smallest by
+  // about a^5 ~ 1000 after the Frobenius scaling; much smaller ones stay small, by design).
+  const auto [u, s, vt] = torch::linalg_svd(torch::randn({48, 32}, torch::kFloat64), false);
+  const auto g = torch::matmul(u * torch::logspace(0, -2, 32, 10, torch::kFloat64), vt);
+  for (const auto schedule : {NsSchedule::kPerIteration, NsSchedule::kClassic}) {
+    const auto sv = singular_values(newton_schulz(g, schedule));
+    const double lo = sv.min().item<double>(), hi = sv.max().item<double>();
+    std::printf("%s: singular values in [%.3f, %.3f]\n", schedule == NsSchedule::kPerIteration ? "LaCT's five triples" : "classic triple", lo, hi);
+    // LaCT's schedule lands much closer to 1 than the classic triple (measured 0.98-1.11 vs 0.68-1.15).
+    EXPECT_GT(lo, schedule == NsSchedule::kPerIteration ? 0.95 : 0.6);
+    EXPECT_LT(hi, schedule == NsSchedule::kPerIteration ? 1.12 : 1.2);
+  }
+}
+
+TEST(NewtonSchulz, KeepsTheSingularVectors) {
+  // An odd polynomial of G G^T times G changes only the singular values: U^T NS(G) V is diagonal.
+  torch::manual_seed(2);
+  const auto g = torch::randn({20, 30}, torch::kFloat64);
+  const auto [u, s, vt] = torch::linalg_svd(g, false);
+  const auto core = torch::matmul(torch::matmul(u.t(), newton_schulz(g)), vt.t());
+  const auto off = core - torch::diag_embed(core.diagonal());
+  EXPECT_LT(off.abs().max().item<double>(), 1e-10 * core.abs().max().item<double>());
+  EXPECT_GT(core.diagonal().min().item<double>(), 0.3);
+}
+
+TEST(NewtonSchulz, BatchesAndTallMatricesAgreeWithOneAtATime) {
+  torch::manual_seed(3);
+  const auto batch = torch::randn({3, 16, 24}, torch::kFloat64);
+  const auto together = newton_schulz(batch);
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_LT(test::relative_error(together[i], newton_schulz(batch[i])), 1e-12);
+    EXPECT_LT(test::relative_error(newton_schulz(batch[i].t()), together[i].t()), 1e-12) << "tall = transposed wide";
+  }
+  EXPECT_EQ(newton_schulz(batch.to(torch::kBFloat16)).scalar_type(), torch::kBFloat16);
+}
+
+TEST(Muon, DescendsAndKeepsItsState) {
+  torch::manual_seed(4);
+  const auto target = torch::randn({8, 12});
+  auto w = torch::zeros({8, 12}).requires_grad_();
+  Muon muon({{"w", w}}, {});
+  const auto loss = [&] { return (w - target).pow(2).sum(); };
+  const double start = loss().item<double>();
+  // Each step moves w by lr * (a near-orthogonal 8 x 12 matrix): about 0.28 in Frobenius norm.
+  for (int i = 0; i < 100; ++i) {
+    w.mutable_grad() = torch::Tensor();
+    loss().backward();
+    muon.step(0.1);
+  }
+  EXPECT_LT(loss().item<double>(), 0.1 * start);
+  Muon again({{"w", w}}, {});
+  again.load_state(muon.state());
+  EXPECT_TRUE(torch::equal(again.state()[0].second, muon.state()[0].second));
+  EXPECT_NE(test::error_of([] { Muon m({{"norm.weight", torch::ones({4})}}, {}); }).find("give it to AdamW"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom
