@@ -1,4 +1,5 @@
 // LaCT's hand-written fast-weight update against autograd (float64).
+#include "runtime/model/fast_weight_scan.h"
 #include "runtime/model/fast_weights.h"
 #include "tests/test_util.h"
 
@@ -52,6 +53,92 @@ TEST(FastWeights, AStepAlongTheDirectionsRaisesTheObjective) {
   const double eps = 1e-4;
   const FastWeights stepped{c.w.w0 + eps * d.w0, c.w.w1 + eps * d.w1, c.w.w2 + eps * d.w2};
   EXPECT_GT(objective(stepped), objective(c.w));
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+struct Sequence {
+  FastWeights w;
+  torch::Tensor q, k, v, lr0, lr1, lr2, beta, docs;
+};
+
+// Two heads, 23 tokens: document 0 has 14 tokens, document 1 has 9; chunks of 4.
+Sequence random_sequence() {
+  torch::manual_seed(8);
+  const auto o = torch::dtype(torch::kFloat64);
+  const int64_t b = 2, n = 23, d = 4, dh = 5;
+  Sequence s{{torch::randn({b, dh, d}, o), torch::randn({b, d, dh}, o), torch::randn({b, dh, d}, o)},
+             torch::randn({b, n, d}, o), torch::randn({b, n, d}, o), torch::randn({b, n, d}, o),
+             0.1 * torch::rand({b, n}, o), 0.1 * torch::rand({b, n}, o), 0.1 * torch::rand({b, n}, o),
+             torch::rand({b, n}, o), torch::zeros({n}, torch::kInt64)};
+  s.docs.narrow(0, 14, 9).fill_(1);
+  return s;
+}
+
+torch::Tensor scan(const Sequence& s, const FastWeightScanOptions& o, bool momentum = true) {
+  return fast_weight_scan(s.w, s.q, s.k, s.v, s.lr0, s.lr1, s.lr2, momentum ? s.beta : torch::Tensor(), s.docs, o);
+}
+
+const FastWeightScanOptions kChunk4{4, false, true};
+
+TEST(FastWeightScan, ZeroRatesReadTheInitialWeightsEverywhere) {
+  Sequence s = random_sequence();
+  s.lr0.zero_(), s.lr1.zero_(), s.lr2.zero_();
+  for (const bool muon : {false, true}) {
+    EXPECT_LT(test::relative_error(scan(s, {4, muon, true}), apply_fast_weights(s.w, s.q)), 1e-12) << "muon " << muon;
+  }
+}
+
+TEST(FastWeightScan, SecondChunkReadsTheFirstChunksUpdate) {
+  const Sequence s = random_sequence();
+  const auto first = [](const torch::Tensor& t) { return t.narrow(1, 0, 4); };
+  const FastWeights d = descent_directions(s.w, first(s.k), first(s.v), first(s.lr0), first(s.lr1), first(s.lr2));
+  const FastWeights updated{s.w.w0 + d.w0, s.w.w1 + d.w1, s.w.w2 + d.w2};
+  const auto want = apply_fast_weights(updated, s.q.narrow(1, 4, 4));
+  EXPECT_LT(test::relative_error(scan(s, {4, false, false}, false).narrow(1, 4, 4), want), 1e-12);
+}
+
+TEST(FastWeightScan, NoInformationFlowsBackwardsOrAcrossDocuments) {
+  const Sequence s = random_sequence();
+  const auto base = scan(s, kChunk4);
+  // A change of the keys at position 5 (chunk 1 of document 0) shows from chunk 2 (position 8) on,
+  // and never in document 1.
+  Sequence changed = s;
+  changed.k = s.k.clone();
+  changed.k.select(1, 5).add_(1.0);
+  const auto out = scan(changed, kChunk4);
+  EXPECT_TRUE(torch::equal(out.narrow(1, 0, 8), base.narrow(1, 0, 8))) << "positions before chunk 2";
+  EXPECT_GT((out.narrow(1, 8, 4) - base.narrow(1, 8, 4)).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(torch::equal(out.narrow(1, 14, 9), base.narrow(1, 14, 9))) << "document 1";
+  // Document 1 alone gives what it gives packed behind document 0.
+  const auto tail = [](const torch::Tensor& t) { return t.narrow(1, 14, 9); };
+  const auto alone = fast_weight_scan(s.w, tail(s.q), tail(s.k), tail(s.v), tail(s.lr0), tail(s.lr1), tail(s.lr2),
+                                      tail(s.beta), torch::zeros({9}, torch::kInt64), kChunk4);
+  EXPECT_LT(test::relative_error(alone, base.narrow(1, 14, 9)), 1e-12);
+}
+
+TEST(FastWeightScan, TheLastPartialChunkOnlyReads) {
+  const Sequence s = random_sequence();
+  Sequence changed = s;
+  changed.v = s.v.clone();
+  changed.v.narrow(1, 12, 2).add_(1.0);  // document 0's last chunk: positions 12-13
+  EXPECT_TRUE(torch::equal(scan(changed, kChunk4), scan(s, kChunk4)));
+}
+
+TEST(FastWeightScan, WeightNormKeepsTheInitialRowNorms) {
+  // With huge rates the weights grow without bound unless the norm puts every row back to its
+  // initial length; W1's rows then keep their norms, so a query's output stays bounded by them.
+  Sequence s = random_sequence();
+  s.lr0.fill_(30.0), s.lr1.fill_(30.0), s.lr2.fill_(30.0);
+  const double with_norm = scan(s, {4, false, true}, false).abs().max().item<double>();
+  const double without = scan(s, {4, false, false}, false).abs().max().item<double>();
+  const double initial = apply_fast_weights(s.w, s.q).abs().max().item<double>();
+  std::printf("largest output: initial weights %.3g, normed %.3g, un-normed %.3g\n", initial, with_norm, without);
+  EXPECT_GT(without, 100 * with_norm);
 }
 
 }  // namespace

@@ -1,0 +1,60 @@
+#include "runtime/model/fast_weight_scan.h"
+
+#include "optim/muon.h"
+
+namespace loom {
+namespace {
+
+torch::Tensor row_norms(const torch::Tensor& w) { return torch::linalg_vector_norm(w, 2, {-1}, true); }
+
+// Rows of w rescaled to the given norms. A floor rather than the reference's added epsilon keeps an
+// update of zero an exact identity.
+torch::Tensor renormalise(const torch::Tensor& w, const torch::Tensor& norms) {
+  return w * (norms / row_norms(w).clamp_min(1e-5));
+}
+
+// [begin, end) of each document in doc_ids (consecutive runs of one id).
+std::vector<std::pair<int64_t, int64_t>> documents(const torch::Tensor& doc_ids) {
+  const auto d = doc_ids.accessor<int64_t, 1>();
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t i = 0; i < doc_ids.size(0); ++i) {
+    if (i == 0 || d[i] != d[i - 1]) out.emplace_back(i, i);
+    out.back().second = i + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& lr0, const torch::Tensor& lr1,
+                               const torch::Tensor& lr2, const torch::Tensor& momentum, const torch::Tensor& doc_ids,
+                               const FastWeightScanOptions& o) {
+  const std::array<torch::Tensor, 3> norms{row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)};
+  std::vector<torch::Tensor> outputs;
+  for (const auto& [begin, end] : documents(doc_ids)) {
+    FastWeights w = initial;
+    std::array<torch::Tensor, 3> velocity;
+    for (int64_t start = begin; start < end; start += o.chunk) {
+      const int64_t n = std::min(o.chunk, end - start);
+      const auto slice = [&](const torch::Tensor& t) { return t.narrow(1, start, n); };
+      outputs.push_back(apply_fast_weights(w, slice(q)));
+      if (start + n >= end) break;  // the document's last chunk only reads
+      const FastWeights d = descent_directions(w, slice(k), slice(v), slice(lr0), slice(lr1), slice(lr2));
+      std::array<torch::Tensor, 3> delta{d.w0, d.w1, d.w2};
+      std::array<torch::Tensor*, 3> weights{&w.w0, &w.w1, &w.w2};
+      for (size_t m = 0; m < 3; ++m) {
+        if (momentum.defined()) {
+          if (velocity[m].defined()) delta[m] = delta[m] + slice(momentum).mean(1).view({-1, 1, 1}) * velocity[m];
+          velocity[m] = delta[m];
+        }
+        if (o.muon) delta[m] = newton_schulz(delta[m]);
+        *weights[m] = *weights[m] + delta[m];
+        if (o.weight_norm) *weights[m] = renormalise(*weights[m], norms[m]);
+      }
+    }
+  }
+  return torch::cat(outputs, 1);
+}
+
+}  // namespace loom
