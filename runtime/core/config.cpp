@@ -4,12 +4,12 @@
 
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
 
 #include "runtime/core/error.h"
+#include "runtime/core/text_file.h"
 
 namespace loom {
 namespace {
@@ -112,14 +112,6 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin_name) {
   }
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  check(in.good(), "cannot read config file '" + path + "': check the path");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 // Collects the leaves of `path` and of the `base:` files it extends, later files overriding.
 void load_file_entries(const std::string& path, std::vector<std::string>& chain, Entries& out) {
   const std::string canonical = std::filesystem::weakly_canonical(path).string();
@@ -127,7 +119,7 @@ void load_file_entries(const std::string& path, std::vector<std::string>& chain,
     check(seen != canonical, path + ": `base:` files form a cycle; remove one of the base: keys");
   }
   chain.push_back(canonical);
-  YAML::Node root = parse_yaml(read_text(path), path);
+  YAML::Node root = parse_yaml(read_text_file(path, "config file"), path);
   if (root["base"]) {
     const auto base = std::filesystem::path(path).parent_path() / root["base"].as<std::string>();
     load_file_entries(base.string(), chain, out);

@@ -8,16 +8,15 @@
 namespace loom {
 namespace {
 
+bool printable(int byte) { return (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF); }
+
 // Printable bytes stand for themselves; the others (controls, space, DEL, NBSP, soft hyphen) are
 // moved to code points 256 and up, in byte order.
 std::string byte_character(int byte) {
-  const bool printable = (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF);
   int code = byte;
-  if (!printable) {
+  if (!printable(byte)) {
     code = 256;
-    for (int b = 0; b < byte; ++b) {
-      if (!((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) ++code;
-    }
+    for (int b = 0; b < byte; ++b) code += printable(b) ? 0 : 1;
   }
   std::string utf8;  // code < 0x800: one or two bytes
   if (code < 0x80) {

@@ -15,8 +15,7 @@ std::string resolved(const std::string& checkpoint) {
 }  // namespace
 
 CheckpointSource::CheckpointSource(const std::string& checkpoint)
-    : model(read_checkpoint_meta(resolved(checkpoint)).config.model),
-      weights(resolved(checkpoint) + "/model.safetensors") {}
+    : dir(resolved(checkpoint)), model(read_checkpoint_meta(dir).config.model), weights(dir + "/model.safetensors") {}
 
 torch::ScalarType export_dtype(const std::string& name) {
   if (name == "f32") return torch::kFloat32;

@@ -12,6 +12,7 @@ namespace loom {
 
 struct CheckpointSource {
   explicit CheckpointSource(const std::string& checkpoint);  // a checkpoint folder or a run dir
+  std::string dir;  // the checkpoint folder it resolved to
   ModelConfig model;
   SafetensorsFile weights;
 };

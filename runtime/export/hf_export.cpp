@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 #include "runtime/core/error.h"
+#include "runtime/core/text_file.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/export/byte_level_vocab.h"
 #include "runtime/export/checkpoint_source.h"
@@ -17,13 +17,6 @@ namespace fs = std::filesystem;
 
 std::string torch_dtype_name(torch::ScalarType t) {
   return t == torch::kFloat32 ? "float32" : t == torch::kBFloat16 ? "bfloat16" : "float16";
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.flush();
-  check(out.good(), "writing '" + path.string() + "' failed (disk full?)");
 }
 
 // Consecutive tensors, each group at most `limit` bytes (a larger tensor gets a shard of its own).
@@ -87,15 +80,15 @@ void export_hf(const std::string& checkpoint, const std::string& out_dir, torch:
   }
   if (groups.size() > 1) {
     const nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    write_file(tmp / "model.safetensors.index.json", index.dump(2) + "\n");
+    write_text_file((tmp / "model.safetensors.index.json").string(), index.dump(2) + "\n");
   }
-  write_file(tmp / "config.json", hf_config_json(source.model, dtype));
+  write_text_file((tmp / "config.json").string(), hf_config_json(source.model, dtype));
   const nlohmann::ordered_json generation = {{"bos_token_id", tokenizer::kBos}, {"eos_token_id", tokenizer::kEos},
                                              {"pad_token_id", tokenizer::kPad}};
-  write_file(tmp / "generation_config.json", generation.dump(2) + "\n");
-  write_file(tmp / "tokenizer.json", hf_tokenizer_json(source.model.vocab_size));
-  write_file(tmp / "tokenizer_config.json", hf_tokenizer_config_json(source.model.max_seq_len));
-  write_file(tmp / "special_tokens_map.json", hf_special_tokens_map_json());
+  write_text_file((tmp / "generation_config.json").string(), generation.dump(2) + "\n");
+  write_text_file((tmp / "tokenizer.json").string(), hf_tokenizer_json(source.model.vocab_size));
+  write_text_file((tmp / "tokenizer_config.json").string(), hf_tokenizer_config_json(source.model.max_seq_len));
+  write_text_file((tmp / "special_tokens_map.json").string(), hf_special_tokens_map_json());
   fs::rename(tmp, out);
 }
 

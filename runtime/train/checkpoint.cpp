@@ -6,13 +6,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include "runtime/core/error.h"
 #include "runtime/core/fault_injection.h"
 #include "runtime/core/safetensors.h"
+#include "runtime/core/text_file.h"
 
 namespace loom {
 namespace {
@@ -20,21 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path checkpoints_dir(const std::string& run_dir) { return fs::path(run_dir) / "checkpoints"; }
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.flush();
-  check(out.good(), "writing '" + path.string() + "' failed (disk full?)");
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  check(in.good(), "cannot read '" + path.string() + "'");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 void crash_if_requested(int64_t step) {
   if (!fault_requested("checkpoint-write", step)) return;
@@ -76,12 +60,12 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llam
   write_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state, meta);
   const nlohmann::json state = {{"format", "loom-checkpoint"}, {"version", kCheckpointVersion}, {"step", step},
                                 {"cursor", {{"epoch", cursor.epoch}, {"index", cursor.index}}}};
-  write_text(tmp_dir / "state.json", state.dump(2) + "\n");
-  write_text(tmp_dir / "config.yaml", to_yaml(config));
+  write_text_file((tmp_dir / "state.json").string(), state.dump(2) + "\n");
+  write_text_file((tmp_dir / "config.yaml").string(), to_yaml(config));
 
   fs::remove_all(final_dir);
   fs::rename(tmp_dir, final_dir);
-  write_text(root / "latest.tmp", final_dir.filename().string() + "\n");
+  write_text_file((root / "latest.tmp").string(), final_dir.filename().string() + "\n");
   fs::rename(root / "latest.tmp", root / "latest");
   return final_dir.string();
 }
@@ -96,7 +80,7 @@ std::string resolve_checkpoint(const std::string& path, const std::string& run_d
   auto from_run_dir = [](const std::string& dir) -> std::string {
     const fs::path latest = checkpoints_dir(dir) / "latest";
     if (!fs::exists(latest)) return "";
-    std::string name = read_text(latest);
+    std::string name = read_text_file(latest.string());
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
     const fs::path target = checkpoints_dir(dir) / name;
     check(fs::is_directory(target), "'" + latest.string() + "' points to '" + name + "', which is missing");
@@ -115,7 +99,7 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   check(fs::exists(state_path), "'" + dir + "' is not a Loom checkpoint: it has no state.json");
   nlohmann::json state;
   try {
-    state = nlohmann::json::parse(read_text(state_path));
+    state = nlohmann::json::parse(read_text_file(state_path.string()));
   } catch (const nlohmann::json::exception& e) {
     fail("corrupt checkpoint '" + dir + "': state.json is not valid JSON (" + e.what() + ")");
   }
@@ -131,7 +115,8 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     fail("corrupt checkpoint '" + dir + "': state.json lacks step or cursor (" + e.what() + ")");
   }
-  meta.config = parse_config(read_text(fs::path(dir) / "config.yaml"), (fs::path(dir) / "config.yaml").string());
+  const std::string config_path = (fs::path(dir) / "config.yaml").string();
+  meta.config = parse_config(read_text_file(config_path), config_path);
   return meta;
 }
 
