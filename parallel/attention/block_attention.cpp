@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 
+#include "parallel/attention/flash_block.h"
 #include "runtime/core/error.h"
 
 namespace loom {
@@ -76,7 +77,7 @@ torch::Tensor tile_scores(const torch::Tensor& qt, const torch::Tensor& kt, cons
     const int64_t hkv = s.size(0);
     const int64_t tq = q.end - q.begin;
     s.view({hkv, -1, tq, k.end - k.begin})
-        .masked_fill_(tile_mask(m, q, k).logical_not(), -std::numeric_limits<double>::infinity());
+        .masked_fill_(tile_mask(m, q, k).to(s.device()).logical_not(), -std::numeric_limits<double>::infinity());
   }
   return s;
 }
@@ -107,6 +108,7 @@ AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::T
 BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
                           const AttentionMask& mask, double scale, int64_t tile) {
   check_shapes(q_in, k_in, v_in, mask);
+  if (auto flash = flash_block_forward(q_in, k_in, v_in, mask, scale)) return *flash;
   const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
   const auto opts = q.options();
   const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);
@@ -158,6 +160,10 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
                                      const torch::Tensor& v_in, const torch::Tensor& delta_in, const torch::Tensor& lse,
                                      const AttentionMask& mask, double scale, int64_t tile, bool kv_grads) {
   check_shapes(q_in, k_in, v_in, mask);
+  if (auto flash = flash_block_backward(dout_in, q_in, k_in, v_in, delta_in, lse, mask, scale)) {
+    if (!kv_grads) flash->dk = flash->dv = torch::Tensor();
+    return *flash;
+  }
   const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
   const auto opts = q.options();
   const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);

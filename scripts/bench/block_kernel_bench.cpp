@@ -1,0 +1,99 @@
+// loom-block-bench: the attention block kernel alone on this machine's device, forward and
+// forward + backward, causal (one document) and fully visible, MHA and GQA, next to the matmul
+// ceiling of the same dtype measured in the same run. On a GPU it runs bf16 (FlashAttention where
+// the mask allows, flash_block.h) and the tiled kernel in float32 for comparison; on the CPU, the
+// tiled kernel in float32.
+//   build/loom-block-bench [tokens ...]        (default: 1024 4096 16384, and 65536 on a GPU)
+// FLOPs are model FLOPs: forward 4·d·Hq per visible (query, key) pair, backward 2.5× that.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "parallel/attention/flash_block.h"
+
+namespace loom {
+namespace {
+
+// Median wall time of fn over `reps` calls after one warm-up; fn ends by reading a value back, so
+// GPU work is finished when the clock stops.
+template <class Fn>
+double median_seconds(int reps, Fn&& fn) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double matmul_ceiling(torch::TensorOptions opt, int64_t n) {
+  const auto a = torch::randn({n, n}, opt), b = torch::randn({n, n}, opt);
+  auto c = torch::empty({n, n}, opt);
+  return 2.0 * n * n * n / median_seconds(7, [&] {
+           torch::matmul_out(c, a, b);
+           c[0][0].item<float>();
+         });
+}
+
+struct Row {
+  int64_t tokens, hq, hkv;
+  bool causal;
+};
+
+void run_row(const Row& r, int64_t d, torch::TensorOptions opt, const char* path, double ceiling, int reps) {
+  torch::manual_seed(0);
+  const auto q = torch::randn({r.hq, r.tokens, d}, opt), k = torch::randn({r.hkv, r.tokens, d}, opt),
+             v = torch::randn({r.hkv, r.tokens, d}, opt), dout = torch::randn({r.hq, r.tokens, d}, opt);
+  const auto mask = AttentionMask::self(torch::arange(r.tokens), torch::zeros({r.tokens}, torch::kInt64), r.causal);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const double fwd_flops = 4.0 * d * r.hq * static_cast<double>(visible_pairs(mask));
+  BlockOutput out;
+  const double t_fwd = median_seconds(reps, [&] {
+    out = block_forward(q, k, v, mask, scale);
+    out.lse[0][0].item<float>();
+  });
+  const double t_bwd = median_seconds(reps, [&] {
+    const BlockGrads g = block_backward(dout, q, k, v, out.out, out.lse, mask, scale);
+    g.dk[0][0][0].item<float>();
+  });
+  const double fwd = fwd_flops / t_fwd, both = 3.5 * fwd_flops / (t_fwd + t_bwd);
+  std::printf("%7ld %6s %7s %-10s %9.4f %9.4f %10.3g %6.1f%% %10.3g %6.1f%%\n", r.tokens,
+              (std::to_string(r.hq) + "/" + std::to_string(r.hkv)).c_str(), r.causal ? "causal" : "full", path, t_fwd,
+              t_bwd, fwd / 1e12, 100 * fwd / ceiling, both / 1e12, 100 * both / ceiling);
+}
+
+}  // namespace
+}  // namespace loom
+
+int main(int argc, char** argv) {
+  using namespace loom;
+  const bool gpu = torch::cuda::is_available();
+  std::vector<int64_t> lengths;
+  for (int i = 1; i < argc; ++i) lengths.push_back(std::stoll(argv[i]));
+  if (lengths.empty()) lengths = gpu ? std::vector<int64_t>{1024, 4096, 16384, 65536} : std::vector<int64_t>{1024, 4096};
+  const int64_t d = gpu ? 128 : 64, heads = gpu ? 32 : 8;
+  const auto f32 = torch::dtype(torch::kFloat32).device(gpu ? torch::kCUDA : torch::kCPU);
+  const auto bf16 = f32.dtype(torch::kBFloat16);
+  const double ceiling_f32 = matmul_ceiling(f32, gpu ? 8192 : 2048);
+  const double ceiling_bf16 = gpu ? matmul_ceiling(bf16, 8192) : 0;
+  std::printf("loom-block-bench on %s, head dim %ld; matmul ceiling float32 %.3g TFLOP/s%s\n", gpu ? "cuda" : "cpu", d,
+              ceiling_f32 / 1e12, gpu ? (", bf16 " + std::to_string(ceiling_bf16 / 1e12) + " TFLOP/s").c_str() : "");
+  std::printf("flash kernels in this LibTorch: %s\n", flash_kernels_compiled() ? "yes" : "no");
+  std::printf("%7s %6s %7s %-10s %9s %9s %10s %7s %10s %7s\n", "tokens", "H/G", "mask", "path", "fwd_s", "bwd_s",
+              "fwd_TF/s", "of_ceil", "f+b_TF/s", "of_ceil");
+  for (int64_t tokens : lengths)
+    for (int64_t hkv : {heads, heads / 4})
+      for (bool causal : {true, false}) {
+        const Row row{tokens, heads, hkv, causal};
+        if (gpu) run_row(row, d, bf16, "flash-bf16", ceiling_bf16, 5);
+        // The tiled kernel is quadratic in memory traffic per tile: keep its rows to what finishes.
+        if (!gpu || tokens <= 16384) run_row(row, d, f32, "tiled-f32", ceiling_f32, gpu ? 3 : 1);
+      }
+  return 0;
+}
