@@ -10,6 +10,9 @@
 // Shapes: q [Hq, Nq, d]; k, v [Hkv, Nk, d] with Hkv dividing Hq (GQA: K/V are never expanded).
 // out and lse are kept in the accumulation dtype: float64 for float64 inputs, float32 otherwise.
 // A row with no visible key has out = 0 and lse = -inf.
+//
+// On a GPU with fp16/bf16 inputs, blocks whose mask FlashAttention can express go to ATen's
+// FlashAttention-2 kernels instead (flash_block.h); everything else, and every CPU call, is tiled here.
 #pragma once
 #include <torch/torch.h>
 
