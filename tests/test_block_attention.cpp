@@ -1,5 +1,6 @@
 // The block kernel against a naive dense reference (float64): packed documents with boundaries
-// inside tiles, padding rows with no visible key, GQA, cross blocks, and the log-sum-exp merge.
+// inside tiles, padding rows with no visible key, GQA, sliding windows, cross blocks, and the
+// log-sum-exp merge.
 #include "parallel/attention/block_attention.h"
 #include "parallel/attention/local_attention.h"
 #include "tests/test_util.h"
@@ -13,7 +14,9 @@ constexpr double kTol = 1e-10;
 
 torch::Tensor visibility(const AttentionMask& m) {
   auto v = (m.q_doc.unsqueeze(1) == m.k_doc.unsqueeze(0)) & (m.q_doc >= 0).unsqueeze(1);
-  if (m.causal) v &= m.k_pos.unsqueeze(0) <= m.q_pos.unsqueeze(1);
+  const auto age = m.q_pos.unsqueeze(1) - m.k_pos.unsqueeze(0);
+  if (m.causal) v &= age >= 0;
+  if (m.window > 0) v &= age < m.window;
   return v;
 }
 
@@ -31,7 +34,7 @@ BlockOutput naive(const torch::Tensor& q, const torch::Tensor& k, const torch::T
 }
 
 // Three documents (lengths 7, 9, 4) and 3 padding slots; positions restart per document.
-AttentionMask packed_mask(bool causal) {
+AttentionMask packed_mask(bool causal, int64_t window = 0) {
   std::vector<int64_t> pos, doc;
   const std::vector<int64_t> lengths = {7, 9, 4};
   for (size_t d = 0; d < lengths.size(); ++d)
@@ -43,7 +46,9 @@ AttentionMask packed_mask(bool causal) {
     pos.push_back(0);
     doc.push_back(-1);
   }
-  return AttentionMask::self(torch::tensor(pos), torch::tensor(doc), causal);
+  AttentionMask m = AttentionMask::self(torch::tensor(pos), torch::tensor(doc), causal);
+  m.window = window;
+  return m;
 }
 
 torch::Tensor randn(std::vector<int64_t> shape) { return torch::randn(shape, torch::kFloat64); }
@@ -51,16 +56,19 @@ torch::Tensor randn(std::vector<int64_t> shape) { return torch::randn(shape, tor
 struct Case {
   int64_t hq, hkv;
   bool causal;
+  int64_t window = 0;
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << "Hq=" << c.hq << " Hkv=" << c.hkv << (c.causal ? " causal" : " full"); }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << "Hq=" << c.hq << " Hkv=" << c.hkv << (c.causal ? " causal" : " full") << " window " << c.window;
+}
 
 class PackedAttention : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PackedAttention, ForwardMatchesDenseReference) {
   torch::manual_seed(1);
-  const auto [hq, hkv, causal] = GetParam();
-  const AttentionMask m = packed_mask(causal);
+  const auto [hq, hkv, causal, window] = GetParam();
+  const AttentionMask m = packed_mask(causal, window);
   const int64_t n = m.q_pos.size(0), d = 8;
   const auto q = randn({hq, n, d}), k = randn({hkv, n, d}), v = randn({hkv, n, d});
   for (int64_t tile : {4, 5, 64}) {
@@ -77,8 +85,8 @@ TEST_P(PackedAttention, ForwardMatchesDenseReference) {
 
 TEST_P(PackedAttention, GradientsMatchAutogradOfDenseReference) {
   torch::manual_seed(2);
-  const auto [hq, hkv, causal] = GetParam();
-  const AttentionMask m = packed_mask(causal);
+  const auto [hq, hkv, causal, window] = GetParam();
+  const AttentionMask m = packed_mask(causal, window);
   const int64_t n = m.q_pos.size(0), d = 8;
   auto q = randn({hq, n, d}).requires_grad_(), k = randn({hkv, n, d}).requires_grad_(), v = randn({hkv, n, d}).requires_grad_();
   const auto dout = randn({hq, n, d});
@@ -92,10 +100,12 @@ TEST_P(PackedAttention, GradientsMatchAutogradOfDenseReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadsAndMasks, PackedAttention,
-                         ::testing::Values(Case{4, 4, true}, Case{4, 2, true}, Case{6, 1, true}, Case{4, 2, false}),
+                         ::testing::Values(Case{4, 4, true}, Case{4, 2, true}, Case{6, 1, true}, Case{4, 2, false},
+                                           Case{4, 2, true, 3}, Case{4, 1, true, 6}),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return "Hq" + std::to_string(info.param.hq) + "Hkv" + std::to_string(info.param.hkv) +
-                                  (info.param.causal ? "Causal" : "Full");
+                                  (info.param.causal ? "Causal" : "Full") +
+                                  (info.param.window ? "Window" + std::to_string(info.param.window) : "");
                          });
 
 // Queries of one block against keys of another, as ring steps see them: some rows have no visible key.
@@ -153,6 +163,10 @@ TEST(BlockAttention, VisiblePairsCountsTheMask) {
   for (bool causal : {true, false}) {
     const AttentionMask m = packed_mask(causal);
     EXPECT_EQ(visible_pairs(m), visibility(m).sum().item<int64_t>());
+  }
+  for (int64_t window : {1, 3, 8}) {
+    const AttentionMask m = packed_mask(true, window);
+    EXPECT_EQ(visible_pairs(m), visibility(m).sum().item<int64_t>()) << "window " << window;
   }
   EXPECT_EQ(visible_pairs(packed_mask(true)), 7 * 8 / 2 + 9 * 10 / 2 + 4 * 5 / 2);
 }

@@ -42,12 +42,14 @@ std::vector<TileSpan> tile_spans(const torch::Tensor& pos, const torch::Tensor& 
 
 enum class TileKind { kEmpty, kFull, kPartial };
 
-TileKind classify(const TileSpan& q, const TileSpan& k, bool causal) {
+TileKind classify(const TileSpan& q, const TileSpan& k, const AttentionMask& m) {
   if (q.doc_max < 0 || k.doc_max < 0) return TileKind::kEmpty;  // padding only
   if (q.doc_max < k.doc_min || k.doc_max < q.doc_min) return TileKind::kEmpty;
-  if (causal && k.pos_min > q.pos_max) return TileKind::kEmpty;
+  if (m.causal && k.pos_min > q.pos_max) return TileKind::kEmpty;
+  if (m.window > 0 && q.pos_min - k.pos_max >= m.window) return TileKind::kEmpty;
   const bool one_doc = q.doc_min == q.doc_max && k.doc_min == k.doc_max && q.doc_min == k.doc_min;
-  if (one_doc && (!causal || k.pos_max <= q.pos_min)) return TileKind::kFull;
+  const bool in_window = m.window == 0 || q.pos_max - k.pos_min < m.window;
+  if (one_doc && in_window && (!m.causal || k.pos_max <= q.pos_min)) return TileKind::kFull;
   return TileKind::kPartial;
 }
 
@@ -56,9 +58,9 @@ torch::Tensor tile_mask(const AttentionMask& m, const TileSpan& q, const TileSpa
   const auto qd = m.q_doc.slice(0, q.begin, q.end).unsqueeze(1);
   const auto kd = m.k_doc.slice(0, k.begin, k.end).unsqueeze(0);
   auto visible = (qd == kd) & (qd >= 0);
-  if (m.causal) {
-    visible &= m.k_pos.slice(0, k.begin, k.end).unsqueeze(0) <= m.q_pos.slice(0, q.begin, q.end).unsqueeze(1);
-  }
+  const auto age = m.q_pos.slice(0, q.begin, q.end).unsqueeze(1) - m.k_pos.slice(0, k.begin, k.end).unsqueeze(0);
+  if (m.causal) visible &= age >= 0;
+  if (m.window > 0) visible &= age < m.window;
   return visible;
 }
 
@@ -124,7 +126,7 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
     auto row_sum = torch::zeros({hkv, rows}, opts);
     auto o = torch::zeros({hkv, rows, d}, opts);
     for (const auto& ks : k_tiles) {
-      const TileKind kind = classify(qs, ks, mask.causal);
+      const TileKind kind = classify(qs, ks, mask);
       if (kind == TileKind::kEmpty) continue;
       auto p = tile_scores(qt, k.slice(1, ks.begin, ks.end), mask, qs, ks, kind);
       const auto new_max = torch::maximum(row_max, std::get<0>(p.max(-1)));
@@ -186,7 +188,7 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
     const auto delta_t = group_rows(delta.unsqueeze(-1), hkv, qs);
     auto dq_t = torch::zeros_like(dot);
     for (const auto& ks : k_tiles) {
-      const TileKind kind = classify(qs, ks, mask.causal);
+      const TileKind kind = classify(qs, ks, mask);
       if (kind == TileKind::kEmpty) continue;
       const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
       const auto p = tile_scores(qt, kt, mask, qs, ks, kind).sub_(lse_t).exp_();
@@ -226,7 +228,9 @@ int64_t visible_pairs(const AttentionMask& m) {
     auto it = keys_by_doc.find(qd[i]);
     if (qd[i] < 0 || it == keys_by_doc.end()) continue;
     const auto& pos = it->second;
-    pairs += m.causal ? std::upper_bound(pos.begin(), pos.end(), qp[i]) - pos.begin() : static_cast<int64_t>(pos.size());
+    const auto last = m.causal ? std::upper_bound(pos.begin(), pos.end(), qp[i]) : pos.end();
+    const auto first = m.window > 0 ? std::lower_bound(pos.begin(), pos.end(), qp[i] - m.window + 1) : pos.begin();
+    pairs += std::max<int64_t>(0, last - first);
   }
   return pairs;
 }

@@ -22,6 +22,7 @@ struct AttentionMask {
   torch::Tensor q_pos, q_doc;  // int64 [Nq]
   torch::Tensor k_pos, k_doc;  // int64 [Nk]
   bool causal = true;          // key visible only if k_pos <= q_pos (same document)
+  int64_t window = 0;          // > 0: and only if q_pos - k_pos < window (sliding window; causal only)
 
   // Queries and keys are the same tokens (local attention over a packed sequence).
   static AttentionMask self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal = true);

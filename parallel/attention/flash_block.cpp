@@ -52,6 +52,7 @@ struct Pair {
 // The non-empty (query run, key run) pairs grouped by query run, or nothing if one of them is
 // beyond FlashAttention's masks.
 std::optional<std::vector<std::vector<Pair>>> plan(const AttentionMask& m) {
+  if (m.window > 0) return std::nullopt;  // SDPA's flash entry point has no window
   const auto k_runs = runs_of(m.k_pos, m.k_doc);
   std::vector<std::vector<Pair>> by_query_run;
   for (const Run& qr : runs_of(m.q_pos, m.q_doc)) {
