@@ -35,6 +35,15 @@ void visit_fields(Config& c, Visitor& v) {
   v.number("model.norm_eps", c.model.norm_eps, 1e-12, 1);
   v.number("model.init_std", c.model.init_std, 0, 1);
   v.flag("model.tie_embeddings", c.model.tie_embeddings);
+  v.number("model.lact.every", c.model.lact.every, 0, 1 << 20);
+  v.number("model.lact.chunk", c.model.lact.chunk, 1, 1 << 26);
+  v.number("model.lact.window", c.model.lact.window, 1, 1 << 26);
+  v.number("model.lact.heads", c.model.lact.heads, 1, 1024);
+  v.number("model.lact.inter_multi", c.model.lact.inter_multi, 1, 64);
+  v.flag("model.lact.muon", c.model.lact.muon);
+  v.flag("model.lact.momentum", c.model.lact.momentum);
+  v.number("model.lact.base_lr", c.model.lact.base_lr, 1e-12, 10);
+  v.number("model.lact.lowrank", c.model.lact.lowrank, 0, 1 << 20);
 
   v.text("data.path", c.data.path);
   v.number("data.val_fraction", c.data.val_fraction, 0, 0.5);
@@ -271,6 +280,14 @@ void validate(const Config& c) {
                                            " must divide model.n_heads = " + std::to_string(m.n_heads));
   check(m.head_dim() % 2 == 0, c.where("model.d_model") + ": the head dim d_model/n_heads = " +
                                    std::to_string(m.head_dim()) + " must be even for RoPE");
+  if (m.lact.every > 0) {
+    check(m.d_model % m.lact.heads == 0, c.where("model.lact.heads") + " = " + std::to_string(m.lact.heads) +
+                                             " must divide model.d_model = " + std::to_string(m.d_model));
+    const bool planned_elsewhere = c.parallel.sp > 1 || c.train.strategy != "full";
+    check(!planned_elsewhere, c.where("model.lact.every") +
+                                  ": LaCT layers run with parallel.sp: 1 and train.strategy: full in this version "
+                                  "(context parallelism and chunk-wise backprop for them are planned)");
+  }
   const auto& t = c.train;
   check(t.tokens_per_step % t.seq_len == 0,
         c.where("train.tokens_per_step") + " = " + std::to_string(t.tokens_per_step) +

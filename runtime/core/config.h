@@ -19,6 +19,19 @@ struct RunConfig {
   std::string init_from;     // checkpoint dir whose weights start a fresh run
 };
 
+// LaCT layers (seco-lact.md part B): window attention and fast weights sharing one QKV projection.
+struct LactConfig {
+  int64_t every = 0;         // 0: none; k: layers k-1, 2k-1, ... are LaCT (1: all of them)
+  int64_t chunk = 2048;      // tokens per fast-weight update
+  int64_t window = 2048;     // sliding-window attention: a token sees itself and window-1 before it
+  int64_t heads = 4;         // fast-weight heads (d_model / heads each)
+  int64_t inter_multi = 1;   // fast-weight hidden size = head size x inter_multi
+  bool muon = false;         // orthogonalise each update (Newton-Schulz, LaCT's five triples)
+  bool momentum = true;      // per-token β from the input, averaged per chunk
+  double base_lr = 1e-3;     // the rates start near it: softplus(Linear(x) + softplus^-1(base_lr))
+  int64_t lowrank = 32;      // initial W0, W2 = L R + 0.5 I of this rank; 0: full-rank
+};
+
 struct ModelConfig {
   int64_t vocab_size = 259;  // byte-level tokenizer: 256 bytes + BOS, EOS, PAD
   int64_t d_model = 128;
@@ -31,7 +44,9 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   double init_std = 0.02;
   bool tie_embeddings = false;
+  LactConfig lact;
 
+  bool is_lact_layer(int64_t layer) const { return lact.every > 0 && (layer + 1) % lact.every == 0; }
   int64_t head_dim() const { return d_model / n_heads; }
   int64_t ffn_dim() const;
 };

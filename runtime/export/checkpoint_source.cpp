@@ -15,7 +15,12 @@ std::string resolved(const std::string& checkpoint) {
 }  // namespace
 
 CheckpointSource::CheckpointSource(const std::string& checkpoint)
-    : dir(resolved(checkpoint)), model(read_checkpoint_meta(dir).config.model), weights(dir + "/model.safetensors") {}
+    : dir(resolved(checkpoint)), model(read_checkpoint_meta(dir).config.model), weights(dir + "/model.safetensors") {
+  check(model.lact.every == 0, "'" + checkpoint + "' has LaCT layers (model.lact.every = " +
+                                   std::to_string(model.lact.every) +
+                                   "), which neither Hugging Face's Llama nor GGUF's llama can hold: export "
+                                   "takes Llama models only");
+}
 
 torch::ScalarType export_dtype(const std::string& name) {
   if (name == "f32") return torch::kFloat32;

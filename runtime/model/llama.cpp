@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/rms_norm.h"
+#include "runtime/core/error.h"
 #include "parallel/attention/local_attention.h"
 #include "runtime/model/rope.h"
 
@@ -66,7 +67,11 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
-  self_attn = register_module("self_attn", Attention(c, layer));
+  if (c.is_lact_layer(layer)) {
+    lact = register_module("lact", LactLayer(c));
+  } else {
+    self_attn = register_module("self_attn", Attention(c, layer));
+  }
   mlp = register_module("mlp", MLP(c));
   input_layernorm = register_module("input_layernorm", RMSNorm(c.d_model, c.norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.d_model, c.norm_eps));
@@ -98,8 +103,14 @@ torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& p
   }
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
-    h = h + layer.self_attn(layer.input_layernorm(h), positions, doc_ids, cache ? &cache->k[i] : nullptr,
-                            cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor(), attend);
+    if (layer.lact) {
+      check(!cache && !attend, "LaCT layers run on whole sequences on one rank in this version: KV-cached "
+                               "generation, sequence parallelism and chunk-wise backprop are planned for them");
+      h = h + layer.lact(layer.input_layernorm(h), positions, doc_ids);
+    } else {
+      h = h + layer.self_attn(layer.input_layernorm(h), positions, doc_ids, cache ? &cache->k[i] : nullptr,
+                              cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor(), attend);
+    }
     h = h + layer.mlp(layer.post_attention_layernorm(h));
   }
   return h;
@@ -141,7 +152,13 @@ double LlamaImpl::dense_flops_per_token() const {
   const double hd = static_cast<double>(c.head_dim());
   const double attn_proj = c.d_model * hd * (2.0 * c.n_heads + 2.0 * c.n_kv_heads);
   const double mlp = 3.0 * c.d_model * c.ffn_dim();
-  return 2.0 * (c.n_layers * (attn_proj + mlp) + static_cast<double>(c.d_model) * c.vocab_size);
+  double macs = c.n_layers * mlp + static_cast<double>(c.d_model) * c.vocab_size;
+  // A LaCT layer: qkv + o_proj, and per head 9 d·d_h multiply-adds per token (key forward 2, its
+  // update 4, the query's apply 3; seco-lact.md B.3).
+  const double fast_dim = static_cast<double>(c.d_model) / c.lact.heads;
+  const double lact = 4.0 * c.d_model * c.d_model + 9.0 * c.lact.heads * fast_dim * fast_dim * c.lact.inter_multi;
+  for (int64_t i = 0; i < c.n_layers; ++i) macs += c.is_lact_layer(i) ? lact : attn_proj;
+  return 2.0 * macs;
 }
 
 }  // namespace loom

@@ -14,6 +14,7 @@
 #include "parallel/attention/attention_backend.h"
 #include "runtime/core/config.h"
 #include "runtime/core/named_tensors.h"
+#include "runtime/model/lact_layer.h"
 
 namespace loom {
 
@@ -62,7 +63,8 @@ TORCH_MODULE(MLP);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const ModelConfig& c, int64_t layer);
-  Attention self_attn{nullptr};
+  Attention self_attn{nullptr};  // exactly one of self_attn and lact is set
+  LactLayer lact{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
 };

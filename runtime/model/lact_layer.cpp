@@ -1,0 +1,118 @@
+#include "runtime/model/lact_layer.h"
+
+#include <cmath>
+
+#include "kernels/rms_norm.h"
+#include "parallel/attention/local_attention.h"
+#include "runtime/model/fast_weight_scan.h"
+#include "runtime/model/rope.h"
+
+namespace loom {
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out, double std, bool bias = false) {
+  torch::nn::Linear layer(torch::nn::LinearOptions(in, out).bias(bias));
+  torch::NoGradGuard no_grad;
+  layer->weight.normal_(0.0, std);
+  if (bias) layer->bias.zero_();
+  return layer;
+}
+
+torch::ScalarType state_dtype(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+// [N, heads * d] -> [heads, N, d]
+torch::Tensor by_head(const torch::Tensor& t, int64_t heads) {
+  return t.view({t.size(0), heads, -1}).transpose(0, 1);
+}
+
+// [heads, N, d] -> [N, heads * d]
+torch::Tensor merge_heads(const torch::Tensor& t) { return t.transpose(0, 1).reshape({t.size(1), -1}); }
+
+}  // namespace
+
+LactLayerImpl::LactLayerImpl(const ModelConfig& c)
+    : lact_(c.lact),
+      d_model_(c.d_model),
+      attn_heads_(c.n_heads),
+      heads_(c.lact.heads),
+      fast_dim_(c.d_model / c.lact.heads),
+      hidden_(c.d_model / c.lact.heads * c.lact.inter_multi),
+      rope_theta_(c.rope_theta),
+      eps_(c.norm_eps) {
+  qkv = register_module("qkv", linear(d_model_, 3 * d_model_, c.init_std));
+  o_proj = register_module("o_proj", linear(d_model_, d_model_, c.init_std));
+  rates = register_module("rates", linear(d_model_, 3 * heads_, c.init_std, true));
+  if (lact_.momentum) momentum = register_module("momentum", linear(d_model_, heads_, c.init_std, true));
+  ttt_scale = register_module("ttt_scale", linear(d_model_, heads_, c.init_std, true));
+  {
+    // SiLU(1.2785) = 1: the fast-weight branch starts at full weight rather than at SiLU(0) = 0.
+    torch::NoGradGuard no_grad;
+    ttt_scale->bias.fill_(1.2785);
+  }
+  q_scale_ = register_parameter("q_scale", torch::ones({d_model_}));
+  q_offset_ = register_parameter("q_offset", torch::zeros({d_model_}));
+  k_scale_ = register_parameter("k_scale", torch::ones({d_model_}));
+  k_offset_ = register_parameter("k_offset", torch::zeros({d_model_}));
+  fast_norm_ = register_parameter("fast_norm", torch::ones({fast_dim_}));
+  // Initial fast weights as in the reference LM configs (seco-lact.md B.2).
+  const int64_t r = lact_.lowrank;
+  if (r > 0) {
+    w0_left_ = register_parameter("w0_left", torch::randn({heads_, hidden_, r}) * (0.5 / std::sqrt(r)));
+    w0_right_ = register_parameter("w0_right", torch::randn({heads_, r, fast_dim_}) * (0.5 / std::sqrt(fast_dim_)));
+    w2_left_ = register_parameter("w2_left", torch::randn({heads_, hidden_, r}) * (0.5 / std::sqrt(r)));
+    w2_right_ = register_parameter("w2_right", torch::randn({heads_, r, fast_dim_}) * (0.5 / std::sqrt(fast_dim_)));
+  } else {
+    w0_ = register_parameter("w0", torch::randn({heads_, hidden_, fast_dim_}) / std::sqrt(fast_dim_));
+    w2_ = register_parameter("w2", torch::randn({heads_, hidden_, fast_dim_}) / std::sqrt(fast_dim_));
+  }
+  w1_ = register_parameter("w1", torch::randn({heads_, fast_dim_, hidden_}) / std::sqrt(hidden_));
+}
+
+FastWeights LactLayerImpl::initial_weights() const {
+  if (lact_.lowrank == 0) return {w0_, w1_, w2_};
+  const auto half_eye = 0.5 * torch::eye(hidden_, fast_dim_, w1_.options());
+  return {torch::matmul(w0_left_, w0_right_) + half_eye, w1_, torch::matmul(w2_left_, w2_right_) + half_eye};
+}
+
+torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids) {
+  const auto parts = qkv(x).chunk(3, -1);
+  const auto &q = parts[0], &k = parts[1], &v = parts[2];
+  const int64_t head_dim = d_model_ / attn_heads_;
+  const auto rope = [&](const torch::Tensor& t) {
+    return apply_rope(t.view({t.size(0), attn_heads_, head_dim}), positions, rope_theta_).transpose(0, 1);
+  };
+  AttentionMask mask = AttentionMask::self(positions, doc_ids);
+  mask.window = lact_.window;
+  const auto attended = local_attention(rope(q), rope(k), by_head(v, attn_heads_), mask, 1.0 / std::sqrt(head_dim));
+  return o_proj(merge_heads(attended) + fast_weight_branch(x, q, k, v, positions, doc_ids));
+}
+
+torch::Tensor LactLayerImpl::fast_weight_branch(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
+                                                const torch::Tensor& v, const torch::Tensor& positions,
+                                                const torch::Tensor& doc_ids) {
+  const auto dt = state_dtype(x);
+  const int64_t n = x.size(0);
+  // SiLU, unit length per fast head, then RoPE on the attention heads' layout (as the reference).
+  const auto query_or_key = [&](const torch::Tensor& t, const torch::Tensor& scale, const torch::Tensor& offset) {
+    auto f = torch::silu(t * scale + offset).view({n, heads_, fast_dim_});
+    f = f / f.norm(2, -1, true).clamp_min(1e-5);
+    f = apply_rope(f.reshape({n, attn_heads_, -1}), positions, rope_theta_).reshape({n, d_model_});
+    return by_head(f, heads_).to(dt);
+  };
+  const auto fq = query_or_key(q, q_scale_, q_offset_), fk = query_or_key(k, k_scale_, k_offset_);
+  const auto fv = by_head(torch::silu(v), heads_).to(dt);
+  const auto xs = x.to(dt);
+  const auto project = [&](const torch::nn::Linear& l) { return torch::linear(xs, l->weight.to(dt), l->bias.to(dt)); };
+  const double inv_softplus_base = std::log(std::expm1(lact_.base_lr));
+  const auto lr = torch::softplus(project(rates) + inv_softplus_base).view({n, heads_, 3}).permute({2, 1, 0});
+  const torch::Tensor beta = momentum ? torch::sigmoid(project(momentum)).t() : torch::Tensor();
+  const FastWeights w0 = initial_weights();
+  const FastWeights initial{w0.w0.to(dt), w0.w1.to(dt), w0.w2.to(dt)};
+  const auto out = fast_weight_scan(initial, fq, fk, fv, lr[0], lr[1], lr[2], beta, doc_ids, {lact_.chunk, lact_.muon, true});
+  const auto scale = torch::silu(ttt_scale(x)).t().unsqueeze(-1);
+  return merge_heads(rms_norm(out, fast_norm_, eps_).to(x.scalar_type()) * scale);
+}
+
+}  // namespace loom

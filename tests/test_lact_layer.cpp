@@ -1,0 +1,151 @@
+// LaCT's language-model layer as a whole (float64): causality, document isolation, the window's
+// reach, a partial last chunk, a finite-difference gradient check; and a Llama interleaving LaCT
+// with full-attention layers, its config checks and its refused export.
+#include "runtime/model/lact_layer.h"
+#include "tests/test_util.h"
+
+namespace loom {
+namespace {
+
+using test::relative_error;
+
+// Rates large enough (base_lr 0.3) that every update changes the fast weights visibly.
+ModelConfig lact_config(int64_t chunk, int64_t window, bool muon = true) {
+  ModelConfig c;
+  c.d_model = 16;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.init_std = 0.3;
+  c.lact = {1, chunk, window, 2, 2, muon, true, 0.3, 2};
+  return c;
+}
+
+LactLayer float64_layer(const ModelConfig& c) {
+  torch::manual_seed(11);
+  LactLayer layer(c);
+  layer->to(torch::kFloat64);
+  return layer;
+}
+
+struct Sequence {
+  torch::Tensor x, pos, doc;
+};
+
+// Documents of the given lengths packed into one sequence, inputs random.
+Sequence packed(const std::vector<int64_t>& lengths, int64_t d_model) {
+  std::vector<int64_t> pos, doc;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    for (int64_t p = 0; p < lengths[i]; ++p) {
+      pos.push_back(p);
+      doc.push_back(static_cast<int64_t>(i));
+    }
+  torch::manual_seed(12);
+  return {torch::randn({static_cast<int64_t>(pos.size()), d_model}, torch::kFloat64), torch::tensor(pos), torch::tensor(doc)};
+}
+
+// Largest change per position between two outputs [N, D].
+torch::Tensor change_per_row(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().amax(-1); }
+
+TEST(LactLayer, ChangingATokenChangesNothingBeforeIt) {
+  const auto c = lact_config(5, 4);  // 23 tokens: chunks of 5, the last one partial
+  auto layer = float64_layer(c);
+  auto s = packed({23}, c.d_model);
+  const auto before = layer(s.x, s.pos, s.doc);
+  for (int64_t p : {0, 4, 11, 22}) {
+    auto x = s.x.clone();
+    x[p] += 1.0;
+    const auto change = change_per_row(layer(x, s.pos, s.doc), before);
+    if (p > 0) EXPECT_EQ(change.slice(0, 0, p).max().item<double>(), 0.0) << "token " << p << " leaked backwards";
+    EXPECT_GT(change[p].item<double>(), 1e-6);
+  }
+}
+
+// Chunks far longer than the sequence: the fast weights never update, so the fast branch is
+// per-token and only the window carries a token's influence: exactly window-1 positions ahead.
+TEST(LactLayer, WithoutUpdatesATokenReachesExactlyTheWindow) {
+  const int64_t window = 4, p = 6;
+  const auto c = lact_config(1000, window);
+  auto layer = float64_layer(c);
+  auto s = packed({20}, c.d_model);
+  auto x = s.x.clone();
+  x[p] += 1.0;
+  const auto change = change_per_row(layer(x, s.pos, s.doc), layer(s.x, s.pos, s.doc));
+  for (int64_t i = p; i < p + window; ++i) EXPECT_GT(change[i].item<double>(), 1e-8) << "position " << i;
+  EXPECT_EQ(change.slice(0, p + window).max().item<double>(), 0.0) << "seen beyond the window";
+}
+
+// With updates, the fast weights carry a token past the window (the point of LaCT): a change in
+// chunk 0 reaches every later chunk of its document, and nothing of the next document.
+TEST(LactLayer, FastWeightsCarryPastTheWindowButNotIntoTheNextDocument) {
+  const auto c = lact_config(5, 2);
+  auto layer = float64_layer(c);
+  auto s = packed({17, 12}, c.d_model);
+  auto x = s.x.clone();
+  x[1] += 1.0;
+  const auto change = change_per_row(layer(x, s.pos, s.doc), layer(s.x, s.pos, s.doc));
+  EXPECT_GT(change.slice(0, 5, 17).min().item<double>(), 1e-8) << "chunks 1-3 should read the update of chunk 0";
+  EXPECT_EQ(change.slice(0, 17).max().item<double>(), 0.0) << "the next document must not see it";
+  // The second document alone gives what it gives packed behind the first.
+  const auto alone = packed({12}, c.d_model);
+  const auto whole = layer(s.x, s.pos, s.doc).slice(0, 17);
+  EXPECT_LT(relative_error(layer(s.x.slice(0, 17), alone.pos, alone.doc), whole), 1e-12);
+}
+
+TEST(LactLayer, GradientsMatchFiniteDifferences) {
+  for (bool muon : {false, true}) {
+    const auto c = lact_config(4, 3, muon);
+    auto layer = float64_layer(c);
+    const auto s = packed({9, 6}, c.d_model);
+    torch::manual_seed(13);
+    const auto weights = torch::randn({s.x.size(0), c.d_model}, torch::kFloat64);
+    const auto loss = [&] { return (layer(s.x, s.pos, s.doc) * weights).sum(); };
+    layer->zero_grad();
+    loss().backward();
+    for (const auto& item : layer->named_parameters()) {
+      auto& p = item.value();
+      const auto direction = torch::randn_like(p);
+      const double analytic = (p.grad() * direction).sum().item<double>();
+      const double eps = 1e-6;
+      torch::NoGradGuard no_grad;
+      p.add_(direction, eps);
+      const double up = loss().item<double>();
+      p.add_(direction, -2 * eps);
+      const double down = loss().item<double>();
+      p.add_(direction, eps);
+      const double numeric = (up - down) / (2 * eps);
+      EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << item.key() << (muon ? " muon" : "");
+    }
+  }
+}
+
+TEST(LactModel, InterleavesLactWithFullAttentionLayers) {
+  ModelConfig c = test::tiny_model();
+  c.n_layers = 4;
+  c.lact = {2, 8, 4, 2, 1, false, true, 0.1, 0};
+  Llama model(c);
+  const auto names = model->parameter_list();
+  const auto has = [&](const std::string& name) {
+    return std::any_of(names.begin(), names.end(), [&](const auto& e) { return e.first == name; });
+  };
+  EXPECT_TRUE(has("model.layers.0.self_attn.q_proj.weight"));
+  EXPECT_TRUE(has("model.layers.1.lact.qkv.weight"));
+  EXPECT_TRUE(has("model.layers.1.lact.w0"));
+  EXPECT_FALSE(has("model.layers.1.self_attn.q_proj.weight"));
+  EXPECT_TRUE(has("model.layers.3.lact.momentum.weight"));
+  const auto tokens = torch::randint(0, c.vocab_size, {30});
+  const auto logits = model(tokens, torch::arange(30), torch::zeros({30}, torch::kInt64));
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{30, c.vocab_size}));
+  KvCache cache;
+  EXPECT_NE(test::error_of([&] { model->forward_cached(tokens, torch::arange(30), cache); }).find("LaCT"), std::string::npos);
+}
+
+TEST(LactModel, ConfigRejectsWhatIsNotBuiltYet) {
+  const std::string bad_heads = test::error_of([] { parse_config("model:\n  lact: {every: 1, heads: 3}\n", "t"); });
+  EXPECT_NE(bad_heads.find("model.lact.heads"), std::string::npos) << bad_heads;
+  const std::string sp = test::error_of(
+      [] { parse_config("model:\n  lact: {every: 1}\nparallel: {sp: 2, attention: ring}\n", "t"); });
+  EXPECT_NE(sp.find("planned"), std::string::npos) << sp;
+}
+
+}  // namespace
+}  // namespace loom
