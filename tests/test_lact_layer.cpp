@@ -1,6 +1,6 @@
 // LaCT's language-model layer as a whole (float64): causality, document isolation, the window's
 // reach, a partial last chunk, a finite-difference gradient check; and a Llama interleaving LaCT
-// with full-attention layers, its config checks and its refused export.
+// with full-attention layers, generating token by token, and its config checks.
 #include "runtime/model/lact_layer.h"
 #include "tests/test_util.h"
 
@@ -135,8 +135,30 @@ TEST(LactModel, InterleavesLactWithFullAttentionLayers) {
   const auto tokens = torch::randint(0, c.vocab_size, {30});
   const auto logits = model(tokens, torch::arange(30), torch::zeros({30}, torch::kInt64));
   EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{30, c.vocab_size}));
-  KvCache cache;
-  EXPECT_NE(test::error_of([&] { model->forward_cached(tokens, torch::arange(30), cache); }).find("LaCT"), std::string::npos);
+}
+
+// Generation carries the window, the fast weights, their momentum and the chunk in progress: fed in
+// pieces that start and end anywhere inside chunks, it gives the rows of one full forward.
+TEST(LactModel, IncrementalGenerationEqualsTheFullForward) {
+  for (bool muon : {false, true}) {
+    ModelConfig c = test::tiny_model();
+    c.n_layers = 3;
+    c.lact = {2, 4, 3, 2, 2, muon, true, 0.3, 2};
+    Llama model = test::float64_model(c);
+    torch::manual_seed(14);
+    const int64_t n = 31;
+    const auto tokens = torch::randint(0, c.vocab_size, {n}), positions = torch::arange(n);
+    const auto full = model(tokens, positions, torch::zeros({n}, torch::kInt64));
+    KvCache cache;
+    int64_t start = 0;
+    for (int64_t piece : {7, 1, 1, 4, 9, 1, 8}) {
+      const auto rows = model->forward_cached(tokens.narrow(0, start, piece), positions.narrow(0, start, piece), cache);
+      EXPECT_LT(relative_error(rows, full.narrow(0, start, piece)), 1e-10) << "tokens " << start << "+" << piece;
+      start += piece;
+    }
+    ASSERT_EQ(start, n);
+    EXPECT_EQ(cache.lact[1].pending_tokens, n % 4) << "the chunk in progress";
+  }
 }
 
 TEST(LactModel, ConfigRejectsWhatIsNotBuiltYet) {

@@ -26,32 +26,41 @@ std::vector<std::pair<int64_t, int64_t>> documents(const torch::Tensor& doc_ids)
 
 }  // namespace
 
+FastWeightState initial_fast_weight_state(const FastWeights& initial) {
+  return {initial, {}, {row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)}};
+}
+
+void update_fast_weights(FastWeightState& s, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lr0,
+                         const torch::Tensor& lr1, const torch::Tensor& lr2, const torch::Tensor& momentum,
+                         const FastWeightScanOptions& o) {
+  const FastWeights d = descent_directions(s.w, k, v, lr0, lr1, lr2);
+  std::array<torch::Tensor, 3> delta{d.w0, d.w1, d.w2};
+  std::array<torch::Tensor*, 3> weights{&s.w.w0, &s.w.w1, &s.w.w2};
+  for (size_t m = 0; m < 3; ++m) {
+    if (momentum.defined()) {
+      if (s.velocity[m].defined()) delta[m] = delta[m] + momentum.mean(1).view({-1, 1, 1}) * s.velocity[m];
+      s.velocity[m] = delta[m];
+    }
+    if (o.muon) delta[m] = newton_schulz(delta[m]);
+    *weights[m] = *weights[m] + delta[m];
+    if (o.weight_norm) *weights[m] = renormalise(*weights[m], s.norms[m]);
+  }
+}
+
 torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& lr0, const torch::Tensor& lr1,
                                const torch::Tensor& lr2, const torch::Tensor& momentum, const torch::Tensor& doc_ids,
                                const FastWeightScanOptions& o) {
-  const std::array<torch::Tensor, 3> norms{row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)};
+  const FastWeightState start_state = initial_fast_weight_state(initial);
   std::vector<torch::Tensor> outputs;
   for (const auto& [begin, end] : documents(doc_ids)) {
-    FastWeights w = initial;
-    std::array<torch::Tensor, 3> velocity;
+    FastWeightState s = start_state;
     for (int64_t start = begin; start < end; start += o.chunk) {
       const int64_t n = std::min(o.chunk, end - start);
-      const auto slice = [&](const torch::Tensor& t) { return t.narrow(1, start, n); };
-      outputs.push_back(apply_fast_weights(w, slice(q)));
+      const auto slice = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(1, start, n) : t; };
+      outputs.push_back(apply_fast_weights(s.w, slice(q)));
       if (start + n >= end) break;  // the document's last chunk only reads
-      const FastWeights d = descent_directions(w, slice(k), slice(v), slice(lr0), slice(lr1), slice(lr2));
-      std::array<torch::Tensor, 3> delta{d.w0, d.w1, d.w2};
-      std::array<torch::Tensor*, 3> weights{&w.w0, &w.w1, &w.w2};
-      for (size_t m = 0; m < 3; ++m) {
-        if (momentum.defined()) {
-          if (velocity[m].defined()) delta[m] = delta[m] + slice(momentum).mean(1).view({-1, 1, 1}) * velocity[m];
-          velocity[m] = delta[m];
-        }
-        if (o.muon) delta[m] = newton_schulz(delta[m]);
-        *weights[m] = *weights[m] + delta[m];
-        if (o.weight_norm) *weights[m] = renormalise(*weights[m], norms[m]);
-      }
+      update_fast_weights(s, slice(k), slice(v), slice(lr0), slice(lr1), slice(lr2), slice(momentum), o);
     }
   }
   return torch::cat(outputs, 1);

@@ -9,6 +9,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <array>
+
 #include "runtime/model/fast_weights.h"
 
 namespace loom {
@@ -18,6 +20,21 @@ struct FastWeightScanOptions {
   bool muon = false;
   bool weight_norm = true;
 };
+
+// The fast weights of B (sequence, head) pairs between two updates.
+struct FastWeightState {
+  FastWeights w;
+  std::array<torch::Tensor, 3> velocity;  // momentum buffers, undefined before the first update
+  std::array<torch::Tensor, 3> norms;     // row norms of the initial weights (the weight norm's targets)
+};
+
+FastWeightState initial_fast_weight_state(const FastWeights& initial);
+
+// One update of `s` with a chunk's keys and values [B, n, d], rates [B, n] and momentum β [B, n]
+// (undefined: no momentum).
+void update_fast_weights(FastWeightState& s, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lr0,
+                         const torch::Tensor& lr1, const torch::Tensor& lr2, const torch::Tensor& momentum,
+                         const FastWeightScanOptions& options);
 
 // q, k, v [B, N, d]; rates lr0, lr1, lr2 [B, N]; momentum β [B, N] or undefined (no momentum);
 // doc_ids [N] (the same layout for the B heads). Returns the fast-weight outputs [B, N, d].

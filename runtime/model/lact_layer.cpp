@@ -76,42 +76,92 @@ FastWeights LactLayerImpl::initial_weights() const {
   return {torch::matmul(w0_left_, w0_right_) + half_eye, w1_, torch::matmul(w2_left_, w2_right_) + half_eye};
 }
 
+torch::Tensor LactLayerImpl::rope_heads(const torch::Tensor& t, const torch::Tensor& positions) const {
+  return apply_rope(t.view({t.size(0), attn_heads_, -1}), positions, rope_theta_).transpose(0, 1);
+}
+
 torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids) {
   const auto parts = qkv(x).chunk(3, -1);
   const auto &q = parts[0], &k = parts[1], &v = parts[2];
-  const int64_t head_dim = d_model_ / attn_heads_;
-  const auto rope = [&](const torch::Tensor& t) {
-    return apply_rope(t.view({t.size(0), attn_heads_, head_dim}), positions, rope_theta_).transpose(0, 1);
-  };
   AttentionMask mask = AttentionMask::self(positions, doc_ids);
   mask.window = lact_.window;
-  const auto attended = local_attention(rope(q), rope(k), by_head(v, attn_heads_), mask, 1.0 / std::sqrt(head_dim));
-  return o_proj(merge_heads(attended) + fast_weight_branch(x, q, k, v, positions, doc_ids));
+  const auto attended = local_attention(rope_heads(q, positions), rope_heads(k, positions), by_head(v, attn_heads_), mask,
+                                        1.0 / std::sqrt(d_model_ / attn_heads_));
+  const FastInputs f = fast_inputs(x, q, k, v, positions);
+  const auto fast = fast_weight_scan(initial_in(f.q.scalar_type()), f.q, f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta, doc_ids,
+                                     scan_options());
+  return o_proj(merge_heads(attended) + fast_output(x, fast));
 }
 
-torch::Tensor LactLayerImpl::fast_weight_branch(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
-                                                const torch::Tensor& v, const torch::Tensor& positions,
-                                                const torch::Tensor& doc_ids) {
+torch::Tensor LactLayerImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& positions, LactCache& cache) {
+  const auto parts = qkv(x).chunk(3, -1);
+  const auto &q = parts[0], &k = parts[1], &v = parts[2];
+  // Window attention of the new tokens over the cached window and themselves.
+  const auto append = [](const torch::Tensor& cached, const torch::Tensor& fresh, int64_t dim) {
+    return cached.defined() ? torch::cat({cached, fresh}, dim) : fresh;
+  };
+  const auto keys = append(cache.k, rope_heads(k, positions), 1), values = append(cache.v, by_head(v, attn_heads_), 1);
+  const auto key_pos = append(cache.positions, positions, 0);
+  const AttentionMask mask{positions, torch::zeros_like(positions), key_pos, torch::zeros_like(key_pos), true, lact_.window};
+  const auto attended = block_forward(rope_heads(q, positions), keys, values, mask, 1.0 / std::sqrt(d_model_ / attn_heads_));
+  const int64_t keep = std::min(lact_.window - 1, key_pos.size(0));
+  cache.k = keys.narrow(1, keys.size(1) - keep, keep);
+  cache.v = values.narrow(1, values.size(1) - keep, keep);
+  cache.positions = key_pos.narrow(0, key_pos.size(0) - keep, keep);
+
+  // Fast weights: each new token reads the current weights; a completed chunk updates them.
+  const FastInputs f = fast_inputs(x, q, k, v, positions);
+  if (!cache.fast.w.w0.defined()) cache.fast = initial_fast_weight_state(initial_in(f.q.scalar_type()));
+  const std::vector<torch::Tensor> streams = f.beta.defined() ? std::vector<torch::Tensor>{f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta}
+                                                              : std::vector<torch::Tensor>{f.k, f.v, f.lr0, f.lr1, f.lr2};
+  std::vector<torch::Tensor> outputs;
+  for (int64_t i = 0; i < x.size(0);) {
+    const int64_t n = std::min(lact_.chunk - cache.pending_tokens, x.size(0) - i);
+    outputs.push_back(apply_fast_weights(cache.fast.w, f.q.narrow(1, i, n)));
+    cache.pending.resize(streams.size());
+    for (size_t s = 0; s < streams.size(); ++s) cache.pending[s] = append(cache.pending[s], streams[s].narrow(1, i, n), 1);
+    cache.pending_tokens += n;
+    i += n;
+    if (cache.pending_tokens == lact_.chunk) {
+      const auto& p = cache.pending;
+      update_fast_weights(cache.fast, p[0], p[1], p[2], p[3], p[4], p.size() > 5 ? p[5] : torch::Tensor(), scan_options());
+      cache.pending.clear();
+      cache.pending_tokens = 0;
+    }
+  }
+  return o_proj(merge_heads(attended.out.to(x.scalar_type())) + fast_output(x, torch::cat(outputs, 1)));
+}
+
+FastWeights LactLayerImpl::initial_in(torch::ScalarType dtype) const {
+  const FastWeights w = initial_weights();
+  return {w.w0.to(dtype), w.w1.to(dtype), w.w2.to(dtype)};
+}
+
+FastInputs LactLayerImpl::fast_inputs(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v, const torch::Tensor& positions) const {
   const auto dt = state_dtype(x);
   const int64_t n = x.size(0);
   // SiLU, unit length per fast head, then RoPE on the attention heads' layout (as the reference).
   const auto query_or_key = [&](const torch::Tensor& t, const torch::Tensor& scale, const torch::Tensor& offset) {
     auto f = torch::silu(t * scale + offset).view({n, heads_, fast_dim_});
     f = f / f.norm(2, -1, true).clamp_min(1e-5);
-    f = apply_rope(f.reshape({n, attn_heads_, -1}), positions, rope_theta_).reshape({n, d_model_});
-    return by_head(f, heads_).to(dt);
+    return by_head(merge_heads(rope_heads(f.reshape({n, d_model_}), positions)), heads_).to(dt);
   };
-  const auto fq = query_or_key(q, q_scale_, q_offset_), fk = query_or_key(k, k_scale_, k_offset_);
-  const auto fv = by_head(torch::silu(v), heads_).to(dt);
   const auto xs = x.to(dt);
   const auto project = [&](const torch::nn::Linear& l) { return torch::linear(xs, l->weight.to(dt), l->bias.to(dt)); };
   const double inv_softplus_base = std::log(std::expm1(lact_.base_lr));
   const auto lr = torch::softplus(project(rates) + inv_softplus_base).view({n, heads_, 3}).permute({2, 1, 0});
-  const torch::Tensor beta = momentum ? torch::sigmoid(project(momentum)).t() : torch::Tensor();
-  const FastWeights w0 = initial_weights();
-  const FastWeights initial{w0.w0.to(dt), w0.w1.to(dt), w0.w2.to(dt)};
-  const auto out = fast_weight_scan(initial, fq, fk, fv, lr[0], lr[1], lr[2], beta, doc_ids, {lact_.chunk, lact_.muon, true});
-  const auto scale = torch::silu(ttt_scale(x)).t().unsqueeze(-1);
+  return {query_or_key(q, q_scale_, q_offset_),
+          query_or_key(k, k_scale_, k_offset_),
+          by_head(torch::silu(v), heads_).to(dt),
+          lr[0],
+          lr[1],
+          lr[2],
+          momentum ? torch::sigmoid(project(momentum)).t() : torch::Tensor()};
+}
+
+torch::Tensor LactLayerImpl::fast_output(const torch::Tensor& x, const torch::Tensor& out) const {
+  const auto scale = torch::silu(torch::linear(x, ttt_scale->weight, ttt_scale->bias)).t().unsqueeze(-1);
   return merge_heads(rms_norm(out, fast_norm_, eps_).to(x.scalar_type()) * scale);
 }
 

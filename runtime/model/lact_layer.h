@@ -12,23 +12,46 @@
 #include <torch/torch.h>
 
 #include "runtime/core/config.h"
-#include "runtime/model/fast_weights.h"
+#include "runtime/model/fast_weight_scan.h"
 
 namespace loom {
+
+// What generation carries from token to token for one LaCT layer: the window's keys and values
+// (after RoPE), the fast weights with their momentum, and the chunk in progress (its tokens' fast
+// keys, values, rates and β, which update the weights once the chunk is complete).
+struct LactCache {
+  torch::Tensor k, v, positions;  // the last window - 1 tokens: [heads, T, head dim], [T]
+  FastWeightState fast;           // undefined weights before the first token
+  std::vector<torch::Tensor> pending;  // fk, fv, lr0, lr1, lr2[, β] of the chunk in progress, [B, n, ...]
+  int64_t pending_tokens = 0;
+};
+
+// The fast-weight branch's inputs for N tokens: per fast head, [heads, N, d] and [heads, N].
+struct FastInputs {
+  torch::Tensor q, k, v, lr0, lr1, lr2, beta;  // beta undefined without momentum
+};
 
 class LactLayerImpl : public torch::nn::Module {
  public:
   explicit LactLayerImpl(const ModelConfig& c);
   // x [N, D] (after the block's RMSNorm), positions and doc ids [N] of one packed sequence -> [N, D].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids);
+  // Generation: x [n, D] are the next tokens of one document at `positions`; reads and extends the
+  // cache, and equals the rows of forward() over the whole document so far.
+  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& positions, LactCache& cache);
   // The initial fast weights every document starts from: [heads, ...] (low rank + 0.5 I, or full).
   FastWeights initial_weights() const;
 
   torch::nn::Linear qkv{nullptr}, o_proj{nullptr}, rates{nullptr}, momentum{nullptr}, ttt_scale{nullptr};
 
  private:
-  torch::Tensor fast_weight_branch(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
-                                   const torch::Tensor& v, const torch::Tensor& positions, const torch::Tensor& doc_ids);
+  torch::Tensor rope_heads(const torch::Tensor& t, const torch::Tensor& positions) const;
+  FastInputs fast_inputs(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                         const torch::Tensor& positions) const;
+  // Per-head RMSNorm, times the per-token scale, heads merged: [heads, N, d] -> [N, D].
+  torch::Tensor fast_output(const torch::Tensor& x, const torch::Tensor& out) const;
+  FastWeights initial_in(torch::ScalarType dtype) const;
+  FastWeightScanOptions scan_options() const { return {lact_.chunk, lact_.muon, true}; }
 
   LactConfig lact_;
   int64_t d_model_, attn_heads_, heads_, fast_dim_, hidden_;  // heads_: fast-weight heads

@@ -100,13 +100,15 @@ torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& p
     cache->positions = cache->length() ? torch::cat({cache->positions, positions}) : positions;
     cache->k.resize(model->layers->size());
     cache->v.resize(model->layers->size());
+    cache->lact.resize(model->layers->size());
   }
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
     if (layer.lact) {
-      check(!cache && !attend, "LaCT layers run on whole sequences on one rank in this version: KV-cached "
-                               "generation, sequence parallelism and chunk-wise backprop are planned for them");
-      h = h + layer.lact(layer.input_layernorm(h), positions, doc_ids);
+      check(!attend, "LaCT layers run on whole sequences on one rank in this version: sequence parallelism "
+                     "and chunk-wise backprop are planned for them");
+      const auto normed = layer.input_layernorm(h);
+      h = h + (cache ? layer.lact->forward_cached(normed, positions, cache->lact[i]) : layer.lact(normed, positions, doc_ids));
     } else {
       h = h + layer.self_attn(layer.input_layernorm(h), positions, doc_ids, cache ? &cache->k[i] : nullptr,
                               cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor(), attend);

@@ -21,6 +21,7 @@ namespace loom {
 // Keys and values of the tokens seen so far, per layer, for generation.
 struct KvCache {
   std::vector<torch::Tensor> k, v;           // [Hkv, T, d] per layer (after RoPE)
+  std::vector<LactCache> lact;               // per layer; used by LaCT layers only
   torch::Tensor positions;                   // int64 [T]
   int64_t length() const { return positions.defined() ? positions.size(0) : 0; }
 };
