@@ -1,7 +1,11 @@
 // LaCT's language-model layer as a whole (float64): causality, document isolation, the window's
-// reach, a partial last chunk, a finite-difference gradient check; and a Llama interleaving LaCT
+// reach, a partial last chunk, a finite-difference gradient check, recomputation in the backward;
+// and a Llama interleaving LaCT
 // with full-attention layers, generating token by token, and its config checks.
+#include <set>
+
 #include "runtime/model/lact_layer.h"
+#include "runtime/model/recompute.h"
 #include "tests/test_util.h"
 
 namespace loom {
@@ -116,6 +120,61 @@ TEST(LactLayer, GradientsMatchFiniteDifferences) {
       EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << item.key() << (muon ? " muon" : "");
     }
   }
+}
+
+// Whether a node whose name contains `name` lies in the autograd graph behind t.
+bool graph_has(const torch::Tensor& t, const std::string& name) {
+  std::vector<torch::autograd::Node*> todo{t.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!todo.empty()) {
+    auto* node = todo.back();
+    todo.pop_back();
+    if (!node || !seen.insert(node).second) continue;
+    if (node->name().find(name) != std::string::npos) return true;
+    for (const auto& edge : node->next_edges()) todo.push_back(edge.function.get());
+  }
+  return false;
+}
+
+TEST(Recompute, RunsTheFunctionAgainInTheBackwardWithTheSameGradients) {
+  int calls = 0;
+  const TensorFunction fn = [&](const std::vector<torch::Tensor>& in) {
+    ++calls;
+    return std::vector<torch::Tensor>{torch::sin(in[0]) * in[1], in[0].exp().sum()};
+  };
+  torch::manual_seed(15);
+  auto a = torch::randn({5}, torch::kFloat64).requires_grad_(), b = torch::randn({5}, torch::kFloat64).requires_grad_();
+  const auto direct = fn({a, b});
+  (direct[0].sum() + 2 * direct[1]).backward();
+  const auto ga = a.grad().clone(), gb = b.grad().clone();
+  a.mutable_grad() = torch::Tensor();
+  b.mutable_grad() = torch::Tensor();
+  calls = 0;
+  const auto out = recompute_in_backward(fn, {a, b});
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(torch::equal(out[0], direct[0]));
+  (out[0].sum() + 2 * out[1]).backward();
+  EXPECT_EQ(calls, 2) << "the backward recomputes";
+  EXPECT_LT(relative_error(a.grad(), ga), 1e-15);
+  EXPECT_LT(relative_error(b.grad(), gb), 1e-15);
+}
+
+// model.lact.checkpoint: the same outputs and gradients, with the updates recomputed in the backward.
+TEST(LactLayer, RecomputationGivesIdenticalGradients) {
+  std::vector<std::vector<torch::Tensor>> runs;
+  for (bool recompute : {false, true}) {
+    auto c = lact_config(4, 3);
+    c.lact.checkpoint = recompute;
+    auto layer = float64_layer(c);
+    const auto s = packed({11, 6}, c.d_model);
+    const auto out = layer(s.x, s.pos, s.doc);
+    EXPECT_EQ(graph_has(out, "RecomputeFn"), recompute);
+    out.pow(2).sum().backward();
+    std::vector<torch::Tensor> run{out.detach()};
+    for (const auto& p : layer->parameters()) run.push_back(p.grad());
+    runs.push_back(run);
+  }
+  for (size_t i = 0; i < runs[0].size(); ++i) EXPECT_LT(relative_error(runs[1][i], runs[0][i]), 1e-12) << "tensor " << i;
 }
 
 TEST(LactModel, InterleavesLactWithFullAttentionLayers) {

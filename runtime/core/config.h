@@ -30,6 +30,7 @@ struct LactConfig {
   bool momentum = true;      // per-token β from the input, averaged per chunk
   double base_lr = 1e-3;     // the rates start near it: softplus(Linear(x) + softplus^-1(base_lr))
   int64_t lowrank = 32;      // initial W0, W2 = L R + 0.5 I of this rank; 0: full-rank
+  bool checkpoint = false;   // keep per-chunk fast weights, recompute each update in the backward
 };
 
 struct ModelConfig {

@@ -19,6 +19,7 @@ struct FastWeightScanOptions {
   int64_t chunk = 2048;
   bool muon = false;
   bool weight_norm = true;
+  bool recompute = false;  // keep each chunk's weights, recompute its update in the backward
 };
 
 // The fast weights of B (sequence, head) pairs between two updates.

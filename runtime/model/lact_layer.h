@@ -51,7 +51,7 @@ class LactLayerImpl : public torch::nn::Module {
   // Per-head RMSNorm, times the per-token scale, heads merged: [heads, N, d] -> [N, D].
   torch::Tensor fast_output(const torch::Tensor& x, const torch::Tensor& out) const;
   FastWeights initial_in(torch::ScalarType dtype) const;
-  FastWeightScanOptions scan_options() const { return {lact_.chunk, lact_.muon, true}; }
+  FastWeightScanOptions scan_options() const { return {lact_.chunk, lact_.muon, true, lact_.checkpoint}; }
 
   LactConfig lact_;
   int64_t d_model_, attn_heads_, heads_, fast_dim_, hidden_;  // heads_: fast-weight heads
