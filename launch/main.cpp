@@ -10,6 +10,7 @@
 #include "launch/commands.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
+#include "scripts/bench/lact_bench.h"
 
 namespace {
 
@@ -101,7 +102,7 @@ void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
 }
 
 void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loom::BenchAttentionArgs& attn,
-               loom::BenchChunkwiseArgs& cw, int& rc) {
+               loom::BenchChunkwiseArgs& cw, loom::LactBenchArgs& lact, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
@@ -140,6 +141,14 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   ch->add_option("--child", cw.child)->group("");  // one measurement, started by the benchmark itself
   ch->add_option("--child-length", cw.child_length)->group("");
   ch->callback([&] { rc = loom::run_bench_chunkwise(cw); });
+  auto* la = bench->add_subcommand("lact", "LaCT's fast-weight chunk loop against the matmul ceiling per chunk size, and a "
+                                           "LaCT model against full attention per length");
+  la->add_option("--chunks", lact.chunks, "chunk sizes of the utilisation table");
+  la->add_option("--tokens", lact.tokens, "tokens of the utilisation table (default 16384 on a CPU, 65536 on a GPU)");
+  la->add_option("--lengths", lact.lengths, "sequence lengths of the model table");
+  la->add_option("--reps", lact.reps, "timed repetitions after a warm-up");
+  la->add_option("--json", lact.json_out, "write the results as JSON here");
+  la->callback([&] { rc = loom::run_lact_bench(lact); });
 }
 
 }  // namespace
@@ -161,6 +170,7 @@ int main(int argc, char** argv) {
   loom::BenchCommArgs bench_comm;
   loom::BenchAttentionArgs bench_attention;
   loom::BenchChunkwiseArgs bench_chunkwise;
+  loom::LactBenchArgs bench_lact;
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
@@ -169,7 +179,7 @@ int main(int argc, char** argv) {
   add_data(app, synth, inputs, out, inspect_path, rc);
   add_summary(app, run_dir, rc);
   add_export_import(app, export_args, import_args, rc);
-  add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, rc);
+  add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, bench_lact, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

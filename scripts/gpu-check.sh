@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks: builds Loom's kernels, attention kernels, `gpu` tests and loom-block-bench against
-# the GPU machine's own CUDA LibTorch (the one inside its Python torch), then runs the tests and the
-# benchmark. A kernels-only build (LOOM_KERNELS_ONLY), so the machine needs no MPI, HDF5 or CLI11.
+# The GPU checks: builds Loom's kernels, attention kernels, model, `gpu` tests and the benchmark
+# programs against the GPU machine's own CUDA LibTorch (the one inside its Python torch), then runs
+# the tests, loom-block-bench and loom-lact-bench. A kernels-only build (LOOM_KERNELS_ONLY), so the machine needs no MPI, HDF5 or CLI11.
 #
 #   scripts/gpu-check.sh --fetch-deps   on a Debian 12 machine with apt: puts the .debs of what the
 #                                       kernels-only build still needs (yaml-cpp, nlohmann-json,
@@ -34,5 +34,6 @@ cmake --build build-gpu -j "$(nproc)"
 
 status=0
 build-gpu/tests/gpu/loom_gpu_tests || status=$?
-build-gpu/loom-block-bench "$@" || status=$?
+build-gpu/loom-block-bench || status=$?
+build-gpu/loom-lact-bench || status=$?
 exit $status

@@ -8,20 +8,14 @@
 #pragma once
 #include <torch/torch.h>
 
-#include <functional>
 #include <string>
 
+#include "parallel/attention/attend_fn.h"
 #include "parallel/attention/sequence_layout.h"
 #include "parallel/comm/communicator.h"
 #include "runtime/core/config.h"
 
 namespace loom {
-
-// (layer, q [Hq, n, d], k/v [Hkv, n, d] after RoPE, scale) -> out [Hq, n, d]: the attention of the
-// model's tokens in layer `layer`, computed by something other than local attention over them alone
-// (a sequence-parallel group, or the key prefix of earlier chunks).
-using AttendFn = std::function<torch::Tensor(int64_t layer, const torch::Tensor& q, const torch::Tensor& k,
-                                             const torch::Tensor& v, double scale)>;
 
 struct AttentionChoice {
   std::string algorithm;  // local | ring | token_ring

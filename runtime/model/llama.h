@@ -11,7 +11,7 @@
 
 #include <vector>
 
-#include "parallel/attention/attention_backend.h"
+#include "parallel/attention/attend_fn.h"
 #include "runtime/core/config.h"
 #include "runtime/core/named_tensors.h"
 #include "runtime/model/lact_layer.h"

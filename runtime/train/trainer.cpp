@@ -12,6 +12,7 @@
 #include "optim/adamw.h"
 #include "optim/chunkwise/chunkwise_backprop.h"
 #include "optim/lr_schedule.h"
+#include "parallel/attention/attention_backend.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/mesh.h"

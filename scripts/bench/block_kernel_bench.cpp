@@ -5,41 +5,16 @@
 // tiled kernel in float32.
 //   build/loom-block-bench [tokens ...]        (default: 1024 4096 16384, and 65536 on a GPU)
 // FLOPs are model FLOPs: forward 4·d·Hq per visible (query, key) pair, backward 2.5× that.
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "parallel/attention/flash_block.h"
+#include "scripts/bench/device_ceiling.h"
 
 namespace loom {
 namespace {
-
-// Median wall time of fn over `reps` calls after one warm-up; fn ends by reading a value back, so
-// GPU work is finished when the clock stops.
-template <class Fn>
-double median_seconds(int reps, Fn&& fn) {
-  fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-double matmul_ceiling(torch::TensorOptions opt, int64_t n) {
-  const auto a = torch::randn({n, n}, opt), b = torch::randn({n, n}, opt);
-  auto c = torch::empty({n, n}, opt);
-  return 2.0 * n * n * n / median_seconds(7, [&] {
-           torch::matmul_out(c, a, b);
-           c[0][0].item<float>();
-         });
-}
 
 struct Row {
   int64_t tokens, hq, hkv;
