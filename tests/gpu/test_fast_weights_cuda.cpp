@@ -19,7 +19,7 @@ TEST(FastWeightScanCuda, MatchesFloat64OnTheCpu) {
   const auto doc = torch::cat({torch::zeros({170}, torch::kInt64), torch::ones({130}, torch::kInt64)});
   auto run = [&](torch::Device device, torch::ScalarType dtype, bool muon) {
     std::vector<torch::Tensor> in;
-    for (const auto& t : base) in.push_back(t.to(device, dtype).requires_grad_());
+    for (const auto& t : base) in.push_back(t.to(device, dtype, false, /*copy=*/true).requires_grad_());  // fresh leaves
     const auto out = fast_weight_scan({in[5], in[6], in[7]}, in[0], in[1], in[2], in[3][0], in[3][1], in[3][2], in[4],
                                       doc, {64, muon, true, false});
     (out * out).sum().backward();
