@@ -63,6 +63,7 @@ Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) : shape_
   tp_ = world_->split(id(c.dp * s.sp + c.sp), id(c.tp), "tp");
   sp_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp");
   sp_back_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp_back");
+  sp_sync_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp_sync");
   dp_ = world_->split(id(c.sp * s.tp + c.tp), id(c.dp), "dp");
   dp_sp_ = world_->split(id(c.tp), id(c.dp * s.sp + c.sp), "dp_sp");
   hosts_ = gather_hosts(*world_);

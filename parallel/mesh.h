@@ -40,6 +40,8 @@ class Mesh {
   // A second communicator over the sp group, so two streams of sp traffic (TokenRing's queries and
   // returned partials) progress independently.
   Communicator& sp_back() { return *sp_back_; }
+  // A third, for LaCT's fast-weight update sums, whose backward interleaves with attention's.
+  Communicator& sp_sync() { return *sp_sync_; }
   Communicator& tp() { return *tp_; }
   // Ranks holding the same weights with different data: gradients are reduced over this group.
   Communicator& dp_sp() { return *dp_sp_; }
@@ -50,7 +52,7 @@ class Mesh {
 
  private:
   MeshShape shape_;
-  std::unique_ptr<Communicator> world_, dp_, sp_, sp_back_, tp_, dp_sp_, node_;
+  std::unique_ptr<Communicator> world_, dp_, sp_, sp_back_, sp_sync_, tp_, dp_sp_, node_;
   std::vector<std::string> hosts_;  // per world rank
   std::vector<int64_t> local_ranks_;
 };

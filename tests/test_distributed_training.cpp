@@ -90,6 +90,28 @@ TEST_F(DataParallel, SequenceParallelTrainingMatchesOneProcess) {
   }
 }
 
+// LaCT's context parallelism end to end: window attention over the ranks and fast-weight updates
+// summed over them (chunks of 40 tokens cut across the zigzag shards, documents of 150-400 tokens
+// packed into 256-token sequences), with a full-attention layer between, equal one process.
+TEST_F(DataParallel, LactContextParallelTrainingMatchesOneProcess) {
+  const std::string lact =
+      "--set model.lact.every=2 --set model.lact.chunk=40 --set model.lact.window=24 --set model.lact.heads=2 "
+      "--set model.lact.base_lr=0.1 --set model.lact.muon=true --set model.lact.lowrank=4";
+  ASSERT_EQ(test::run_loom(train_args("lact-one", lact)).exit_code, 0);
+  const auto reference = losses(dir_.path("lact-one"));
+  struct Layout { int ranks; int64_t sp; const char* attention; };
+  for (const Layout l : {Layout{2, 2, "ring"}, Layout{4, 4, "token_ring"}, Layout{4, 2, "token_ring"}}) {
+    const std::string run = std::string("lact-") + l.attention + "-sp" + std::to_string(l.sp) + "-of-" + std::to_string(l.ranks);
+    const auto r = test::run_loom_ranks(l.ranks, train_args(run, lact + " --set parallel.sp=" + std::to_string(l.sp) +
+                                                                     " --set parallel.attention=" + l.attention));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto got = losses(dir_.path(run));
+    ASSERT_EQ(got.size(), reference.size()) << run;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], reference[i], 1e-10 * std::abs(reference[i])) << run << " step " << i + 1;
+    expect_same_weights("lact-one/checkpoints/step-3", run + "/checkpoints/step-3");
+  }
+}
+
 // One checkpoint of a dp = 2 run continues on 1 and on 4 ranks to the same parameters: the data
 // cursor is global and the optimizer state replicated.
 TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {

@@ -37,4 +37,15 @@ AttendFn sequence_attention(const std::string& algorithm, const SequenceLayout& 
   };
 }
 
+AttendFn model_sequence_attention(const std::string& algorithm, const SequenceLayout& layout, const ModelConfig& model,
+                                  Communicator& forward, Communicator& back) {
+  const AttendFn full = sequence_attention(algorithm, layout, forward, back);
+  if (model.lact.every == 0) return full;
+  SequenceLayout windowed = layout;
+  windowed.window = model.lact.window;
+  const AttendFn window = sequence_attention(algorithm, windowed, forward, back);
+  return [model, full, window](int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               double scale) { return (model.is_lact_layer(layer) ? window : full)(layer, q, k, v, scale); };
+}
+
 }  // namespace loom

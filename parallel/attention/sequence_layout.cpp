@@ -29,7 +29,7 @@ SequenceLayout make_sequence_layout(const torch::Tensor& positions, const torch:
 }
 
 AttentionMask SequenceLayout::mask(int64_t q_rank, int64_t k_rank) const {
-  return {pos[q_rank], doc[q_rank], pos[k_rank], doc[k_rank], causal};
+  return {pos[q_rank], doc[q_rank], pos[k_rank], doc[k_rank], causal, window};
 }
 
 bool SequenceLayout::visible(int64_t q_rank, int64_t k_rank) const { return visible_pairs(mask(q_rank, k_rank)) > 0; }

@@ -20,6 +20,7 @@ struct SequenceLayout {
   int64_t padded_length = 0;
   torch::Tensor index;         // int64 [ranks, shard]: global token index of each rank's tokens (>= length: padding)
   torch::Tensor pos, doc;      // int64 [ranks, shard]
+  int64_t window = 0;          // > 0: the masks are sliding windows of this span (LaCT layers)
 
   int64_t shard_length() const { return padded_length / ranks; }
   // The mask between rank q_rank's queries and rank k_rank's keys.

@@ -29,6 +29,7 @@ struct SpContext {
     d["index"] = layout.index;
     d["pos"] = layout.pos;
     d["doc"] = layout.doc;
+    d["window"] = layout.window;
     d["scale"] = scale;
     d["forward"] = reinterpret_cast<int64_t>(forward);
     d["back"] = reinterpret_cast<int64_t>(back);
@@ -44,6 +45,7 @@ struct SpContext {
     c.layout.index = d["index"].toTensor();
     c.layout.pos = d["pos"].toTensor();
     c.layout.doc = d["doc"].toTensor();
+    c.layout.window = d["window"].toInt();
     c.scale = d["scale"].toDouble();
     c.forward = reinterpret_cast<Communicator*>(d["forward"].toInt());
     c.back = reinterpret_cast<Communicator*>(d["back"].toInt());

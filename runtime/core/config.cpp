@@ -284,10 +284,12 @@ void validate(const Config& c) {
   if (m.lact.every > 0) {
     check(m.d_model % m.lact.heads == 0, c.where("model.lact.heads") + " = " + std::to_string(m.lact.heads) +
                                              " must divide model.d_model = " + std::to_string(m.d_model));
-    const bool planned_elsewhere = c.parallel.sp > 1 || c.train.strategy != "full";
-    check(!planned_elsewhere, c.where("model.lact.every") +
-                                  ": LaCT layers run with parallel.sp: 1 and train.strategy: full in this version "
-                                  "(context parallelism and chunk-wise backprop for them are planned)");
+    check(c.train.strategy == "full", c.where("model.lact.every") +
+                                          ": LaCT layers train with train.strategy: full in this version (chunk-wise "
+                                          "backprop for them is planned)");
+    check(c.parallel.sp == 1 || !m.lact.checkpoint,
+          c.where("model.lact.checkpoint") + ": recomputing the fast-weight updates with parallel.sp > 1 is planned; "
+                                             "use model.lact.checkpoint: false or parallel.sp: 1");
   }
   const auto& t = c.train;
   check(t.tokens_per_step % t.seq_len == 0,

@@ -1,6 +1,9 @@
 #include "runtime/model/fast_weight_scan.h"
 
+#include <map>
+
 #include "optim/muon.h"
+#include "runtime/core/error.h"
 #include "runtime/model/recompute.h"
 
 namespace loom {
@@ -14,41 +17,50 @@ torch::Tensor renormalise(const torch::Tensor& w, const torch::Tensor& norms) {
   return w * (norms / row_norms(w).clamp_min(1e-5));
 }
 
-// [begin, end) of each document in doc_ids (consecutive runs of one id).
-std::vector<std::pair<int64_t, int64_t>> documents(const torch::Tensor& doc_ids) {
-  const auto d = doc_ids.accessor<int64_t, 1>();
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t i = 0; i < doc_ids.size(0); ++i) {
-    if (i == 0 || d[i] != d[i - 1]) out.emplace_back(i, i);
-    out.back().second = i + 1;
+// One chunk of one document: its tokens on this rank are rows [begin, end) (contiguous: a rank's
+// tokens keep the sequence's order), `count` its tokens on all ranks.
+struct Chunk {
+  int64_t begin = 0, end = 0, count = 0;
+  bool first = false, last = false;  // of its document
+};
+
+// The chunks of every document in sequence order. Chunk c of a document holds the tokens at
+// positions first + [c C, (c + 1) C), first being the document's first position in the sequence.
+std::vector<Chunk> plan_chunks(const torch::Tensor& doc_ids, const FastWeightSync* sync, int64_t chunk_size) {
+  const int64_t n = doc_ids.size(0);
+  // Without sync this rank holds the whole sequence: positions are offsets inside each document.
+  const auto local_doc = doc_ids.accessor<int64_t, 1>();
+  auto offsets = torch::zeros({n}, torch::kInt64);
+  auto offset = offsets.accessor<int64_t, 1>();
+  for (int64_t i = 1; i < n; ++i) offset[i] = local_doc[i] == local_doc[i - 1] ? offset[i - 1] + 1 : 0;
+  const auto all_doc_t = sync ? sync->doc_ids : doc_ids;
+  const auto all_pos_t = sync ? sync->positions : offsets;
+  const auto local_pos_t = sync ? sync->local_positions : offsets;
+  const auto all_doc = all_doc_t.accessor<int64_t, 1>(), all_pos = all_pos_t.accessor<int64_t, 1>();
+  const auto local_pos = local_pos_t.accessor<int64_t, 1>();
+
+  std::map<int64_t, int64_t> first_pos;        // document -> its first position
+  std::map<std::pair<int64_t, int64_t>, size_t> index;  // (document, chunk) -> plan entry
+  std::vector<Chunk> plan;
+  for (int64_t i = 0; i < all_doc_t.size(0); ++i) {
+    if (all_doc[i] < 0) continue;
+    const int64_t first = first_pos.emplace(all_doc[i], all_pos[i]).first->second;
+    const auto key = std::make_pair(all_doc[i], (all_pos[i] - first) / chunk_size);
+    const auto [it, fresh] = index.emplace(key, plan.size());
+    if (fresh) plan.push_back({0, 0, 0, key.second == 0, false});
+    ++plan[it->second].count;
   }
-  return out;
-}
-
-}  // namespace
-
-FastWeightState initial_fast_weight_state(const FastWeights& initial) {
-  return {initial, {}, {row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)}};
-}
-
-void update_fast_weights(FastWeightState& s, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lr0,
-                         const torch::Tensor& lr1, const torch::Tensor& lr2, const torch::Tensor& momentum,
-                         const FastWeightScanOptions& o) {
-  const FastWeights d = descent_directions(s.w, k, v, lr0, lr1, lr2);
-  std::array<torch::Tensor, 3> delta{d.w0, d.w1, d.w2};
-  std::array<torch::Tensor*, 3> weights{&s.w.w0, &s.w.w1, &s.w.w2};
-  for (size_t m = 0; m < 3; ++m) {
-    if (momentum.defined()) {
-      if (s.velocity[m].defined()) delta[m] = delta[m] + momentum.mean(1).view({-1, 1, 1}) * s.velocity[m];
-      s.velocity[m] = delta[m];
-    }
-    if (o.muon) delta[m] = newton_schulz(delta[m]);
-    *weights[m] = *weights[m] + delta[m];
-    if (o.weight_norm) *weights[m] = renormalise(*weights[m], s.norms[m]);
+  for (size_t c = 0; c < plan.size(); ++c) plan[c].last = c + 1 == plan.size() || plan[c + 1].first;
+  for (int64_t i = 0; i < n; ++i) {
+    if (local_doc[i] < 0) continue;
+    const int64_t first = first_pos.at(local_doc[i]);
+    Chunk& c = plan[index.at({local_doc[i], (local_pos[i] - first) / chunk_size})];
+    if (c.end == c.begin) c.begin = c.end = i;
+    check(c.end == i, "fast weights: a chunk's tokens are not contiguous on this rank");
+    c.end = i + 1;
   }
+  return plan;
 }
-
-namespace {
 
 // One chunk as a function of tensors (what recompute_in_backward takes): apply, then update.
 // inputs: w0, w1, w2, norms0..2, [velocity0..2,] q, k, v, lr0, lr1, lr2[, β];
@@ -69,12 +81,53 @@ TensorFunction chunk_step(bool momentum, const FastWeightScanOptions& o) {
   };
 }
 
+// This rank's part of one chunk's update, summed over the ranks in one all-reduce. A rank holding
+// none of the chunk's tokens runs the same operations on zero rows: every rank then builds the same
+// autograd graph, so the backward issues its collectives in the same order everywhere.
+std::pair<FastWeights, torch::Tensor> summed_directions(const FastWeightState& s, const Chunk& c,
+                                                        const std::function<torch::Tensor(const torch::Tensor&)>& rows,
+                                                        const std::array<torch::Tensor, 6>& in, const FastWeightSync& sync) {
+  const auto& [k, v, lr0, lr1, lr2, beta] = in;
+  const FastWeights d = descent_directions(s.w, rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2));
+  std::vector<torch::Tensor> parts{d.w0.flatten(), d.w1.flatten(), d.w2.flatten()};
+  if (beta.defined()) parts.push_back(rows(beta).sum(1));
+  const auto total = sync.all_reduce(torch::cat(parts));
+  const auto piece = [&](int64_t begin, const torch::Tensor& like) { return total.narrow(0, begin, like.numel()).view_as(like); };
+  const int64_t n0 = d.w0.numel(), n1 = d.w1.numel(), n2 = d.w2.numel();
+  return {{piece(0, d.w0), piece(n0, d.w1), piece(n0 + n1, d.w2)},
+          beta.defined() ? total.narrow(0, n0 + n1 + n2, s.w.w0.size(0)) / static_cast<double>(c.count) : torch::Tensor()};
+}
+
 }  // namespace
+
+FastWeightState initial_fast_weight_state(const FastWeights& initial) {
+  return {initial, {}, {row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)}};
+}
+
+void apply_update(FastWeightState& s, const FastWeights& d, const torch::Tensor& beta_mean, const FastWeightScanOptions& o) {
+  std::array<torch::Tensor, 3> delta{d.w0, d.w1, d.w2};
+  std::array<torch::Tensor*, 3> weights{&s.w.w0, &s.w.w1, &s.w.w2};
+  for (size_t m = 0; m < 3; ++m) {
+    if (beta_mean.defined()) {
+      if (s.velocity[m].defined()) delta[m] = delta[m] + beta_mean.view({-1, 1, 1}) * s.velocity[m];
+      s.velocity[m] = delta[m];
+    }
+    if (o.muon) delta[m] = newton_schulz(delta[m]);
+    *weights[m] = *weights[m] + delta[m];
+    if (o.weight_norm) *weights[m] = renormalise(*weights[m], s.norms[m]);
+  }
+}
+
+void update_fast_weights(FastWeightState& s, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lr0,
+                         const torch::Tensor& lr1, const torch::Tensor& lr2, const torch::Tensor& momentum,
+                         const FastWeightScanOptions& o) {
+  apply_update(s, descent_directions(s.w, k, v, lr0, lr1, lr2), momentum.defined() ? momentum.mean(1) : torch::Tensor(), o);
+}
 
 torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& lr0, const torch::Tensor& lr1,
                                const torch::Tensor& lr2, const torch::Tensor& momentum, const torch::Tensor& doc_ids,
-                               const FastWeightScanOptions& o) {
+                               const FastWeightScanOptions& o, const FastWeightSync* sync) {
   const bool with_momentum = momentum.defined();
   const TensorFunction step = chunk_step(with_momentum, o);
   FastWeightState start_state = initial_fast_weight_state(initial);
@@ -82,25 +135,36 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
     start_state.velocity = {torch::zeros_like(initial.w0), torch::zeros_like(initial.w1), torch::zeros_like(initial.w2)};
   }
   std::vector<torch::Tensor> outputs;
-  for (const auto& [begin, end] : documents(doc_ids)) {
-    FastWeightState s = start_state;
-    for (int64_t start = begin; start < end; start += o.chunk) {
-      const int64_t n = std::min(o.chunk, end - start);
-      const auto slice = [&](const torch::Tensor& t) { return t.narrow(1, start, n); };
-      if (start + n >= end) {  // the document's last chunk only reads
-        outputs.push_back(apply_fast_weights(s.w, slice(q)));
-        break;
+  int64_t written = 0;  // rows of this rank output so far; rows of no document (padding) stay 0
+  const auto pad_to = [&](int64_t row) {
+    if (row > written) outputs.push_back(torch::zeros({q.size(0), row - written, q.size(2)}, q.options()));
+    written = row;
+  };
+  FastWeightState s = start_state;
+  for (const Chunk& c : plan_chunks(doc_ids, sync, o.chunk)) {
+    if (c.first) s = start_state;
+    const auto rows = [&](const torch::Tensor& t) { return t.narrow(1, c.begin, c.end - c.begin); };
+    const bool mine = c.end > c.begin;
+    if (mine) pad_to(c.begin);
+    if (c.last || sync) {
+      outputs.push_back(apply_fast_weights(s.w, rows(q)));  // zero rows where the chunk is elsewhere
+      if (!c.last) {
+        const auto [d, beta_mean] = summed_directions(s, c, rows, {k, v, lr0, lr1, lr2, momentum}, *sync);
+        apply_update(s, d, beta_mean, o);
       }
+    } else {  // the whole chunk is here: one function of tensors, recomputable in the backward
       std::vector<torch::Tensor> in{s.w.w0, s.w.w1, s.w.w2, s.norms[0], s.norms[1], s.norms[2]};
       if (with_momentum) in.insert(in.end(), s.velocity.begin(), s.velocity.end());
-      in.insert(in.end(), {slice(q), slice(k), slice(v), slice(lr0), slice(lr1), slice(lr2)});
-      if (with_momentum) in.push_back(slice(momentum));
+      in.insert(in.end(), {rows(q), rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2)});
+      if (with_momentum) in.push_back(rows(momentum));
       const auto out = o.recompute ? recompute_in_backward(step, in) : step(in);
       outputs.push_back(out[0]);
       s.w = {out[1], out[2], out[3]};
       if (with_momentum) s.velocity = {out[4], out[5], out[6]};
     }
+    if (mine) written = c.end;
   }
+  pad_to(q.size(1));
   return torch::cat(outputs, 1);
 }
 

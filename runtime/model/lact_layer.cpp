@@ -32,8 +32,9 @@ torch::Tensor merge_heads(const torch::Tensor& t) { return t.transpose(0, 1).res
 
 }  // namespace
 
-LactLayerImpl::LactLayerImpl(const ModelConfig& c)
+LactLayerImpl::LactLayerImpl(const ModelConfig& c, int64_t layer)
     : lact_(c.lact),
+      layer_(layer),
       d_model_(c.d_model),
       attn_heads_(c.n_heads),
       heads_(c.lact.heads),
@@ -80,16 +81,18 @@ torch::Tensor LactLayerImpl::rope_heads(const torch::Tensor& t, const torch::Ten
   return apply_rope(t.view({t.size(0), attn_heads_, -1}), positions, rope_theta_).transpose(0, 1);
 }
 
-torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids) {
+torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
+                                     const AttendFn* attend, const FastWeightSync* sync) {
   const auto parts = qkv(x).chunk(3, -1);
   const auto &q = parts[0], &k = parts[1], &v = parts[2];
+  const auto qh = rope_heads(q, positions), kh = rope_heads(k, positions), vh = by_head(v, attn_heads_);
+  const double scale = 1.0 / std::sqrt(d_model_ / attn_heads_);
   AttentionMask mask = AttentionMask::self(positions, doc_ids);
   mask.window = lact_.window;
-  const auto attended = local_attention(rope_heads(q, positions), rope_heads(k, positions), by_head(v, attn_heads_), mask,
-                                        1.0 / std::sqrt(d_model_ / attn_heads_));
+  const auto attended = attend ? (*attend)(layer_, qh, kh, vh, scale) : local_attention(qh, kh, vh, mask, scale);
   const FastInputs f = fast_inputs(x, q, k, v, positions);
   const auto fast = fast_weight_scan(initial_in(f.q.scalar_type()), f.q, f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta, doc_ids,
-                                     scan_options());
+                                     scan_options(), sync);
   return o_proj(merge_heads(attended) + fast_output(x, fast));
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "parallel/attention/attend_fn.h"
 #include "runtime/core/config.h"
 #include "runtime/model/fast_weight_scan.h"
 
@@ -33,9 +34,12 @@ struct FastInputs {
 
 class LactLayerImpl : public torch::nn::Module {
  public:
-  explicit LactLayerImpl(const ModelConfig& c);
+  explicit LactLayerImpl(const ModelConfig& c, int64_t layer = 0);
   // x [N, D] (after the block's RMSNorm), positions and doc ids [N] of one packed sequence -> [N, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids);
+  // Context parallelism: x is this rank's share, `attend` the window attention over the ranks
+  // (called with this layer's index) and `sync` sums the fast-weight updates.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
+                        const AttendFn* attend = nullptr, const FastWeightSync* sync = nullptr);
   // Generation: x [n, D] are the next tokens of one document at `positions`; reads and extends the
   // cache, and equals the rows of forward() over the whole document so far.
   torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& positions, LactCache& cache);
@@ -54,6 +58,7 @@ class LactLayerImpl : public torch::nn::Module {
   FastWeightScanOptions scan_options() const { return {lact_.chunk, lact_.muon, true, lact_.checkpoint}; }
 
   LactConfig lact_;
+  int64_t layer_;
   int64_t d_model_, attn_heads_, heads_, fast_dim_, hidden_;  // heads_: fast-weight heads
   double rope_theta_, eps_;
   torch::Tensor q_scale_, q_offset_, k_scale_, k_offset_, fast_norm_;

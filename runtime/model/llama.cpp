@@ -68,7 +68,7 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
   if (c.is_lact_layer(layer)) {
-    lact = register_module("lact", LactLayer(c));
+    lact = register_module("lact", LactLayer(c, layer));
   } else {
     self_attn = register_module("self_attn", Attention(c, layer));
   }
@@ -94,7 +94,8 @@ LlamaImpl::LlamaImpl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& positions,
-                             const torch::Tensor& doc_ids, KvCache* cache, const AttendFn* attend) {
+                             const torch::Tensor& doc_ids, KvCache* cache, const AttendFn* attend,
+                             const FastWeightSync* sync) {
   auto h = model->embed_tokens(tokens);
   if (cache) {
     cache->positions = cache->length() ? torch::cat({cache->positions, positions}) : positions;
@@ -105,10 +106,11 @@ torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& p
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
     if (layer.lact) {
-      check(!attend, "LaCT layers run on whole sequences on one rank in this version: sequence parallelism "
-                     "and chunk-wise backprop are planned for them");
+      check(!attend || sync, "LaCT layers with an attention hook but no fast-weight sync: chunk-wise backprop is "
+                             "planned for them, not in this version");
       const auto normed = layer.input_layernorm(h);
-      h = h + (cache ? layer.lact->forward_cached(normed, positions, cache->lact[i]) : layer.lact(normed, positions, doc_ids));
+      h = h + (cache ? layer.lact->forward_cached(normed, positions, cache->lact[i])
+                     : layer.lact->forward(normed, positions, doc_ids, attend, sync));
     } else {
       h = h + layer.self_attn(layer.input_layernorm(h), positions, doc_ids, cache ? &cache->k[i] : nullptr,
                               cache ? &cache->v[i] : nullptr, cache ? cache->positions : torch::Tensor(), attend);
@@ -124,17 +126,17 @@ torch::Tensor LlamaImpl::logits(const torch::Tensor& hidden) {
 }
 
 torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
-                                const torch::Tensor& doc_ids, const AttendFn* attend) {
-  return run(tokens, positions, doc_ids, nullptr, attend);
+                                const torch::Tensor& doc_ids, const AttendFn* attend, const FastWeightSync* sync) {
+  return run(tokens, positions, doc_ids, nullptr, attend, sync);
 }
 
 torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                                 const torch::Tensor& doc_ids, const AttendFn* attend) {
-  return logits(hidden(tokens, positions, doc_ids, attend));
+                                 const torch::Tensor& doc_ids, const AttendFn* attend, const FastWeightSync* sync) {
+  return logits(hidden(tokens, positions, doc_ids, attend, sync));
 }
 
 torch::Tensor LlamaImpl::forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache) {
-  return logits(run(tokens, positions, torch::zeros_like(positions), &cache, nullptr));
+  return logits(run(tokens, positions, torch::zeros_like(positions), &cache, nullptr, nullptr));
 }
 
 int64_t LlamaImpl::num_parameters() const {

@@ -86,12 +86,13 @@ class LlamaImpl : public torch::nn::Module {
 
   // tokens, positions, doc_ids: int64 [N] -> logits [N, vocab]. With `attend` (sequence
   // parallelism) the inputs are this rank's shard and attention goes through it.
+  // LaCT layers under sequence parallelism also need `sync` (their fast-weight updates over the ranks).
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
-                        const AttendFn* attend = nullptr);
+                        const AttendFn* attend = nullptr, const FastWeightSync* sync = nullptr);
   // forward = logits(hidden(...)): the two halves, for callers that need the layers without the
   // LM head (chunk-wise backprop's first pass keeps only K/V).
   torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
-                       const AttendFn* attend = nullptr);
+                       const AttendFn* attend = nullptr, const FastWeightSync* sync = nullptr);
   torch::Tensor logits(const torch::Tensor& hidden);
 
   // Generation: runs the new tokens against the cache (which they then join) -> logits [n, vocab].
@@ -108,7 +109,7 @@ class LlamaImpl : public torch::nn::Module {
 
  private:
   torch::Tensor run(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& doc_ids,
-                    KvCache* cache, const AttendFn* attend);
+                    KvCache* cache, const AttendFn* attend, const FastWeightSync* sync);
   ModelConfig config_;
 };
 TORCH_MODULE(Llama);

@@ -13,6 +13,7 @@
 #include "optim/chunkwise/chunkwise_backprop.h"
 #include "optim/lr_schedule.h"
 #include "parallel/attention/attention_backend.h"
+#include "parallel/comm/differentiable_all_reduce.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/mesh.h"
@@ -229,9 +230,11 @@ class Run {
     }
     const SequenceLayout layout = make_sequence_layout(batch.positions, batch.doc_ids, sp, true);
     const PackedTensors mine = shard(batch, layout, mesh_.coord().sp);
-    const AttendFn attend = sequence_attention(attention_.algorithm, layout, mesh_.sp(), mesh_.sp_back());
+    const AttendFn attend = model_sequence_attention(attention_.algorithm, layout, config_.model, mesh_.sp(), mesh_.sp_back());
+    const FastWeightSync sync{batch.positions, batch.doc_ids, mine.positions,
+                              [this](const torch::Tensor& t) { return differentiable_all_reduce(t, mesh_.sp_sync()); }};
     totals[1] += (mine.doc_ids >= 0).sum().item<int64_t>();
-    return summed_loss(model_->forward(mine.tokens, mine.positions, mine.doc_ids, &attend), mine.labels);
+    return summed_loss(model_->forward(mine.tokens, mine.positions, mine.doc_ids, &attend, &sync), mine.labels);
   }
 
   // Rank 0 evaluates; the others wait for it at the next collective.
