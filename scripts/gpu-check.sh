@@ -6,7 +6,8 @@
 #   scripts/gpu-check.sh --fetch-deps   on a Debian 12 machine with apt: puts the .debs of what the
 #                                       kernels-only build still needs (yaml-cpp, nlohmann-json,
 #                                       googletest) into .gpu-deps/, for a GPU machine that has none
-#   scripts/gpu-check.sh                on the GPU machine; unpacks .gpu-deps/ if present
+#   scripts/gpu-check.sh [block] [lact] on the GPU machine (the named benchmarks; default both);
+#                                       unpacks .gpu-deps/ if present
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deps=.gpu-deps
@@ -34,6 +35,9 @@ cmake --build build-gpu -j "$(nproc)"
 
 status=0
 build-gpu/tests/gpu/loom_gpu_tests || status=$?
-build-gpu/loom-block-bench || status=$?
-build-gpu/loom-lact-bench || status=$?
+benches=("$@")
+[ ${#benches[@]} -eq 0 ] && benches=(block lact)
+for bench in "${benches[@]}"; do
+  build-gpu/loom-"$bench"-bench || status=$?
+done
 exit $status
