@@ -24,13 +24,6 @@ ModelConfig lact_config(int64_t chunk, int64_t window, bool muon = true) {
   return c;
 }
 
-LactLayer float64_layer(const ModelConfig& c) {
-  torch::manual_seed(11);
-  LactLayer layer(c);
-  layer->to(torch::kFloat64);
-  return layer;
-}
-
 struct Sequence {
   torch::Tensor x, pos, doc;
 };
@@ -52,7 +45,7 @@ torch::Tensor change_per_row(const torch::Tensor& a, const torch::Tensor& b) { r
 
 TEST(LactLayer, ChangingATokenChangesNothingBeforeIt) {
   const auto c = lact_config(5, 4);  // 23 tokens: chunks of 5, the last one partial
-  auto layer = float64_layer(c);
+  auto layer = test::float64_module<LactLayer>(c);
   auto s = packed({23}, c.d_model);
   const auto before = layer(s.x, s.pos, s.doc);
   for (int64_t p : {0, 4, 11, 22}) {
@@ -69,7 +62,7 @@ TEST(LactLayer, ChangingATokenChangesNothingBeforeIt) {
 TEST(LactLayer, WithoutUpdatesATokenReachesExactlyTheWindow) {
   const int64_t window = 4, p = 6;
   const auto c = lact_config(1000, window);
-  auto layer = float64_layer(c);
+  auto layer = test::float64_module<LactLayer>(c);
   auto s = packed({20}, c.d_model);
   auto x = s.x.clone();
   x[p] += 1.0;
@@ -82,7 +75,7 @@ TEST(LactLayer, WithoutUpdatesATokenReachesExactlyTheWindow) {
 // chunk 0 reaches every later chunk of its document, and nothing of the next document.
 TEST(LactLayer, FastWeightsCarryPastTheWindowButNotIntoTheNextDocument) {
   const auto c = lact_config(5, 2);
-  auto layer = float64_layer(c);
+  auto layer = test::float64_module<LactLayer>(c);
   auto s = packed({17, 12}, c.d_model);
   auto x = s.x.clone();
   x[1] += 1.0;
@@ -98,7 +91,7 @@ TEST(LactLayer, FastWeightsCarryPastTheWindowButNotIntoTheNextDocument) {
 TEST(LactLayer, GradientsMatchFiniteDifferences) {
   for (bool muon : {false, true}) {
     const auto c = lact_config(4, 3, muon);
-    auto layer = float64_layer(c);
+    auto layer = test::float64_module<LactLayer>(c);
     const auto s = packed({9, 6}, c.d_model);
     torch::manual_seed(13);
     const auto weights = torch::randn({s.x.size(0), c.d_model}, torch::kFloat64);
@@ -165,7 +158,7 @@ TEST(LactLayer, RecomputationGivesIdenticalGradients) {
   for (bool recompute : {false, true}) {
     auto c = lact_config(4, 3);
     c.lact.checkpoint = recompute;
-    auto layer = float64_layer(c);
+    auto layer = test::float64_module<LactLayer>(c);
     const auto s = packed({11, 6}, c.d_model);
     const auto out = layer(s.x, s.pos, s.doc);
     EXPECT_EQ(graph_has(out, "RecomputeFn"), recompute);

@@ -37,13 +37,6 @@ ModelConfig tiny_model(bool tied) {
   return c;
 }
 
-Llama float64_model(const ModelConfig& c) {
-  torch::manual_seed(11);
-  Llama m(c);
-  m->to(torch::kFloat64);
-  return m;
-}
-
 Config tiny_config(const std::string& data_path, const std::string& run_dir) {
   Config c;
   c.run.dir = run_dir;

@@ -29,8 +29,15 @@ class ScratchDir {
 // A 2-layer GQA model small enough for finite differences; weights large enough (std 0.2) that
 // every path carries gradient signal.
 ModelConfig tiny_model(bool tied = false);
-// The model of `c` in float64, initialised from a fixed seed.
-Llama float64_model(const ModelConfig& c);
+// A module built from `c` (Llama, LactLayer, ...) in float64, initialised from a fixed seed.
+template <class Module>
+Module float64_module(const ModelConfig& c) {
+  torch::manual_seed(11);
+  Module m(c);
+  m->to(torch::kFloat64);
+  return m;
+}
+inline Llama float64_model(const ModelConfig& c) { return float64_module<Llama>(c); }
 
 // A tiny float64 model and training setup over `data_path`, writing to `run_dir`.
 Config tiny_config(const std::string& data_path, const std::string& run_dir);

@@ -5,18 +5,12 @@
 #include "kernels/rms_norm.h"
 #include "parallel/attention/local_attention.h"
 #include "runtime/model/fast_weight_scan.h"
+#include "runtime/model/normal_linear.h"
 #include "runtime/model/rope.h"
 
 namespace loom {
 namespace {
 
-torch::nn::Linear linear(int64_t in, int64_t out, double std, bool bias = false) {
-  torch::nn::Linear layer(torch::nn::LinearOptions(in, out).bias(bias));
-  torch::NoGradGuard no_grad;
-  layer->weight.normal_(0.0, std);
-  if (bias) layer->bias.zero_();
-  return layer;
-}
 
 torch::ScalarType state_dtype(const torch::Tensor& x) {
   return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
@@ -42,11 +36,11 @@ LactLayerImpl::LactLayerImpl(const ModelConfig& c, int64_t layer)
       hidden_(c.d_model / c.lact.heads * c.lact.inter_multi),
       rope_theta_(c.rope_theta),
       eps_(c.norm_eps) {
-  qkv = register_module("qkv", linear(d_model_, 3 * d_model_, c.init_std));
-  o_proj = register_module("o_proj", linear(d_model_, d_model_, c.init_std));
-  rates = register_module("rates", linear(d_model_, 3 * heads_, c.init_std, true));
-  if (lact_.momentum) momentum = register_module("momentum", linear(d_model_, heads_, c.init_std, true));
-  ttt_scale = register_module("ttt_scale", linear(d_model_, heads_, c.init_std, true));
+  qkv = register_module("qkv", normal_linear(d_model_, 3 * d_model_, c.init_std));
+  o_proj = register_module("o_proj", normal_linear(d_model_, d_model_, c.init_std));
+  rates = register_module("rates", normal_linear(d_model_, 3 * heads_, c.init_std, true));
+  if (lact_.momentum) momentum = register_module("momentum", normal_linear(d_model_, heads_, c.init_std, true));
+  ttt_scale = register_module("ttt_scale", normal_linear(d_model_, heads_, c.init_std, true));
   {
     // SiLU(1.2785) = 1: the fast-weight branch starts at full weight rather than at SiLU(0) = 0.
     torch::NoGradGuard no_grad;

@@ -5,19 +5,10 @@
 #include "kernels/rms_norm.h"
 #include "runtime/core/error.h"
 #include "parallel/attention/local_attention.h"
+#include "runtime/model/normal_linear.h"
 #include "runtime/model/rope.h"
 
 namespace loom {
-namespace {
-
-torch::nn::Linear linear(int64_t in, int64_t out, double std) {
-  torch::nn::Linear layer(torch::nn::LinearOptions(in, out).bias(false));
-  torch::NoGradGuard no_grad;
-  layer->weight.normal_(0.0, std);
-  return layer;
-}
-
-}  // namespace
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
@@ -27,10 +18,10 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, 
 
 AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer)
     : layer_(layer), n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), head_dim_(c.head_dim()), rope_theta_(c.rope_theta) {
-  q_proj = register_module("q_proj", linear(c.d_model, n_heads_ * head_dim_, c.init_std));
-  k_proj = register_module("k_proj", linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
-  v_proj = register_module("v_proj", linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
-  o_proj = register_module("o_proj", linear(n_heads_ * head_dim_, c.d_model, c.init_std));
+  q_proj = register_module("q_proj", normal_linear(c.d_model, n_heads_ * head_dim_, c.init_std));
+  k_proj = register_module("k_proj", normal_linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
+  v_proj = register_module("v_proj", normal_linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
+  o_proj = register_module("o_proj", normal_linear(n_heads_ * head_dim_, c.d_model, c.init_std));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& positions,
@@ -57,9 +48,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
-  gate_proj = register_module("gate_proj", linear(c.d_model, c.ffn_dim(), c.init_std));
-  up_proj = register_module("up_proj", linear(c.d_model, c.ffn_dim(), c.init_std));
-  down_proj = register_module("down_proj", linear(c.ffn_dim(), c.d_model, c.init_std));
+  gate_proj = register_module("gate_proj", normal_linear(c.d_model, c.ffn_dim(), c.init_std));
+  up_proj = register_module("up_proj", normal_linear(c.d_model, c.ffn_dim(), c.init_std));
+  down_proj = register_module("down_proj", normal_linear(c.ffn_dim(), c.d_model, c.init_std));
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
@@ -90,7 +81,7 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) {
 
 LlamaImpl::LlamaImpl(const ModelConfig& c) : config_(c) {
   model = register_module("model", LlamaModel(c));
-  if (!c.tie_embeddings) lm_head = register_module("lm_head", linear(c.d_model, c.vocab_size, c.init_std));
+  if (!c.tie_embeddings) lm_head = register_module("lm_head", normal_linear(c.d_model, c.vocab_size, c.init_std));
 }
 
 torch::Tensor LlamaImpl::run(const torch::Tensor& tokens, const torch::Tensor& positions,
