@@ -8,11 +8,7 @@ namespace loom {
 
 MachineCeiling measure_machine_ceiling() {
   MachineCeiling c;
-  const int64_t n = 2048;
-  const auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  auto out = torch::empty({n, n});
-  const double t_mm = median_seconds(7, [&] { torch::matmul_out(out, a, b); });
-  c.matmul_flops = 2.0 * n * n * n / t_mm;
+  c.matmul_flops = matmul_ceiling(torch::dtype(torch::kFloat32), 2048);
   const auto src = torch::randn({64 << 20});  // 256 MiB of float32
   auto dst = torch::empty_like(src);
   const double t_copy = median_seconds(5, [&] { dst.copy_(src); });

@@ -1,6 +1,8 @@
 // The machine's own ceilings, measured in the same run as a benchmark so that its numbers can be
 // read as fractions of what this machine, at this moment, can do.
 #pragma once
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <vector>
@@ -27,6 +29,18 @@ double median_seconds(int reps, Fn&& fn) {
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
+}
+
+// The matmul ceiling of the device and dtype of `options` (the benchmark programs of scripts/bench
+// also run on GPU machines): n x n products, FLOP/s of the median of 7. Each timed call reads one
+// value back, so GPU work has finished when its clock stops.
+inline double matmul_ceiling(const torch::TensorOptions& options, int64_t n) {
+  const auto a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
+  auto c = torch::empty({n, n}, options);
+  return 2.0 * n * n * n / median_seconds(7, [&] {
+           torch::matmul_out(c, a, b);
+           c[0][0].item<float>();
+         });
 }
 
 }  // namespace loom

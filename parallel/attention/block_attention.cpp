@@ -5,16 +5,13 @@
 #include <map>
 
 #include "parallel/attention/flash_block.h"
+#include "runtime/core/accumulation_dtype.h"
 #include "runtime/core/error.h"
 
 namespace loom {
 namespace {
 
 using torch::indexing::Slice;
-
-torch::ScalarType accumulation_dtype(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
 
 // Position and document ranges of one tile, read once so that tiles can be skipped or taken
 // whole without building their mask.

@@ -7,6 +7,7 @@
 #include "parallel/attention/block_attention.h"
 #include "parallel/attention/sequence_layout.h"
 #include "parallel/comm/communicator.h"
+#include "runtime/core/accumulation_dtype.h"
 
 namespace loom {
 
@@ -55,8 +56,7 @@ struct SpContext {
 
 // A partial result with no keys yet: out 0, lse -inf, in the accumulation dtype.
 inline BlockOutput empty_partial(const torch::Tensor& q) {
-  const auto dtype = q.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-  const auto options = q.options().dtype(dtype);
+  const auto options = q.options().dtype(accumulation_dtype(q));
   return {torch::zeros(q.sizes(), options), torch::full({q.size(0), q.size(1)}, -std::numeric_limits<double>::infinity(), options)};
 }
 

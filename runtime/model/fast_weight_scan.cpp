@@ -84,24 +84,27 @@ TensorFunction chunk_step(bool momentum, const FastWeightScanOptions& o) {
 // This rank's part of one chunk's update, summed over the ranks in one all-reduce. A rank holding
 // none of the chunk's tokens runs the same operations on zero rows: every rank then builds the same
 // autograd graph, so the backward issues its collectives in the same order everywhere.
-std::pair<FastWeights, torch::Tensor> summed_directions(const FastWeightState& s, const Chunk& c,
-                                                        const std::function<torch::Tensor(const torch::Tensor&)>& rows,
-                                                        const std::array<torch::Tensor, 6>& in, const FastWeightSync& sync) {
-  const auto& [k, v, lr0, lr1, lr2, beta] = in;
-  const FastWeights d = descent_directions(s.w, rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2));
+// k, v, rates and β: this rank's rows of the chunk; `count`: the chunk's tokens on all ranks.
+std::pair<FastWeights, torch::Tensor> summed_directions(const FastWeightState& s, const torch::Tensor& k, const torch::Tensor& v,
+                                                        const torch::Tensor& lr0, const torch::Tensor& lr1,
+                                                        const torch::Tensor& lr2, const torch::Tensor& beta, int64_t count,
+                                                        const FastWeightSync& sync) {
+  const FastWeights d = descent_directions(s.w, k, v, lr0, lr1, lr2);
   std::vector<torch::Tensor> parts{d.w0.flatten(), d.w1.flatten(), d.w2.flatten()};
-  if (beta.defined()) parts.push_back(rows(beta).sum(1));
+  if (beta.defined()) parts.push_back(beta.sum(1));
   const auto total = sync.all_reduce(torch::cat(parts));
   const auto piece = [&](int64_t begin, const torch::Tensor& like) { return total.narrow(0, begin, like.numel()).view_as(like); };
   const int64_t n0 = d.w0.numel(), n1 = d.w1.numel(), n2 = d.w2.numel();
   return {{piece(0, d.w0), piece(n0, d.w1), piece(n0 + n1, d.w2)},
-          beta.defined() ? total.narrow(0, n0 + n1 + n2, s.w.w0.size(0)) / static_cast<double>(c.count) : torch::Tensor()};
+          beta.defined() ? total.narrow(0, n0 + n1 + n2, s.w.w0.size(0)) / static_cast<double>(count) : torch::Tensor()};
 }
 
 }  // namespace
 
-FastWeightState initial_fast_weight_state(const FastWeights& initial) {
-  return {initial, {}, {row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)}};
+FastWeightState initial_fast_weight_state(const FastWeights& initial, bool momentum) {
+  FastWeightState s{initial, {}, {row_norms(initial.w0), row_norms(initial.w1), row_norms(initial.w2)}};
+  if (momentum) s.velocity = {torch::zeros_like(initial.w0), torch::zeros_like(initial.w1), torch::zeros_like(initial.w2)};
+  return s;
 }
 
 void apply_update(FastWeightState& s, const FastWeights& d, const torch::Tensor& beta_mean, const FastWeightScanOptions& o) {
@@ -109,7 +112,7 @@ void apply_update(FastWeightState& s, const FastWeights& d, const torch::Tensor&
   std::array<torch::Tensor*, 3> weights{&s.w.w0, &s.w.w1, &s.w.w2};
   for (size_t m = 0; m < 3; ++m) {
     if (beta_mean.defined()) {
-      if (s.velocity[m].defined()) delta[m] = delta[m] + beta_mean.view({-1, 1, 1}) * s.velocity[m];
+      delta[m] = delta[m] + beta_mean.view({-1, 1, 1}) * s.velocity[m];
       s.velocity[m] = delta[m];
     }
     if (o.muon) delta[m] = newton_schulz(delta[m]);
@@ -130,10 +133,7 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
                                const FastWeightScanOptions& o, const FastWeightSync* sync) {
   const bool with_momentum = momentum.defined();
   const TensorFunction step = chunk_step(with_momentum, o);
-  FastWeightState start_state = initial_fast_weight_state(initial);
-  if (with_momentum) {
-    start_state.velocity = {torch::zeros_like(initial.w0), torch::zeros_like(initial.w1), torch::zeros_like(initial.w2)};
-  }
+  const FastWeightState start_state = initial_fast_weight_state(initial, with_momentum);
   std::vector<torch::Tensor> outputs;
   int64_t written = 0;  // rows of this rank output so far; rows of no document (padding) stay 0
   const auto pad_to = [&](int64_t row) {
@@ -149,7 +149,8 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
     if (c.last || sync) {
       outputs.push_back(apply_fast_weights(s.w, rows(q)));  // zero rows where the chunk is elsewhere
       if (!c.last) {
-        const auto [d, beta_mean] = summed_directions(s, c, rows, {k, v, lr0, lr1, lr2, momentum}, *sync);
+        const auto [d, beta_mean] = summed_directions(s, rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2),
+                                                      with_momentum ? rows(momentum) : torch::Tensor(), c.count, *sync);
         apply_update(s, d, beta_mean, o);
       }
     } else {  // the whole chunk is here: one function of tensors, recomputable in the backward

@@ -26,11 +26,11 @@ struct FastWeightScanOptions {
 // The fast weights of B (sequence, head) pairs between two updates.
 struct FastWeightState {
   FastWeights w;
-  std::array<torch::Tensor, 3> velocity;  // momentum buffers, undefined before the first update
+  std::array<torch::Tensor, 3> velocity;  // momentum buffers (zero at the start), undefined without momentum
   std::array<torch::Tensor, 3> norms;     // row norms of the initial weights (the weight norm's targets)
 };
 
-FastWeightState initial_fast_weight_state(const FastWeights& initial);
+FastWeightState initial_fast_weight_state(const FastWeights& initial, bool momentum);
 
 // One update of `s` by a chunk's summed descent directions and its mean momentum β̄ [B] (undefined:
 // no momentum): momentum, Muon, W <- W + Δ, weight norm.

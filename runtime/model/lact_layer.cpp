@@ -4,6 +4,7 @@
 
 #include "kernels/rms_norm.h"
 #include "parallel/attention/local_attention.h"
+#include "runtime/core/accumulation_dtype.h"
 #include "runtime/model/fast_weight_scan.h"
 #include "runtime/model/normal_linear.h"
 #include "runtime/model/rope.h"
@@ -11,10 +12,6 @@
 namespace loom {
 namespace {
 
-
-torch::ScalarType state_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
 
 // [N, heads * d] -> [heads, N, d]
 torch::Tensor by_head(const torch::Tensor& t, int64_t heads) {
@@ -81,9 +78,9 @@ torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   const auto &q = parts[0], &k = parts[1], &v = parts[2];
   const auto qh = rope_heads(q, positions), kh = rope_heads(k, positions), vh = by_head(v, attn_heads_);
   const double scale = 1.0 / std::sqrt(d_model_ / attn_heads_);
-  AttentionMask mask = AttentionMask::self(positions, doc_ids);
-  mask.window = lact_.window;
-  const auto attended = attend ? (*attend)(layer_, qh, kh, vh, scale) : local_attention(qh, kh, vh, mask, scale);
+  const auto attended =
+      attend ? (*attend)(layer_, qh, kh, vh, scale)
+             : local_attention(qh, kh, vh, {positions, doc_ids, positions, doc_ids, true, lact_.window}, scale);
   const FastInputs f = fast_inputs(x, q, k, v, positions);
   const auto fast = fast_weight_scan(initial_in(f.q.scalar_type()), f.q, f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta, doc_ids,
                                      scan_options(), sync);
@@ -108,7 +105,7 @@ torch::Tensor LactLayerImpl::forward_cached(const torch::Tensor& x, const torch:
 
   // Fast weights: each new token reads the current weights; a completed chunk updates them.
   const FastInputs f = fast_inputs(x, q, k, v, positions);
-  if (!cache.fast.w.w0.defined()) cache.fast = initial_fast_weight_state(initial_in(f.q.scalar_type()));
+  if (!cache.fast.w.w0.defined()) cache.fast = initial_fast_weight_state(initial_in(f.q.scalar_type()), f.beta.defined());
   const std::vector<torch::Tensor> streams = f.beta.defined() ? std::vector<torch::Tensor>{f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta}
                                                               : std::vector<torch::Tensor>{f.k, f.v, f.lr0, f.lr1, f.lr2};
   std::vector<torch::Tensor> outputs;
@@ -136,7 +133,7 @@ FastWeights LactLayerImpl::initial_in(torch::ScalarType dtype) const {
 
 FastInputs LactLayerImpl::fast_inputs(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
                                       const torch::Tensor& v, const torch::Tensor& positions) const {
-  const auto dt = state_dtype(x);
+  const auto dt = accumulation_dtype(x);
   const int64_t n = x.size(0);
   // SiLU, unit length per fast head, then RoPE on the attention heads' layout (as the reference).
   const auto query_or_key = [&](const torch::Tensor& t, const torch::Tensor& scale, const torch::Tensor& offset) {

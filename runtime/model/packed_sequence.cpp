@@ -1,9 +1,11 @@
 #include "runtime/model/packed_sequence.h"
 
+#include "runtime/core/accumulation_dtype.h"
+
 namespace loom {
 
 torch::Tensor summed_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const auto wide = logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto wide = accumulation_dtype(logits);
   return torch::nn::functional::cross_entropy(
       logits.to(wide), labels,
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1).reduction(torch::kSum));

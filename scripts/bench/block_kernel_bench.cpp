@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "parallel/attention/flash_block.h"
-#include "scripts/bench/device_ceiling.h"
+#include "launch/machine_ceiling.h"
 
 namespace loom {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "runtime/model/fast_weight_scan.h"
 #include "runtime/model/llama.h"
-#include "scripts/bench/device_ceiling.h"
+#include "launch/machine_ceiling.h"
 
 namespace loom {
 namespace {
