@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "parallel/attention/halo_attention.h"
 #include "parallel/attention/ring_attention.h"
 #include "parallel/attention/token_ring_attention.h"
 #include "runtime/core/error.h"
@@ -43,9 +44,10 @@ AttendFn model_sequence_attention(const std::string& algorithm, const SequenceLa
   if (model.lact.every == 0) return full;
   SequenceLayout windowed = layout;
   windowed.window = model.lact.window;
-  const AttendFn window = sequence_attention(algorithm, windowed, forward, back);
-  return [model, full, window](int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               double scale) { return (model.is_lact_layer(layer) ? window : full)(layer, q, k, v, scale); };
+  return [model, full, windowed, &forward](int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                          double scale) {
+    return model.is_lact_layer(layer) ? halo_attention(q, k, v, windowed, scale, forward) : full(layer, q, k, v, scale);
+  };
 }
 
 }  // namespace loom

@@ -29,7 +29,8 @@ AttentionChoice choose_attention(const Config& config, int64_t sp);
 // are the sequence-parallel group and a second communicator over the same ranks.
 AttendFn sequence_attention(const std::string& algorithm, const SequenceLayout& layout, Communicator& forward, Communicator& back);
 
-// The same for every layer of `model`: LaCT layers attend within their window (model.lact.window).
+// The same for every layer of `model`: LaCT layers attend within their window (model.lact.window),
+// gathering the halo of keys the window reaches on other ranks (halo_attention.h) whatever `algorithm` is.
 AttendFn model_sequence_attention(const std::string& algorithm, const SequenceLayout& layout, const ModelConfig& model,
                                   Communicator& forward, Communicator& back);
 

@@ -98,6 +98,16 @@ void check_shapes(const torch::Tensor& q, const torch::Tensor& k, const torch::T
   check(m.q_pos.size(0) == q.size(1) && m.k_pos.size(0) == k.size(1), "block attention: mask does not match the rows");
 }
 
+// Sorted positions per document of the rows that have one (padding, document -1, has none).
+std::map<int64_t, std::vector<int64_t>> positions_by_doc(const torch::Tensor& pos, const torch::Tensor& doc) {
+  std::map<int64_t, std::vector<int64_t>> by_doc;
+  const auto p = pos.accessor<int64_t, 1>(), d = doc.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < pos.size(0); ++i)
+    if (d[i] >= 0) by_doc[d[i]].push_back(p[i]);
+  for (auto& [id, positions] : by_doc) std::sort(positions.begin(), positions.end());
+  return by_doc;
+}
+
 }  // namespace
 
 AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal) {
@@ -214,11 +224,7 @@ BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b) {
 }
 
 int64_t visible_pairs(const AttentionMask& m) {
-  std::map<int64_t, std::vector<int64_t>> keys_by_doc;
-  const auto kp = m.k_pos.accessor<int64_t, 1>(), kd = m.k_doc.accessor<int64_t, 1>();
-  for (int64_t j = 0; j < m.k_pos.size(0); ++j)
-    if (kd[j] >= 0) keys_by_doc[kd[j]].push_back(kp[j]);
-  for (auto& [doc, pos] : keys_by_doc) std::sort(pos.begin(), pos.end());
+  const auto keys_by_doc = positions_by_doc(m.k_pos, m.k_doc);
   int64_t pairs = 0;
   const auto qp = m.q_pos.accessor<int64_t, 1>(), qd = m.q_doc.accessor<int64_t, 1>();
   for (int64_t i = 0; i < m.q_pos.size(0); ++i) {
@@ -230,6 +236,21 @@ int64_t visible_pairs(const AttentionMask& m) {
     pairs += std::max<int64_t>(0, last - first);
   }
   return pairs;
+}
+
+torch::Tensor visible_keys(const AttentionMask& m) {
+  const auto queries_by_doc = positions_by_doc(m.q_pos, m.q_doc);
+  std::vector<int64_t> keys;
+  const auto kp = m.k_pos.accessor<int64_t, 1>(), kd = m.k_doc.accessor<int64_t, 1>();
+  for (int64_t j = 0; j < m.k_pos.size(0); ++j) {
+    auto it = queries_by_doc.find(kd[j]);
+    if (kd[j] < 0 || it == queries_by_doc.end()) continue;
+    // The earliest query at or after the key decides: it is the one most likely inside the window.
+    const auto& pos = it->second;
+    const auto first = m.causal ? std::lower_bound(pos.begin(), pos.end(), kp[j]) : pos.begin();
+    if (first != pos.end() && (m.window == 0 || *first - kp[j] < m.window)) keys.push_back(j);
+  }
+  return torch::tensor(keys, torch::kInt64);
 }
 
 }  // namespace loom

@@ -67,4 +67,7 @@ BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b);
 // The number of (query, key) pairs the mask lets through: the attention FLOPs are 4 * d * Hq * pairs.
 int64_t visible_pairs(const AttentionMask& mask);
 
+// The keys the mask lets at least one query see: int64 indices into the key rows, ascending.
+torch::Tensor visible_keys(const AttentionMask& mask);
+
 }  // namespace loom

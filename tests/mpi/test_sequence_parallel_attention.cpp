@@ -1,9 +1,11 @@
 // Ring (pass-KV) and TokenRing (pass-Q) attention against attention of the whole sequence on one
 // rank: forward and gradients in float64 to 1e-10, causal (zigzag) and non-causal (contiguous),
 // MHA and GQA, one document and packed documents with boundaries inside chunks, lengths that do not
-// divide by 2N; and the bytes each sends per direction against the brief's formulas.
+// divide by 2N, sliding windows (with halo attention too); and the bytes each sends per direction
+// against the brief's formulas.
 #include <gtest/gtest.h>
 
+#include "parallel/attention/halo_attention.h"
 #include "parallel/attention/local_attention.h"
 #include "parallel/attention/ring_attention.h"
 #include "parallel/attention/token_ring_attention.h"
@@ -18,6 +20,7 @@ struct Case {
   bool causal;
   int64_t q_heads, kv_heads;
   std::vector<int64_t> documents;  // lengths, packed in order
+  int64_t window = 0;              // > 0: sliding-window attention (causal)
 };
 
 struct Sequence {
@@ -50,21 +53,32 @@ class SequenceParallelAttention : public ::testing::TestWithParam<Case> {
   std::unique_ptr<Communicator> back = world->split(0, world->rank(), "sp_back");
 };
 
+torch::Tensor attend(const std::string& algorithm, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const SequenceLayout& layout, double scale, Communicator& forward, Communicator& back) {
+  if (algorithm == "ring") return ring_attention(q, k, v, layout, scale, forward);
+  if (algorithm == "token_ring") return token_ring_attention(q, k, v, layout, scale, forward, back);
+  return halo_attention(q, k, v, layout, scale, forward);
+}
+
 TEST_P(SequenceParallelAttention, ForwardAndGradientsMatchTheWholeSequence) {
   const Case& c = GetParam();
   const Sequence s = make_sequence(c);
   const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
   auto q = s.q.clone().requires_grad_(), k = s.k.clone().requires_grad_(), v = s.v.clone().requires_grad_();
-  const auto reference = local_attention(q, k, v, AttentionMask::self(s.pos, s.doc, c.causal), scale);
+  AttentionMask mask = AttentionMask::self(s.pos, s.doc, c.causal);
+  mask.window = c.window;
+  const auto reference = local_attention(q, k, v, mask, scale);
   reference.backward(s.dout);
 
   const int rank = world->rank();
-  const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, world->size(), c.causal);
-  for (const char* algorithm : {"ring", "token_ring"}) {
+  SequenceLayout layout = make_sequence_layout(s.pos, s.doc, world->size(), c.causal);
+  layout.window = c.window;
+  std::vector<std::string> algorithms = {"ring", "token_ring"};
+  if (c.window > 0) algorithms.push_back("halo");
+  for (const auto& algorithm : algorithms) {
     auto ql = layout.take(s.q, 1, rank).requires_grad_(), kl = layout.take(s.k, 1, rank).requires_grad_(),
          vl = layout.take(s.v, 1, rank).requires_grad_();
-    const auto out = std::string(algorithm) == "ring" ? ring_attention(ql, kl, vl, layout, scale, *forward)
-                                                      : token_ring_attention(ql, kl, vl, layout, scale, *forward, *back);
+    const auto out = attend(algorithm, ql, kl, vl, layout, scale, *forward, *back);
     out.backward(layout.take(s.dout, 1, rank));
     EXPECT_LE(relative_error(out, layout.take(reference, 1, rank)), 1e-10) << algorithm << " out, rank " << rank;
     EXPECT_LE(relative_error(ql.grad(), layout.take(q.grad(), 1, rank)), 1e-10) << algorithm << " dq, rank " << rank;
@@ -79,7 +93,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"causal_gqa_packed", true, 4, 2, {17, 40, 9, 30}},       // 96 tokens, boundaries inside chunks
                       Case{"causal_gqa_odd_length", true, 4, 1, {23, 36, 18}},      // 77: padded to a multiple of 2N
                       Case{"noncausal_mha_packed", false, 2, 2, {50, 13, 33}},
-                      Case{"noncausal_gqa_odd_length", false, 4, 2, {41, 30}}),
+                      Case{"noncausal_gqa_odd_length", false, 4, 2, {41, 30}},
+                      // Windows within a chunk (12 to 24 tokens at 4 to 2 ranks), past it, past a
+                      // whole shard, of one token; packed and padded.
+                      Case{"window_inside_a_chunk", true, 4, 4, {96}, 5},
+                      Case{"window_past_a_chunk", true, 4, 2, {96}, 30},
+                      Case{"window_past_a_shard_odd_length", true, 4, 1, {23, 36, 18}, 70},
+                      Case{"window_packed", true, 4, 2, {17, 40, 9, 30}, 7},
+                      Case{"window_of_one_token", true, 2, 2, {50}, 1}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Non-causal MHA over one document whose length divides by N: every block is visible, so the
@@ -125,6 +146,36 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
             (ranks - 1) * n * heads * kHeadDim * b + (ranks - 1) * n * heads * (2 * kHeadDim + 2) * b);
   EXPECT_EQ(back->counters().of_kind("p2p").sent,
             (ranks - 1) * n * heads * (kHeadDim + 1) * b + (ranks - 1) * n * heads * kHeadDim * b);
+}
+
+// Halo attention over one document with a window of W <= chunk tokens: rank r sends the last W - 1
+// rows of K/V of chunk r to rank r + 1 (its chunk r + 1) unless r + 1 = N (chunk N is rank N - 1's
+// own), and of chunk 2N - 1 - r to rank r - 1 (its chunk 2N - r) unless r = 0; the backward gathers
+// the same rows again and returns as many rows of dK/dV. Ring moves whole shards N - 1 times.
+TEST(SequenceParallelVolume, HaloBytesFollowTheWindow) {
+  auto world = mpi_world(60);
+  auto forward = world->split(0, world->rank(), "sp");
+  const int64_t ranks = world->size(), chunk = 8, window = 5, heads = 2, b = 8;
+  const Case c{"halo volume", true, heads, heads, {2 * ranks * chunk}, window};
+  const Sequence s = make_sequence(c);
+  SequenceLayout layout = make_sequence_layout(s.pos, s.doc, ranks, true);
+  layout.window = window;
+  const int rank = world->rank();
+  auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
+       v = layout.take(s.v, 1, rank).requires_grad_();
+  const int64_t neighbours = (rank + 1 < ranks ? 1 : 0) + (rank > 0 ? 1 : 0);
+  const int64_t halo = neighbours * (window - 1) * 2 * heads * kHeadDim * b;
+
+  forward->counters().reset();
+  const auto out = halo_attention(q, k, v, layout, 0.3, *forward);
+  EXPECT_EQ(forward->counters().of_kind("p2p").sent, halo);
+  forward->counters().reset();
+  out.backward(layout.take(s.dout, 1, rank));
+  EXPECT_EQ(forward->counters().of_kind("p2p").sent, 2 * halo);
+
+  forward->counters().reset();
+  ring_attention(q, k, v, layout, 0.3, *forward);
+  EXPECT_EQ(forward->counters().of_kind("p2p").sent, (ranks - 1) * 2 * (2 * chunk) * heads * kHeadDim * b);
 }
 
 }  // namespace
