@@ -218,9 +218,6 @@ TEST(LactModel, ConfigRejectsWhatIsNotBuiltYet) {
   EXPECT_NE(bad_heads.find("model.lact.heads"), std::string::npos) << bad_heads;
   const std::string seco = test::error_of([] { parse_config("model:\n  lact: {every: 1}\ntrain: {strategy: seco}\n", "t"); });
   EXPECT_NE(seco.find("planned"), std::string::npos) << seco;
-  const std::string sp = test::error_of(
-      [] { parse_config("model:\n  lact: {every: 1, checkpoint: true}\nparallel: {sp: 2, attention: ring}\n", "t"); });
-  EXPECT_NE(sp.find("model.lact.checkpoint"), std::string::npos) << sp;
 }
 
 }  // namespace

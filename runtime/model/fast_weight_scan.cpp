@@ -1,6 +1,7 @@
 #include "runtime/model/fast_weight_scan.h"
 
 #include <map>
+#include <optional>
 
 #include "optim/muon.h"
 #include "runtime/core/error.h"
@@ -62,25 +63,6 @@ std::vector<Chunk> plan_chunks(const torch::Tensor& doc_ids, const FastWeightSyn
   return plan;
 }
 
-// One chunk as a function of tensors (what recompute_in_backward takes): apply, then update.
-// inputs: w0, w1, w2, norms0..2, [velocity0..2,] q, k, v, lr0, lr1, lr2[, β];
-// outputs: the chunk's output, then w0, w1, w2[, velocity0..2] after the update.
-TensorFunction chunk_step(bool momentum, const FastWeightScanOptions& o) {
-  return [momentum, o](const std::vector<torch::Tensor>& in) {
-    FastWeightState s{{in[0], in[1], in[2]}, {}, {in[3], in[4], in[5]}};
-    size_t i = 6;
-    if (momentum) {
-      s.velocity = {in[6], in[7], in[8]};
-      i = 9;
-    }
-    std::vector<torch::Tensor> out{apply_fast_weights(s.w, in[i])};
-    update_fast_weights(s, in[i + 1], in[i + 2], in[i + 3], in[i + 4], in[i + 5], momentum ? in[i + 6] : torch::Tensor(), o);
-    out.insert(out.end(), {s.w.w0, s.w.w1, s.w.w2});
-    if (momentum) out.insert(out.end(), s.velocity.begin(), s.velocity.end());
-    return out;
-  };
-}
-
 // This rank's part of one chunk's update, summed over the ranks in one all-reduce. A rank holding
 // none of the chunk's tokens runs the same operations on zero rows: every rank then builds the same
 // autograd graph, so the backward issues its collectives in the same order everywhere.
@@ -97,6 +79,34 @@ std::pair<FastWeights, torch::Tensor> summed_directions(const FastWeightState& s
   const int64_t n0 = d.w0.numel(), n1 = d.w1.numel(), n2 = d.w2.numel();
   return {{piece(0, d.w0), piece(n0, d.w1), piece(n0 + n1, d.w2)},
           beta.defined() ? total.narrow(0, n0 + n1 + n2, s.w.w0.size(0)) / static_cast<double>(count) : torch::Tensor()};
+}
+
+// One chunk as a function of tensors (what recompute_in_backward takes): apply, then update; with
+// `sync`, the update sums every rank's part (`count`: the chunk's tokens on all ranks).
+// inputs: w0, w1, w2, norms0..2, [velocity0..2,] q, k, v, lr0, lr1, lr2[, β];
+// outputs: the chunk's output, then w0, w1, w2[, velocity0..2] after the update.
+// The sync is copied in: the function outlives the forward when it is recomputed in the backward.
+TensorFunction chunk_step(bool momentum, const FastWeightScanOptions& o, const FastWeightSync* sync, int64_t count) {
+  const std::optional<FastWeightSync> shared = sync ? std::optional<FastWeightSync>(*sync) : std::nullopt;
+  return [momentum, o, shared, count](const std::vector<torch::Tensor>& in) {
+    FastWeightState s{{in[0], in[1], in[2]}, {}, {in[3], in[4], in[5]}};
+    size_t i = 6;
+    if (momentum) {
+      s.velocity = {in[6], in[7], in[8]};
+      i = 9;
+    }
+    std::vector<torch::Tensor> out{apply_fast_weights(s.w, in[i])};
+    const torch::Tensor beta = momentum ? in[i + 6] : torch::Tensor();
+    if (shared) {
+      const auto [d, beta_mean] = summed_directions(s, in[i + 1], in[i + 2], in[i + 3], in[i + 4], in[i + 5], beta, count, *shared);
+      apply_update(s, d, beta_mean, o);
+    } else {
+      update_fast_weights(s, in[i + 1], in[i + 2], in[i + 3], in[i + 4], in[i + 5], beta, o);
+    }
+    out.insert(out.end(), {s.w.w0, s.w.w1, s.w.w2});
+    if (momentum) out.insert(out.end(), s.velocity.begin(), s.velocity.end());
+    return out;
+  };
 }
 
 }  // namespace
@@ -132,7 +142,6 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
                                const torch::Tensor& lr2, const torch::Tensor& momentum, const torch::Tensor& doc_ids,
                                const FastWeightScanOptions& o, const FastWeightSync* sync) {
   const bool with_momentum = momentum.defined();
-  const TensorFunction step = chunk_step(with_momentum, o);
   const FastWeightState start_state = initial_fast_weight_state(initial, with_momentum);
   std::vector<torch::Tensor> outputs;
   int64_t written = 0;  // rows of this rank output so far; rows of no document (padding) stay 0
@@ -141,23 +150,20 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
     written = row;
   };
   FastWeightState s = start_state;
+  // With sync a rank also runs the chunks it holds no token of, on zero rows.
   for (const Chunk& c : plan_chunks(doc_ids, sync, o.chunk)) {
     if (c.first) s = start_state;
     const auto rows = [&](const torch::Tensor& t) { return t.narrow(1, c.begin, c.end - c.begin); };
     const bool mine = c.end > c.begin;
     if (mine) pad_to(c.begin);
-    if (c.last || sync) {
-      outputs.push_back(apply_fast_weights(s.w, rows(q)));  // zero rows where the chunk is elsewhere
-      if (!c.last) {
-        const auto [d, beta_mean] = summed_directions(s, rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2),
-                                                      with_momentum ? rows(momentum) : torch::Tensor(), c.count, *sync);
-        apply_update(s, d, beta_mean, o);
-      }
-    } else {  // the whole chunk is here: one function of tensors, recomputable in the backward
+    if (c.last) {
+      outputs.push_back(apply_fast_weights(s.w, rows(q)));
+    } else {
       std::vector<torch::Tensor> in{s.w.w0, s.w.w1, s.w.w2, s.norms[0], s.norms[1], s.norms[2]};
       if (with_momentum) in.insert(in.end(), s.velocity.begin(), s.velocity.end());
       in.insert(in.end(), {rows(q), rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2)});
       if (with_momentum) in.push_back(rows(momentum));
+      const TensorFunction step = chunk_step(with_momentum, o, sync, c.count);
       const auto out = o.recompute ? recompute_in_backward(step, in) : step(in);
       outputs.push_back(out[0]);
       s.w = {out[1], out[2], out[3]};
