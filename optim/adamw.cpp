@@ -41,7 +41,8 @@ void AdamW::load_state(const NamedTensors& state) {
   std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
   auto take = [&](const std::string& name, torch::Tensor& into) {
     auto it = by_name.find(name);
-    check(it != by_name.end(), "optimizer state lacks '" + name + "'; the checkpoint is from another model");
+    check(it != by_name.end(), "optimizer state lacks '" + name +
+                                   "'; the checkpoint is from another model or was trained with another train.optimizer");
     check(it->second.sizes() == into.sizes(), "optimizer state '" + name + "' has the wrong shape");
     torch::NoGradGuard no_grad;
     into.copy_(it->second);

@@ -50,7 +50,9 @@ void Muon::step(double lr) {
     if (!g.defined()) continue;
     s.momentum.mul_(options_.momentum).add_(g);
     const auto direction = options_.nesterov ? g + options_.momentum * s.momentum : s.momentum;
-    const double shape_scale = std::sqrt(std::max(1.0, static_cast<double>(s.param.size(0)) / static_cast<double>(s.param.size(1))));
+    const auto rows = static_cast<double>(s.param.size(0)), cols = static_cast<double>(s.param.size(1));
+    const double shape_scale = options_.scale == MuonScale::kShape ? std::sqrt(std::max(1.0, rows / cols))
+                                                                   : 0.2 * std::sqrt(std::max(rows, cols));
     if (options_.weight_decay > 0) s.param.mul_(1.0 - lr * options_.weight_decay);
     s.param.add_(newton_schulz(direction, options_.schedule, options_.steps), -lr * shape_scale);
   }
@@ -68,7 +70,8 @@ void Muon::load_state(const NamedTensors& state) {
   for (auto& s : slots_) {
     auto it = by_name.find(s.name + ".momentum");
     check(it != by_name.end() && it->second.sizes() == s.momentum.sizes(),
-          "Muon state lacks a momentum of the right shape for '" + s.name + "'; the checkpoint is from another model");
+          "Muon state lacks a momentum of the right shape for '" + s.name +
+              "'; the checkpoint is from another model or was trained with another train.optimizer");
     s.momentum.copy_(it->second);
   }
 }

@@ -18,16 +18,25 @@ enum class NsSchedule {
 // iteration runs on the wider orientation (transposing tall matrices) in float32 or wider.
 torch::Tensor newton_schulz(const torch::Tensor& g, NsSchedule schedule = NsSchedule::kPerIteration, int steps = 5);
 
+// How an orthogonalised step (singular values near 1, so an element RMS near 1/sqrt(max(rows, cols)))
+// is scaled before the learning rate multiplies it.
+enum class MuonScale {
+  kShape,       // sqrt(max(1, rows/cols)): tall and wide matrices move by similar per-element amounts
+  kMatchAdamW,  // 0.2 sqrt(max(rows, cols)): an element RMS of about 0.2, AdamW's typical one, so the
+                // same learning rate and weight decay serve both (Liu et al., "Muon is Scalable for
+                // LLM Training", 2025)
+};
+
 struct MuonOptions {
   double momentum = 0.95;
   bool nesterov = true;
-  double weight_decay = 0.0;
+  double weight_decay = 0.0;  // decoupled: W <- W (1 - lr wd)
   NsSchedule schedule = NsSchedule::kClassic;
   int steps = 5;
+  MuonScale scale = MuonScale::kShape;
 };
 
-// SGD with momentum whose step is the orthogonalised momentum, scaled by sqrt(max(1, rows/cols))
-// so that tall and wide matrices move by similar per-element amounts. For 2-D parameters only
+// SGD with momentum whose step is the orthogonalised momentum. For 2-D parameters only
 // (embeddings, norms and the LM head are better left to AdamW).
 class Muon {
  public:

@@ -34,7 +34,7 @@ struct SavedModel {
     config.train.seq_len = config.train.tokens_per_step = 256;
     config.model.max_seq_len = 256;
     model->to(torch::kFloat32);
-    save_checkpoint(run, 1, model, AdamW(model->parameter_list(), {}), LoaderCursor{}, config);
+    save_checkpoint(run, 1, model, AdamW(model->parameter_list(), {}).state(), LoaderCursor{}, config);
   }
 };
 

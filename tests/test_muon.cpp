@@ -1,5 +1,6 @@
-// Muon's Newton–Schulz orthogonalisation and the Muon optimizer.
+// Muon's Newton–Schulz orthogonalisation, the Muon optimizer, and train.optimizer: muon.
 #include "optim/muon.h"
+#include "optim/training_optimizer.h"
 #include "tests/test_util.h"
 
 namespace loom {
@@ -63,6 +64,69 @@ TEST(Muon, DescendsAndKeepsItsState) {
   again.load_state(muon.state());
   EXPECT_TRUE(torch::equal(again.state()[0].second, muon.state()[0].second));
   EXPECT_NE(test::error_of([] { Muon m({{"norm.weight", torch::ones({4})}}, {}); }).find("give it to AdamW"), std::string::npos);
+}
+
+// train.optimizer: muon gives Muon exactly the 2-D weights inside the layers (LaCT's included) and
+// AdamW everything else, and each part moves by the step size of its optimizer: one step of Muon
+// scaled to AdamW changes each matrix element by about 0.2 lr (RMS), AdamW's first step by lr.
+TEST(TrainingOptimizer, MuonTakesTheLayersMatricesAndMatchesAdamWsStepSize) {
+  ModelConfig c = test::tiny_model();
+  c.lact.every = 2;
+  c.lact.heads = 2;
+  c.lact.lowrank = 4;
+  Llama model = test::float64_model(c);
+  const NamedTensors params = model->parameter_list();
+  TrainConfig t;
+  t.optimizer = "muon";
+  t.weight_decay = 0;
+  int64_t matrices = 0;
+  for (const auto& [name, p] : params) {
+    const bool in_layer = name.rfind("model.layers.", 0) == 0;
+    EXPECT_EQ(is_muon_parameter(name, p), in_layer && p.dim() == 2) << name;
+    matrices += is_muon_parameter(name, p);
+    if (name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos ||
+        name.find("norm") != std::string::npos || name.find("w0_left") != std::string::npos)
+      EXPECT_FALSE(is_muon_parameter(name, p)) << name;
+    if (name.find("q_proj") != std::string::npos || name.find("lact.qkv") != std::string::npos ||
+        name.find("down_proj") != std::string::npos)
+      EXPECT_TRUE(is_muon_parameter(name, p)) << name;
+  }
+  EXPECT_GE(matrices, 8);
+
+  TrainingOptimizer optimizer(params, t);
+  EXPECT_NE(optimizer.describe().find("muon on " + std::to_string(matrices) + " matrices"), std::string::npos) << optimizer.describe();
+  std::vector<torch::Tensor> before;
+  torch::manual_seed(5);
+  for (const auto& [name, p] : params) {
+    before.push_back(p.detach().clone());
+    p.mutable_grad() = torch::randn_like(p);
+  }
+  const double lr = 1e-3;
+  optimizer.step(lr);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, p] = params[i];
+    const double rms = (p.detach() - before[i]).pow(2).mean().sqrt().item<double>() / lr;
+    if (is_muon_parameter(name, p)) {
+      EXPECT_GT(rms, 0.14) << name;
+      EXPECT_LT(rms, 0.24) << name;
+    } else {
+      EXPECT_NEAR(rms, 1.0, 0.02) << name;  // AdamW's first step: lr times the sign of the gradient
+    }
+  }
+  TrainingOptimizer adamw_only(params, TrainConfig{});
+  EXPECT_EQ(adamw_only.describe().find("muon"), std::string::npos) << adamw_only.describe();
+}
+
+// A checkpoint of one optimizer does not load into the other: the message names train.optimizer.
+TEST(TrainingOptimizer, StateOfTheOtherOptimizerIsRefused) {
+  Llama model = test::float64_model(test::tiny_model());
+  TrainConfig muon;
+  muon.optimizer = "muon";
+  const NamedTensors adamw_state = TrainingOptimizer(model->parameter_list(), TrainConfig{}).state();
+  TrainingOptimizer target(model->parameter_list(), muon);
+  EXPECT_NE(test::error_of([&] { target.load_state(adamw_state); }).find("train.optimizer"), std::string::npos);
+  TrainingOptimizer back(model->parameter_list(), TrainConfig{});
+  EXPECT_NE(test::error_of([&] { back.load_state(target.state()); }).find("train.optimizer"), std::string::npos);
 }
 
 }  // namespace

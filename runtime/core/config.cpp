@@ -61,6 +61,8 @@ void visit_fields(Config& c, Visitor& v) {
   v.number("train.beta2", c.train.beta2, 0, 0.999999999);
   v.number("train.eps", c.train.eps, 0, 1);
   v.number("train.grad_clip", c.train.grad_clip, 0, kInf);
+  v.choice("train.optimizer", c.train.optimizer, {"adamw", "muon"});
+  v.number("train.muon_momentum", c.train.muon_momentum, 0, 0.999999);
   v.choice("train.dtype", c.train.dtype, {"float32", "float64", "bfloat16"});
   v.choice("train.on_nan", c.train.on_nan, {"stop", "skip"});
   v.number("train.threads", c.train.threads, 0, 1024);
@@ -287,9 +289,6 @@ void validate(const Config& c) {
     check(c.train.strategy == "full", c.where("model.lact.every") +
                                           ": LaCT layers train with train.strategy: full in this version (chunk-wise "
                                           "backprop for them is planned)");
-    check(c.parallel.sp == 1 || !m.lact.checkpoint,
-          c.where("model.lact.checkpoint") + ": recomputing the fast-weight updates with parallel.sp > 1 is planned; "
-                                             "use model.lact.checkpoint: false or parallel.sp: 1");
   }
   const auto& t = c.train;
   check(t.tokens_per_step % t.seq_len == 0,

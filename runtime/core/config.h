@@ -78,6 +78,8 @@ struct TrainConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 1.0;          // 0 disables clipping
+  std::string optimizer = "adamw"; // adamw | muon (Muon on the layers' matrices, AdamW on the rest)
+  double muon_momentum = 0.95;     // Muon's (Nesterov) momentum
   std::string dtype = "float32";   // float32 | float64 (exactness tests) | bfloat16 (GPUs)
   std::string on_nan = "stop";     // stop | skip: what a non-finite loss does
   int64_t threads = 0;             // intra-op threads; 0 = LibTorch's default

@@ -122,7 +122,7 @@ ModelConfig import_hf(const std::string& hf_dir, const std::string& out_run_dir)
   config.model = m;
   config.run.dir = out_run_dir;
   config.train.seq_len = config.train.tokens_per_step = std::min(config.train.seq_len, m.max_seq_len);
-  save_checkpoint(out_run_dir, 0, model, AdamW(model->parameter_list(), {}), LoaderCursor{}, config);
+  save_checkpoint(out_run_dir, 0, model, AdamW(model->parameter_list(), {}).state(), LoaderCursor{}, config);
   return m;
 }
 

@@ -43,7 +43,7 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
   return (checkpoints_dir(run_dir) / ("step-" + std::to_string(step))).string();
 }
 
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const NamedTensors& optimizer_state,
                             const LoaderCursor& cursor, const Config& config) {
   const fs::path root = checkpoints_dir(run_dir);
   const fs::path final_dir = checkpoint_dir(run_dir, step);
@@ -55,7 +55,7 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llam
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"loom_checkpoint_version", std::to_string(kCheckpointVersion)}};
   write_safetensors((tmp_dir / "model.safetensors").string(), model->parameter_list(), meta);
   crash_if_requested(step);
-  auto opt_state = optimizer.state();
+  auto opt_state = optimizer_state;
   opt_state.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
   write_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state, meta);
   const nlohmann::json state = {{"format", "loom-checkpoint"}, {"version", kCheckpointVersion}, {"step", step},
@@ -137,15 +137,16 @@ void load_weights(const std::string& dir, Llama& model) {
   check(used == file.names().size(), "checkpoint '" + dir + "' holds tensors this model does not have (e.g. tied vs untied embeddings)");
 }
 
-void load_optimizer(const std::string& dir, AdamW& optimizer) {
+NamedTensors load_optimizer_state(const std::string& dir) {
   const SafetensorsFile file((fs::path(dir) / "optimizer.safetensors").string());
-  NamedTensors state;
-  for (const auto& name : file.names()) state.emplace_back(name, file.load(name));
-  optimizer.load_state(state);
   check(file.contains("rng.torch_cpu"), "checkpoint '" + dir + "' lacks the RNG state");
+  NamedTensors state;
+  for (const auto& name : file.names())
+    if (name != "rng.torch_cpu") state.emplace_back(name, file.load(name));
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(generator.mutex());
   generator.set_state(file.load("rng.torch_cpu"));
+  return state;
 }
 
 }  // namespace loom

@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <string>
 
-#include "optim/adamw.h"
 #include "runtime/core/config.h"
+#include "runtime/core/named_tensors.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/model/llama.h"
 
@@ -31,7 +31,8 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step);
 
 // Writes checkpoint `step` and returns its folder. LOOM_FAULT=checkpoint-write@<step> aborts the
 // process half-way through writing that step's checkpoint (the crash-safety test's switch).
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const AdamW& optimizer,
+// `optimizer_state` is the optimizer's state() (checkpoints do not depend on which optimizer).
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const NamedTensors& optimizer_state,
                             const LoaderCursor& cursor, const Config& config);
 
 // Removes all but the newest `keep_last` checkpoints.
@@ -47,7 +48,7 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir);
 // that names it.
 void load_weights(const std::string& dir, Llama& model);
 
-// Restores the optimizer moments and the torch RNG state.
-void load_optimizer(const std::string& dir, AdamW& optimizer);
+// Restores the torch RNG state and returns the optimizer state to give the optimizer's load_state().
+NamedTensors load_optimizer_state(const std::string& dir);
 
 }  // namespace loom

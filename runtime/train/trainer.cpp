@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "optim/adamw.h"
+#include "optim/training_optimizer.h"
 #include "optim/chunkwise/chunkwise_backprop.h"
 #include "optim/lr_schedule.h"
 #include "parallel/attention/attention_backend.h"
@@ -84,7 +85,7 @@ class Run {
         mesh_(mesh),
         root_(mesh.is_root()),
         model_(build_model(config)),
-        optimizer_(model_->parameter_list(), {config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay}),
+        optimizer_(model_->parameter_list(), config.train),
         schedule_{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
         train_docs_(split_documents(data, Split::kTrain, config.data.val_fraction)),
         val_docs_(split_documents(data, Split::kValidation, config.data.val_fraction)),
@@ -116,7 +117,7 @@ class Run {
   int64_t resume(const std::string& dir) {
     const CheckpointMeta meta = read_checkpoint_meta(dir);
     load_weights(dir, model_);
-    load_optimizer(dir, optimizer_);
+    optimizer_.load_state(load_optimizer_state(dir));
     loader_.set_cursor(meta.cursor);
     last_checkpoint_ = dir;
     if (root_) std::printf("resumed from %s (step %ld)\n", dir.c_str(), meta.step);
@@ -139,7 +140,11 @@ class Run {
                 shape.sp, shape.tp, shape.world(), c.accumulation_steps() / shape.dp, c.accumulation_steps(),
                 mesh_.placement_table().c_str());
     std::printf("attention: %s (%s)\n", attention_.algorithm.c_str(), attention_.reason.c_str());
+    if (shape.sp > 1 && c.model.lact.every > 0)
+      std::printf("LaCT layers: window of %ld by halo exchange (each rank gathers the keys its window reaches)\n",
+                  c.model.lact.window);
     std::printf("backprop: %s\n", describe_strategy(c.train).c_str());
+    std::printf("optimizer: %s\n", optimizer_.describe().c_str());
     std::printf("run dir: %s\n", c.run.dir.c_str());
     std::fflush(stdout);
   }
@@ -255,7 +260,7 @@ class Run {
   // from exiting (or a requeued job from resuming) before the checkpoint is complete.
   const std::string& checkpoint(int64_t step) {
     if (root_) {
-      save_checkpoint(config_.run.dir, step, model_, optimizer_, loader_.cursor(), config_);
+      save_checkpoint(config_.run.dir, step, model_, optimizer_.state(), loader_.cursor(), config_);
       prune_checkpoints(config_.run.dir, config_.checkpoint.keep_last);
     }
     barrier_now(mesh_.world());
@@ -289,7 +294,7 @@ class Run {
   Mesh& mesh_;
   bool root_;
   Llama model_;
-  AdamW optimizer_;
+  TrainingOptimizer optimizer_;
   LrSchedule schedule_;
   std::vector<int64_t> train_docs_, val_docs_;
   BatchLoader loader_;
