@@ -1,14 +1,19 @@
 // loom bench attention: forward + backward of one causal attention layer over one long document:
 // local (the whole sequence on rank 0), ring and token_ring over the ranks it was launched on,
-// side by side in one run, with the bytes each rank sends per link direction, the time above an
-// ideal split of the local time (communication not hidden, plus imbalance), and the block kernel's
-// FLOP/s against the matmul ceiling measured in the same run.
+// side by side in one run. For each algorithm: its time, the time above an ideal split of the
+// local time, the bytes rank 0 sends per link direction, and its time split into computing alone
+// (every exchange completes at once without moving anything) and communicating alone (the same
+// exchanges replayed with nothing computed between them), which gives the fraction of the
+// communication hidden behind the computation: (compute + comm - time) / comm. Plus the block
+// kernel's FLOP/s against the matmul ceiling measured in the same run.
 //   launch/loom-run -n 2 -- loom bench attention [--seq-len 4096 8192] [--kv-heads 4 1]
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "launch/commands.h"
+#include "launch/exchange_replay.h"
 #include "launch/machine_ceiling.h"
 #include "launch/synced_timing.h"
 #include "parallel/attention/local_attention.h"
@@ -24,10 +29,36 @@ struct Inputs {
   torch::Tensor q, k, v, dout;
 };
 
+// An attention algorithm over its two communicators (forward: the ring; back: TokenRing's returns).
+using Algorithm = std::function<torch::Tensor(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                              Communicator& forward, Communicator& back)>;
+
 // One fwd+bwd through `attend`, on fresh leaves.
-void forward_backward(const Inputs& in, const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>& attend) {
+void forward_backward(const Inputs& in, const Algorithm& attend, Communicator& forward, Communicator& back) {
   auto q = in.q.clone().requires_grad_(), k = in.k.clone().requires_grad_(), v = in.v.clone().requires_grad_();
-  attend(q, k, v).backward(in.dout);
+  attend(q, k, v, forward, back).backward(in.dout);
+}
+
+struct Split {
+  double time = 0, compute = 0, comm = 0;  // slowest rank, medians
+  double mb_next = 0, mb_back = 0;         // sent by rank 0 per fwd+bwd
+  double hidden() const { return comm > 0 ? std::clamp((compute + comm - time) / comm, 0.0, 1.0) : 1.0; }
+};
+
+Split measure(Communicator& world, Communicator& forward, Communicator& back, const Inputs& mine, const Algorithm& attend,
+              const BenchAttentionArgs& args) {
+  RecordingCommunicator recorded_forward(forward), recorded_back(back);
+  forward_backward(mine, attend, recorded_forward, recorded_back);  // also the warm-up of the timed runs
+  NullCommunicator null_forward(forward), null_back(back);
+  Split s;
+  s.time = synced_median(world, args.reps, [&] { forward_backward(mine, attend, forward, back); }, 0);
+  s.compute = synced_median(world, args.reps, [&] { forward_backward(mine, attend, null_forward, null_back); }, args.warmups);
+  s.comm = synced_median(world, args.reps, [&] {
+    replay_exchanges({{&forward, &recorded_forward.recorded()}, {&back, &recorded_back.recorded()}});
+  }, args.warmups);
+  s.mb_next = static_cast<double>(recorded_forward.counters().of_kind("p2p").sent) / 1e6;
+  s.mb_back = static_cast<double>(recorded_back.counters().of_kind("p2p").sent) / 1e6;
+  return s;
 }
 
 }  // namespace
@@ -44,8 +75,8 @@ int run_bench_attention(const BenchAttentionArgs& args) {
     std::printf("loom bench attention: causal, one document, float32, head dim %ld, %d rank(s), fwd+bwd of one layer "
                 "(median of %ld); matmul ceiling %sFLOP/s\n",
                 args.head_dim, n, args.reps, human_count(ceiling).c_str());
-    std::printf("%7s %6s %9s %7s %9s %11s %9s %9s %11s %11s %11s\n", "tokens", "H/G", "local_s", "kernel", "ring_s",
-                "token_ring_s", "ring_over", "tr_over", "ring_MB", "tr_next_MB", "tr_back_MB");
+    std::printf("%7s %6s %-10s %9s %7s %9s %9s %7s %9s %9s %7s\n", "tokens", "H/G", "algorithm", "time_s", "over",
+                "compute_s", "comm_s", "hidden", "MB_next", "MB_back", "kernel");
   }
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t length : args.seq_lens) {
@@ -59,45 +90,48 @@ int run_bench_attention(const BenchAttentionArgs& args) {
       // Local: rank 0 alone on the whole sequence.
       auto local = torch::zeros({1}, torch::kFloat64);
       if (root) {
-        local[0] = median_seconds(static_cast<int>(args.reps), [&] {
-          forward_backward(full, [&](auto& q, auto& k, auto& v) { return local_attention(q, k, v, AttentionMask::self(pos, doc), scale); });
-        });
+        const Algorithm whole = [&](auto& q, auto& k, auto& v, Communicator&, Communicator&) {
+          return local_attention(q, k, v, AttentionMask::self(pos, doc), scale);
+        };
+        local[0] = median_seconds(static_cast<int>(args.reps), [&] { forward_backward(full, whole, *forward, *back); },
+                                  static_cast<int>(args.warmups));
       }
       all_reduce_now(*world, local, ReduceOp::kMax);
       const double local_s = local.item<double>();
+      const double pairs = static_cast<double>(length) * static_cast<double>(length + 1) / 2;
+      const double kernel = 3.5 * 4.0 * static_cast<double>(d * h) * pairs / local_s / ceiling;  // backward ~2.5x forward
+      if (root) std::printf("%7ld %3ld/%-2ld %-10s %9.3f %7s %9s %9s %7s %9s %9s %6.0f%%\n", length, h, kv_heads, "local",
+                            local_s, "", "", "", "", "", "", 100 * kernel);
+      nlohmann::json row = {{"tokens", length}, {"heads", h}, {"kv_heads", kv_heads}, {"local_s", local_s},
+                            {"kernel_fraction_of_ceiling", kernel}};
+
       const SequenceLayout layout = make_sequence_layout(pos, doc, n, true);
       const Inputs mine{layout.take(full.q, 1, rank), layout.take(full.k, 1, rank), layout.take(full.v, 1, rank),
                         layout.take(full.dout, 1, rank)};
-      const int64_t calls = args.reps + 1;
-      forward->counters().reset();
-      const double ring_s = synced_median(*world, args.reps, [&] {
-        forward_backward(mine, [&](auto& q, auto& k, auto& v) { return ring_attention(q, k, v, layout, scale, *forward); });
-      });
-      const double ring_mb = static_cast<double>(forward->counters().of_kind("p2p").sent) / calls / 1e6;
-      forward->counters().reset();
-      back->counters().reset();
-      const double token_ring_s = synced_median(*world, args.reps, [&] {
-        forward_backward(mine, [&](auto& q, auto& k, auto& v) { return token_ring_attention(q, k, v, layout, scale, *forward, *back); });
-      });
-      const double q_mb = static_cast<double>(forward->counters().of_kind("p2p").sent) / calls / 1e6;
-      const double back_mb = static_cast<double>(back->counters().of_kind("p2p").sent) / calls / 1e6;
-      const double pairs = static_cast<double>(length) * static_cast<double>(length + 1) / 2;
-      const double kernel_flops = 3.5 * 4.0 * static_cast<double>(d * h) * pairs / local_s;  // backward ~2.5x forward
-      const double ideal = local_s / n;
-      if (root) {
-        std::printf("%7ld %3ld/%-2ld %9.3f %6.0f%% %9.3f %11.3f %8.0f%% %8.0f%% %11.2f %11.2f %11.2f\n", length, h, kv_heads,
-                    local_s, 100 * kernel_flops / ceiling, ring_s, token_ring_s, 100 * (ring_s - ideal) / ideal,
-                    100 * (token_ring_s - ideal) / ideal, ring_mb, q_mb, back_mb);
-        std::fflush(stdout);
+      const std::vector<std::pair<std::string, Algorithm>> ranked = {
+          {"ring", [&](auto& q, auto& k, auto& v, Communicator& f, Communicator&) { return ring_attention(q, k, v, layout, scale, f); }},
+          {"token_ring", [&](auto& q, auto& k, auto& v, Communicator& f, Communicator& b) {
+             return token_ring_attention(q, k, v, layout, scale, f, b);
+           }}};
+      for (const auto& [name, attend] : ranked) {
+        const Split s = measure(*world, *forward, *back, mine, attend, args);
+        const double over = (s.time - local_s / n) / (local_s / n);
+        if (root) {
+          std::printf("%7ld %3ld/%-2ld %-10s %9.3f %6.0f%% %9.3f %9.3f %6.0f%% %9.2f %9.2f\n", length, h, kv_heads, name.c_str(),
+                      s.time, 100 * over, s.compute, s.comm, 100 * s.hidden(), s.mb_next, s.mb_back);
+          std::fflush(stdout);
+        }
+        row[name] = {{"time_s", s.time}, {"compute_s", s.compute}, {"comm_s", s.comm}, {"hidden", s.hidden()},
+                     {"mb_sent_next", s.mb_next}, {"mb_sent_back", s.mb_back}};
       }
-      rows.push_back({{"tokens", length}, {"heads", h}, {"kv_heads", kv_heads}, {"local_s", local_s}, {"ring_s", ring_s},
-                      {"token_ring_s", token_ring_s}, {"kernel_fraction_of_ceiling", kernel_flops / ceiling},
-                      {"ring_mb_sent", ring_mb}, {"token_ring_q_mb_sent", q_mb}, {"token_ring_back_mb_sent", back_mb}});
+      rows.push_back(row);
     }
   }
   if (root) {
-    std::printf("ring_over / tr_over: time above local_s / ranks (exposed communication and imbalance). MB: sent by rank 0 "
-                "per fwd+bwd; ring to the next rank, token_ring to the next rank (Q; in the backward also dO, D, lse) and back to owners (partials)\n");
+    std::printf("over: time above local_s / ranks (exposed communication and imbalance). compute_s: the same with every "
+                "exchange completing at once; comm_s: its exchanges alone; hidden = (compute + comm - time) / comm. MB: sent by "
+                "rank 0 per fwd+bwd to the next rank (ring: K/V and dK/dV; token_ring: Q, and in the backward dO, D, lse) and "
+                "back to the owners (token_ring's partials)\n");
     if (!args.json_out.empty()) std::ofstream(args.json_out) << nlohmann::json{{"ranks", n}, {"matmul_ceiling_flops", ceiling}, {"rows", rows}}.dump(2) << "\n";
   }
   return 0;

@@ -73,7 +73,7 @@ struct BenchAttentionArgs {
   std::string json_out;
   std::vector<int64_t> seq_lens = {4096, 8192};
   std::vector<int64_t> kv_heads = {4, 1};  // MHA and GQA 4:1
-  int64_t heads = 4, head_dim = 32, reps = 3;
+  int64_t heads = 4, head_dim = 32, reps = 3, warmups = 1;
 };
 int run_bench_attention(const BenchAttentionArgs& args);
 

@@ -17,10 +17,10 @@ struct MachineCeiling {
 
 MachineCeiling measure_machine_ceiling();
 
-// Median wall time of `reps` calls of fn after one warm-up call: the machine is shared and noisy.
+// Median wall time of `reps` calls of fn after `warmups` (one) untimed calls: the machine is shared and noisy.
 template <class Fn>
-double median_seconds(int reps, Fn&& fn) {
-  fn();
+double median_seconds(int reps, Fn&& fn, int warmups = 1) {
+  for (int i = 0; i < warmups; ++i) fn();
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();

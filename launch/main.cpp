@@ -126,6 +126,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   at->add_option("--kv-heads", attn.kv_heads, "KV head counts to try");
   at->add_option("--head-dim", attn.head_dim, "head dimension");
   at->add_option("--reps", attn.reps, "timed repetitions");
+  at->add_option("--warmups", attn.warmups, "untimed runs before them (0 for the longest sequences)");
   at->add_option("--json", attn.json_out, "write the results as JSON here");
   at->callback([&] { rc = loom::run_bench_attention(attn); });
   auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop, SeCO and SpaCO, and the longest "

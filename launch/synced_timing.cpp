@@ -14,8 +14,8 @@ double synced_time(Communicator& world, const std::function<void()>& fn) {
   return t.item<double>();
 }
 
-double synced_median(Communicator& world, int64_t reps, const std::function<void()>& fn) {
-  fn();
+double synced_median(Communicator& world, int64_t reps, const std::function<void()>& fn, int64_t warmups) {
+  for (int64_t i = 0; i < warmups; ++i) fn();
   std::vector<double> times;
   for (int64_t i = 0; i < reps; ++i) times.push_back(synced_time(world, fn));
   return median(times);

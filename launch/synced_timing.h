@@ -11,8 +11,8 @@ namespace loom {
 
 double synced_time(Communicator& world, const std::function<void()>& fn);
 
-// Median over `reps` synced times, after one warm-up call.
-double synced_median(Communicator& world, int64_t reps, const std::function<void()>& fn);
+// Median over `reps` synced times, after `warmups` (one) untimed calls.
+double synced_median(Communicator& world, int64_t reps, const std::function<void()>& fn, int64_t warmups = 1);
 
 double median(std::vector<double> values);
 

@@ -1,0 +1,54 @@
+#include "launch/exchange_replay.h"
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+[[noreturn]] void refuse(const char* op) {
+  fail(std::string("exchange replay: ") + op + " is not an exchange; the benchmark stand-ins only record and replay exchanges");
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> ExchangeOnlyCommunicator::split(int, int, const std::string&) { refuse("split"); }
+CommHandle ExchangeOnlyCommunicator::start_all_reduce(torch::Tensor, ReduceOp) { refuse("all_reduce"); }
+CommHandle ExchangeOnlyCommunicator::start_reduce_scatter(torch::Tensor, torch::Tensor, ReduceOp) { refuse("reduce_scatter"); }
+CommHandle ExchangeOnlyCommunicator::start_all_gather(torch::Tensor, torch::Tensor) { refuse("all_gather"); }
+CommHandle ExchangeOnlyCommunicator::start_all_to_all(torch::Tensor, const std::vector<int64_t>&, torch::Tensor,
+                                                      const std::vector<int64_t>&) {
+  refuse("all_to_all");
+}
+CommHandle ExchangeOnlyCommunicator::start_broadcast(torch::Tensor, int) { refuse("broadcast"); }
+CommHandle ExchangeOnlyCommunicator::start_barrier() { refuse("barrier"); }
+
+CommHandle RecordingCommunicator::start_exchange(const std::vector<P2POp>& ops, int channel) {
+  RecordedExchange r;
+  r.channel = channel;
+  for (const auto& op : ops) r.ops.push_back({op.kind, op.peer, op.tensor.sizes().vec(), op.tensor.scalar_type()});
+  recorded_.push_back(std::move(r));
+  return real_.exchange(ops, channel);
+}
+
+CommHandle NullCommunicator::start_exchange(const std::vector<P2POp>& ops, int) {
+  for (const auto& op : ops)
+    if (op.kind == P2POp::Kind::kRecv) op.tensor.zero_();
+  return {};
+}
+
+void replay_exchanges(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams) {
+  std::vector<std::vector<std::vector<P2POp>>> prepared(streams.size());
+  for (size_t s = 0; s < streams.size(); ++s)
+    for (const auto& r : *streams[s].second) {
+      prepared[s].emplace_back();
+      for (const auto& op : r.ops) prepared[s].back().push_back({op.kind, op.peer, torch::zeros(op.shape, op.dtype)});
+    }
+  // A communicator runs its operations in issue order, so issuing them all at once replays them
+  // back to back, and the communicators run side by side.
+  std::vector<CommHandle> pending;
+  for (size_t s = 0; s < streams.size(); ++s)
+    for (size_t e = 0; e < prepared[s].size(); ++e) pending.push_back(streams[s].first->exchange(prepared[s][e], (*streams[s].second)[e].channel));
+  for (auto& h : pending) h.wait();
+}
+
+}  // namespace loom

@@ -1,0 +1,77 @@
+// Splitting a sequence-parallel algorithm's time into its computation and its communication, for
+// the benchmarks' "fraction of communication hidden":
+//   - RecordingCommunicator forwards every point-to-point exchange to a real communicator and keeps
+//     its shape (peers, sizes, dtypes, channel);
+//   - replay_exchanges() issues the recorded exchanges again on the real communicators with nothing
+//     computed between them: each communicator's exchanges run one after another, as they do in
+//     the algorithm (each waits for its previous one), and different communicators concurrently;
+//   - NullCommunicator completes every exchange at once without moving a byte (receive buffers are
+//     zero-filled), so the algorithm runs its computation alone.
+// The algorithms only exchange, so the other operations are refused.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "parallel/comm/communicator.h"
+
+namespace loom {
+
+struct RecordedExchange {
+  struct Op {
+    P2POp::Kind kind;
+    int peer;
+    std::vector<int64_t> shape;
+    torch::ScalarType dtype;
+  };
+  std::vector<Op> ops;
+  int channel = 0;
+};
+
+// The part of Communicator a benchmark stand-in implements: exchange only, with the rank and size
+// of the communicator it stands in for.
+class ExchangeOnlyCommunicator : public Communicator {
+ public:
+  explicit ExchangeOnlyCommunicator(Communicator& real) : real_(real) {}
+  int rank() const override { return real_.rank(); }
+  int size() const override { return real_.size(); }
+  const std::string& name() const override { return real_.name(); }
+  std::unique_ptr<Communicator> split(int, int, const std::string&) override;
+
+ protected:
+  CommHandle start_all_reduce(torch::Tensor, ReduceOp) override;
+  CommHandle start_reduce_scatter(torch::Tensor, torch::Tensor, ReduceOp) override;
+  CommHandle start_all_gather(torch::Tensor, torch::Tensor) override;
+  CommHandle start_all_to_all(torch::Tensor, const std::vector<int64_t>&, torch::Tensor, const std::vector<int64_t>&) override;
+  CommHandle start_broadcast(torch::Tensor, int) override;
+  CommHandle start_barrier() override;
+
+  Communicator& real_;
+};
+
+class RecordingCommunicator : public ExchangeOnlyCommunicator {
+ public:
+  using ExchangeOnlyCommunicator::ExchangeOnlyCommunicator;
+  const std::vector<RecordedExchange>& recorded() const { return recorded_; }
+
+ protected:
+  CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+
+ private:
+  std::vector<RecordedExchange> recorded_;
+};
+
+class NullCommunicator : public ExchangeOnlyCommunicator {
+ public:
+  using ExchangeOnlyCommunicator::ExchangeOnlyCommunicator;
+
+ protected:
+  CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+};
+
+// One (communicator, what was recorded on it) pair per communicator the algorithm used; returns
+// when every replayed exchange has completed. Buffers are allocated before the first one starts.
+void replay_exchanges(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams);
+
+}  // namespace loom
