@@ -146,7 +146,10 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
                                            "LaCT model against full attention per length");
   la->add_option("--chunks", lact.chunks, "chunk sizes of the utilisation table");
   la->add_option("--tokens", lact.tokens, "tokens of the utilisation table (default 16384 on a CPU, 65536 on a GPU)");
+  la->add_option("--heads", lact.heads, "fast-weight heads of the utilisation table (default 2 on a CPU, 4 on a GPU)");
+  la->add_option("--head-dim", lact.head_dim, "their size (default 384 on a CPU, 512 on a GPU)");
   la->add_option("--lengths", lact.lengths, "sequence lengths of the model table");
+  la->add_flag_callback("--no-model", [&] { lact.lengths.clear(); }, "skip the model table");
   la->add_option("--reps", lact.reps, "timed repetitions after a warm-up");
   la->add_option("--json", lact.json_out, "write the results as JSON here");
   la->callback([&] { rc = loom::run_lact_bench(lact); });

@@ -72,7 +72,8 @@ int run_lact_bench(const LactBenchArgs& args) {
   const auto ceiling_now = [&] { return matmul_ceiling(opt, gpu ? 8192 : 2048); };
   const double ceiling = ceiling_now();
   const int64_t tokens = args.tokens > 0 ? args.tokens : gpu ? 65536 : 16384;
-  const int64_t heads = gpu ? 4 : 2, d = gpu ? 512 : 128;
+  // The paper's 760M model has 4 fast heads of 384 (seco-lact.md B.5); the CPU takes 2 of them.
+  const int64_t heads = args.heads > 0 ? args.heads : gpu ? 4 : 2, d = args.head_dim > 0 ? args.head_dim : gpu ? 512 : 384;
   std::printf("loom bench lact on %s, float32; matmul ceiling %.3g TFLOP/s\n", gpu ? "cuda" : "cpu", ceiling / 1e12);
   std::printf("fast-weight chunk loop, fwd+bwd: %ld heads of %ldx%ld, momentum and weight norm on, Muon off\n", heads, d, d);
   std::printf("%7s %8s %10s %10s %8s\n", "chunk", "tokens", "seconds", "TFLOP/s", "of_ceil");

@@ -13,6 +13,7 @@ namespace loom {
 struct LactBenchArgs {
   std::vector<int64_t> chunks = {16, 64, 256, 2048, 8192};
   int64_t tokens = 0;  // of the utilisation table (at most 256 chunks); 0: 16384 on a CPU, 65536 on a GPU
+  int64_t heads = 0, head_dim = 0;  // fast-weight heads of the utilisation table; 0: 2 x 384 on a CPU, 4 x 512 on a GPU
   std::vector<int64_t> lengths = {2048, 4096, 8192, 16384};  // of the model table; empty: skip it
   int64_t reps = 3;
   std::string json_out;
