@@ -19,7 +19,7 @@ void print_written(const std::string& path, const TokenDataset& d) {
 
 int run_data_synth(const SynthArgs& a) {
   const auto style = a.style == "marker" ? PasskeyStyle::kMarker : PasskeyStyle::kProse;
-  const TokenDataset d = make_passkey_dataset({a.docs, a.min_len, a.max_len, a.seed, style});
+  const TokenDataset d = make_passkey_dataset({a.docs, a.min_len, a.max_len, a.seed, style, a.key_digits});
   write_dataset(a.out, d);
   print_written(a.out, d);
   return 0;

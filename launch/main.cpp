@@ -69,6 +69,7 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   s->add_option("--min-len", synth.min_len, "shortest document in bytes");
   s->add_option("--max-len", synth.max_len, "longest document in bytes");
   s->add_option("--seed", synth.seed, "random seed");
+  s->add_option("--key-digits", synth.key_digits, "digits of the pass key (1-9)")->check(CLI::Range(1, 9));
   s->add_option("--style", synth.style, "prose (natural sentences) or marker (the key and question marked by '#')")
       ->check(CLI::IsMember({"prose", "marker"}));
   s->callback([&] { rc = loom::run_data_synth(synth); });

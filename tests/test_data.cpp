@@ -63,6 +63,24 @@ TEST(Dataset, MarkerPasskeyMarksKeyAndQuestionWithAByteFoundNowhereElse) {
   }
 }
 
+// --key-digits: keys of that many digits (no leading zero), the only digits in the document.
+TEST(Dataset, PasskeyKeysHaveTheAskedNumberOfDigits) {
+  for (const int64_t digits : {1, 2, 9}) {
+    const TokenDataset d = make_passkey_dataset({40, 64, 300, 5, PasskeyStyle::kMarker, digits});
+    for (int64_t i = 0; i < d.num_docs(); ++i) {
+      const auto begin = d.tokens.begin() + d.doc_offsets[i];
+      const std::string text = tokenizer::decode({begin, begin + d.doc_length(i)});
+      const std::string answer = tokenizer::decode({begin + d.answer_start[i], begin + d.answer_start[i] + d.answer_len[i]});
+      ASSERT_EQ(static_cast<int64_t>(answer.size()), digits);
+      EXPECT_NE(answer[0], '0');
+      EXPECT_EQ(std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }), 2 * digits)
+          << "the key and its answer are the only digits";
+    }
+  }
+  EXPECT_NE(test::error_of([] { make_passkey_dataset({4, 64, 300, 5, PasskeyStyle::kMarker, 10}); }).find("--key-digits"),
+            std::string::npos);
+}
+
 TEST(Dataset, DamagedOrMissingFilesAreClearErrors) {
   test::ScratchDir dir;
   write_dataset(dir.path("d.h5"), make_passkey_dataset({30, 150, 600, 3}));

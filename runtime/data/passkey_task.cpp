@@ -42,7 +42,8 @@ std::string filler(std::mt19937_64& rng, int64_t bytes) {
 
 TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
   const Phrasing say = phrasing(o.style);
-  const int64_t fixed = static_cast<int64_t>(say.needle("00000").size() + say.question.size()) + 6;
+  check(o.key_digits >= 1 && o.key_digits <= 9, "passkey: --key-digits must be 1 to 9");
+  const int64_t fixed = static_cast<int64_t>(say.needle(std::string(o.key_digits, '0')).size() + say.question.size()) + o.key_digits + 1;
   check(o.docs > 0, "passkey: --docs must be positive");
   check(o.min_len >= fixed + 16, "passkey: --min-len must be at least " + std::to_string(fixed + 16) +
                                      " bytes to hold the key, the question and some filler");
@@ -52,7 +53,8 @@ TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
   TokenDataset data;
   data.task = "passkey";
   for (int64_t d = 0; d < o.docs; ++d) {
-    const std::string key = std::to_string(std::uniform_int_distribution<int>(10000, 99999)(rng));
+    const int lowest = static_cast<int>(std::pow(10, o.key_digits - 1));
+    const std::string key = std::to_string(std::uniform_int_distribution<int>(lowest, 10 * lowest - 1)(rng));
     const int64_t filler_bytes = draw_length(rng, o) - fixed;
     const double depth = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     const std::string text = filler(rng, filler_bytes);

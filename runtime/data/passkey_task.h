@@ -1,4 +1,4 @@
-// Synthetic passkey retrieval: filler text with a random 5-digit key hidden at a random depth, and a
+// Synthetic passkey retrieval: filler text with a random key of digits hidden at a random depth, and a
 // question at the end whose answer is the key. Document lengths follow a long-tailed distribution,
 // so packed batches mix many short documents with a few long ones.
 #pragma once
@@ -21,6 +21,7 @@ struct PasskeyOptions {
   int64_t max_len = 4096;
   uint64_t seed = 1;
   PasskeyStyle style = PasskeyStyle::kProse;
+  int64_t key_digits = 5;  // 1-9; the first is never 0
 };
 
 TokenDataset make_passkey_dataset(const PasskeyOptions& options);
