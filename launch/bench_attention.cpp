@@ -45,17 +45,25 @@ struct Split {
   double hidden() const { return comm > 0 ? std::clamp((compute + comm - time) / comm, 0.0, 1.0) : 1.0; }
 };
 
+// The three timings alternate, round by round, so that a shared machine's drift moves them alike.
 Split measure(Communicator& world, Communicator& forward, Communicator& back, const Inputs& mine, const Algorithm& attend,
               const BenchAttentionArgs& args) {
   RecordingCommunicator recorded_forward(forward), recorded_back(back);
-  forward_backward(mine, attend, recorded_forward, recorded_back);  // also the warm-up of the timed runs
+  forward_backward(mine, attend, recorded_forward, recorded_back);  // also a warm-up
   NullCommunicator null_forward(forward), null_back(back);
+  ExchangeReplay replay({{&forward, &recorded_forward.recorded()}, {&back, &recorded_back.recorded()}});
+  const std::vector<std::function<void()>> runs = {[&] { forward_backward(mine, attend, forward, back); },
+                                                   [&] { forward_backward(mine, attend, null_forward, null_back); },
+                                                   [&] { replay.run(); }};
+  for (int64_t w = 1; w < args.warmups; ++w)
+    for (const auto& run : runs) run();
+  std::vector<std::vector<double>> times(runs.size());
+  for (int64_t rep = 0; rep < args.reps; ++rep)
+    for (size_t i = 0; i < runs.size(); ++i) times[i].push_back(synced_time(world, runs[i]));
   Split s;
-  s.time = synced_median(world, args.reps, [&] { forward_backward(mine, attend, forward, back); }, 0);
-  s.compute = synced_median(world, args.reps, [&] { forward_backward(mine, attend, null_forward, null_back); }, args.warmups);
-  s.comm = synced_median(world, args.reps, [&] {
-    replay_exchanges({{&forward, &recorded_forward.recorded()}, {&back, &recorded_back.recorded()}});
-  }, args.warmups);
+  s.time = median(times[0]);
+  s.compute = median(times[1]);
+  s.comm = median(times[2]);
   s.mb_next = static_cast<double>(recorded_forward.counters().of_kind("p2p").sent) / 1e6;
   s.mb_back = static_cast<double>(recorded_back.counters().of_kind("p2p").sent) / 1e6;
   return s;

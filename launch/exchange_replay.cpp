@@ -36,18 +36,24 @@ CommHandle NullCommunicator::start_exchange(const std::vector<P2POp>& ops, int) 
   return {};
 }
 
-void replay_exchanges(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams) {
-  std::vector<std::vector<std::vector<P2POp>>> prepared(streams.size());
-  for (size_t s = 0; s < streams.size(); ++s)
-    for (const auto& r : *streams[s].second) {
-      prepared[s].emplace_back();
-      for (const auto& op : r.ops) prepared[s].back().push_back({op.kind, op.peer, torch::zeros(op.shape, op.dtype)});
+ExchangeReplay::ExchangeReplay(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams) {
+  for (const auto& [comm, recorded] : streams) {
+    Stream s{comm, {}, {}};
+    for (const auto& r : *recorded) {
+      s.exchanges.emplace_back();
+      for (const auto& op : r.ops) s.exchanges.back().push_back({op.kind, op.peer, torch::zeros(op.shape, op.dtype)});
+      s.channels.push_back(r.channel);
     }
+    streams_.push_back(std::move(s));
+  }
+}
+
+void ExchangeReplay::run() {
   // A communicator runs its operations in issue order, so issuing them all at once replays them
   // back to back, and the communicators run side by side.
   std::vector<CommHandle> pending;
-  for (size_t s = 0; s < streams.size(); ++s)
-    for (size_t e = 0; e < prepared[s].size(); ++e) pending.push_back(streams[s].first->exchange(prepared[s][e], (*streams[s].second)[e].channel));
+  for (auto& s : streams_)
+    for (size_t e = 0; e < s.exchanges.size(); ++e) pending.push_back(s.comm->exchange(s.exchanges[e], s.channels[e]));
   for (auto& h : pending) h.wait();
 }
 

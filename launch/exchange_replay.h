@@ -2,7 +2,7 @@
 // the benchmarks' "fraction of communication hidden":
 //   - RecordingCommunicator forwards every point-to-point exchange to a real communicator and keeps
 //     its shape (peers, sizes, dtypes, channel);
-//   - replay_exchanges() issues the recorded exchanges again on the real communicators with nothing
+//   - ExchangeReplay issues the recorded exchanges again on the real communicators with nothing
 //     computed between them: each communicator's exchanges run one after another, as they do in
 //     the algorithm (each waits for its previous one), and different communicators concurrently;
 //   - NullCommunicator completes every exchange at once without moving a byte (receive buffers are
@@ -70,8 +70,20 @@ class NullCommunicator : public ExchangeOnlyCommunicator {
   CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
 };
 
-// One (communicator, what was recorded on it) pair per communicator the algorithm used; returns
-// when every replayed exchange has completed. Buffers are allocated before the first one starts.
-void replay_exchanges(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams);
+// The recorded exchanges of each communicator the algorithm used, ready to run again: buffers are
+// allocated once, here; run() returns when every replayed exchange has completed.
+class ExchangeReplay {
+ public:
+  explicit ExchangeReplay(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams);
+  void run();
+
+ private:
+  struct Stream {
+    Communicator* comm;
+    std::vector<std::vector<P2POp>> exchanges;
+    std::vector<int> channels;
+  };
+  std::vector<Stream> streams_;
+};
 
 }  // namespace loom
