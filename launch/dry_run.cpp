@@ -1,10 +1,12 @@
 // loom train --dry-run: checks a config against a world size without starting that many ranks (or
 // any training) and shows what each rank would hold: the mesh, tensor shapes, parameter count and
 // an estimate of memory per rank.
+#include <cmath>
 #include <cstdio>
 #include <regex>
 
 #include "launch/commands.h"
+#include "optim/training_optimizer.h"
 #include "parallel/attention/attention_backend.h"
 #include "parallel/mesh.h"
 #include "runtime/model/llama.h"
@@ -26,30 +28,57 @@ std::string shape_text(const torch::Tensor& t) {
   return s + "]";
 }
 
-// The model's tensors, from a one-layer model of the same widths (a 70B config must not allocate
-// 70B parameters to print its shapes): layer 0 stands for every layer.
-void print_tensors(const ModelConfig& config, int64_t& total_params) {
-  ModelConfig one = config;
-  one.n_layers = 1;
-  Llama model(one);
-  total_params = 0;
-  const std::regex layer0(R"(\.layers\.0\.)");
-  const std::string every = ".layers.{0.." + std::to_string(config.n_layers - 1) + "}.";
+struct ParameterCount {
+  int64_t total = 0, muon = 0;  // muon: what train.optimizer: muon gives to Muon (one moment, not two)
+};
+
+// The model's tensors, from a model of the same widths with one layer of each kind (a 70B config
+// must not allocate 70B parameters to print its shapes), each layer standing for all of its kind.
+ParameterCount print_tensors(const ModelConfig& config) {
+  const int64_t lact_layers = config.lact.every > 0 ? config.n_layers / config.lact.every : 0;
+  const int64_t attention_layers = config.n_layers - lact_layers;
+  ModelConfig sample = config;
+  sample.n_layers = lact_layers > 0 && attention_layers > 0 ? config.lact.every : 1;  // layer every-1 is LaCT
+  Llama model(sample);
+  ParameterCount count;
+  const std::regex layer(R"(\.layers\.(\d+)\.)");
   for (const auto& [name, p] : model->parameter_list()) {
-    const bool per_layer = std::regex_search(name, layer0);
-    total_params += p.numel() * (per_layer ? config.n_layers : 1);
-    std::printf("  %-55s %s\n", std::regex_replace(name, layer0, every).c_str(), shape_text(p).c_str());
+    std::smatch m;
+    int64_t copies = 1;
+    std::string shown = name;
+    if (std::regex_search(name, m, layer)) {
+      const int64_t i = std::stoll(m[1]);
+      const bool lact = sample.is_lact_layer(i);
+      if (!lact && i > 0) continue;  // layer 0 stands for the attention layers
+      copies = lact ? lact_layers : attention_layers;
+      const std::string which = lact_layers == 0 ? "0.." + std::to_string(config.n_layers - 1) : lact ? "LaCT" : "attention";
+      shown = std::regex_replace(name, layer, ".layers.{" + which + "}.");
+    }
+    count.total += p.numel() * copies;
+    if (is_muon_parameter(name, p)) count.muon += p.numel() * copies;
+    std::printf("  %-55s %-16s x%ld\n", shown.c_str(), shape_text(p).c_str(), copies);
   }
+  return count;
 }
 
 // Saved activations of one micro-batch, per token and layer: the inputs of both norms, q, k, v,
 // attention output and log-sum-exp, o_proj input, and gate, up and their product in the MLP;
 // plus the logits and their log-softmax. An estimate, not a measurement.
+// A LaCT layer adds its fast-weight branch: the fast q, k, v, and per updating token the gate, up,
+// hidden and pulled-back rows and the two gradients (six hidden-size rows), unless
+// model.lact.checkpoint recomputes them; and per chunk the fast weights it read (with momentum,
+// also the velocities), in float32.
 double activation_bytes(const Config& c, int64_t tokens, double element) {
   const auto& m = c.model;
   const double kv = static_cast<double>(m.n_kv_heads * m.head_dim());
   const double per_layer = 5.0 * m.d_model + 2.0 * kv + 3.0 * m.ffn_dim() + m.n_heads;
-  return static_cast<double>(tokens) * (per_layer * m.n_layers * element + 2.0 * m.vocab_size * 4.0);
+  const int64_t lact_layers = m.lact.every > 0 ? m.n_layers / m.lact.every : 0;
+  const double hidden = static_cast<double>(m.d_model * m.lact.inter_multi);
+  const double fast_rows = 3.0 * m.d_model + (m.lact.checkpoint ? 0.0 : 6.0 * hidden);
+  const double weights_per_chunk = 3.0 * m.d_model * hidden / m.lact.heads * (m.lact.momentum ? 2 : 1);
+  const double fast = static_cast<double>(tokens) * fast_rows * 4.0 +
+                      std::ceil(static_cast<double>(tokens) / m.lact.chunk) * weights_per_chunk * 4.0;
+  return static_cast<double>(tokens) * (per_layer * m.n_layers * element + 2.0 * m.vocab_size * 4.0) + lact_layers * fast;
 }
 
 // Chunk-wise backprop keeps one chunk's activations, plus every layer's K/V of the whole sequence
@@ -75,8 +104,8 @@ int run_train_dry(const TrainArgs& args) {
   if (world > 16) std::printf("  ... (%ld more)\n", world - 16);
 
   std::printf("tensors on every rank (replicated over dp x sp):\n");
-  int64_t params = 0;
-  print_tensors(config.model, params);
+  const ParameterCount count = print_tensors(config.model);
+  const int64_t params = count.total;
   const auto element = static_cast<double>(config.train.element_bytes());
   const int64_t micro = config.accumulation_steps() / shape.dp;
   const int64_t chunks = shape.sp > 1 ? 2 * shape.sp : 1;  // the zigzag layout pads to a multiple of 2 sp
@@ -89,13 +118,15 @@ int run_train_dry(const TrainArgs& args) {
 
   const double weights = static_cast<double>(params) * element;
   const double buckets = shape.dp * shape.sp > 1 ? weights : 0;
+  const double muon = config.train.optimizer == "muon" ? static_cast<double>(count.muon) * element : 0;
+  const double moments = 2 * weights - muon;  // AdamW keeps two per parameter, Muon one
   const double activations = config.train.strategy == "full" ? activation_bytes(config, tokens, element)
                                                               : chunkwise_bytes(config, tokens, element);
-  std::printf("memory per rank (estimate): weights %s + gradients %s + AdamW moments %s + reduction buckets %s + "
+  std::printf("memory per rank (estimate): weights %s + gradients %s + %s moments %s + reduction buckets %s + "
               "activations of one micro-batch (%s) %s = %s\n",
-              bytes_text(weights).c_str(), bytes_text(weights).c_str(), bytes_text(2 * weights).c_str(),
-              bytes_text(buckets).c_str(), config.train.strategy.c_str(), bytes_text(activations).c_str(),
-              bytes_text(4 * weights + buckets + activations).c_str());
+              bytes_text(weights).c_str(), bytes_text(weights).c_str(), config.train.optimizer.c_str(),
+              bytes_text(moments).c_str(), bytes_text(buckets).c_str(), config.train.strategy.c_str(),
+              bytes_text(activations).c_str(), bytes_text(2 * weights + moments + buckets + activations).c_str());
   check_trainable(shape);
   std::printf("the config is valid for %ld ranks\n", world);
   return 0;

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "runtime/core/safetensors.h"
+#include "runtime/train/metrics_log.h"
 #include "tests/test_util.h"
 
 namespace loom {
@@ -215,6 +216,21 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   const auto tp = test::run_loom("train --dry-run --world 4 --set parallel.tp=2 --config " + config);
   EXPECT_EQ(tp.exit_code, 1);
   EXPECT_NE(tp.output.find("tensor-parallel layers are not in this version"), std::string::npos) << tp.output;
+
+  // LaCT layers between attention layers: one layer of each kind stands for its kind, and the
+  // parameter count is the whole model's.
+  const auto lact = test::run_loom("train --dry-run --world 1 --set model.n_layers=4 --set model.lact.every=2 "
+                                   "--set model.lact.heads=2 --set train.optimizer=muon --config " + config);
+  EXPECT_EQ(lact.exit_code, 0) << lact.output;
+  ModelConfig m = test::tiny_config("unused.h5", dir.path("run")).model;
+  m.n_layers = 4;
+  m.lact.every = 2;
+  m.lact.heads = 2;
+  const std::string count = "parameters: " + human_count(static_cast<double>(Llama(m)->num_parameters())) + " ";
+  for (const std::string expected : {std::string("model.layers.{LaCT}.lact.qkv.weight"),
+                                     std::string("model.layers.{attention}.self_attn.q_proj.weight"), count,
+                                     std::string("muon moments")})
+    EXPECT_NE(lact.output.find(expected), std::string::npos) << expected << "\n" << lact.output;
 }
 
 }  // namespace
