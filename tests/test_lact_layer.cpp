@@ -57,6 +57,21 @@ TEST(LactLayer, ChangingATokenChangesNothingBeforeIt) {
   }
 }
 
+// model.lact.rope: false leaves the fast queries and keys unrotated, so the layer (whose window
+// attention sees relative positions only) gives the same output wherever the document starts; with
+// RoPE on them (the reference) it does not.
+TEST(LactLayer, WithoutRopeOnTheFastWeightsTheLayerIgnoresWhereTheDocumentStarts) {
+  for (const bool rope : {false, true}) {
+    auto c = lact_config(5, 4);
+    c.lact.rope = rope;
+    auto layer = test::float64_module<LactLayer>(c);
+    const auto s = packed({23}, c.d_model);
+    const double change = relative_error(layer(s.x, s.pos + 37, s.doc), layer(s.x, s.pos, s.doc));
+    if (rope) EXPECT_GT(change, 1e-6);
+    else EXPECT_LT(change, 1e-12);
+  }
+}
+
 // Chunks far longer than the sequence: the fast weights never update, so the fast branch is
 // per-token and only the window carries a token's influence: exactly window-1 positions ahead.
 TEST(LactLayer, WithoutUpdatesATokenReachesExactlyTheWindow) {

@@ -45,6 +45,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.number("model.lact.base_lr", c.model.lact.base_lr, 1e-12, 10);
   v.number("model.lact.lowrank", c.model.lact.lowrank, 0, 1 << 20);
   v.flag("model.lact.checkpoint", c.model.lact.checkpoint);
+  v.flag("model.lact.rope", c.model.lact.rope);
 
   v.text("data.path", c.data.path);
   v.number("data.val_fraction", c.data.val_fraction, 0, 0.5);

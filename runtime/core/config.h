@@ -31,6 +31,7 @@ struct LactConfig {
   double base_lr = 1e-3;     // the rates start near it: softplus(Linear(x) + softplus^-1(base_lr))
   int64_t lowrank = 32;      // initial W0, W2 = L R + 0.5 I of this rank; 0: full-rank
   bool checkpoint = false;   // keep per-chunk fast weights, recompute each update in the backward
+  bool rope = true;          // RoPE on the fast queries and keys (the reference; false: its ttt_nope)
 };
 
 struct ModelConfig {

@@ -135,10 +135,12 @@ FastInputs LactLayerImpl::fast_inputs(const torch::Tensor& x, const torch::Tenso
                                       const torch::Tensor& v, const torch::Tensor& positions) const {
   const auto dt = accumulation_dtype(x);
   const int64_t n = x.size(0);
-  // SiLU, unit length per fast head, then RoPE on the attention heads' layout (as the reference).
+  // SiLU, unit length per fast head, then RoPE on the attention heads' layout (as the reference;
+  // model.lact.rope: false leaves them unrotated, so a key matches a query at any distance).
   const auto query_or_key = [&](const torch::Tensor& t, const torch::Tensor& scale, const torch::Tensor& offset) {
     auto f = torch::silu(t * scale + offset).view({n, heads_, fast_dim_});
     f = f / f.norm(2, -1, true).clamp_min(1e-5);
+    if (!lact_.rope) return by_head(f.reshape({n, d_model_}), heads_).to(dt);
     return by_head(merge_heads(rope_heads(f.reshape({n, d_model_}), positions)), heads_).to(dt);
   };
   const auto xs = x.to(dt);
