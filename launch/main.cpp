@@ -10,6 +10,7 @@
 #include "launch/commands.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
+#include "runtime/core/host_allocator.h"
 #include "scripts/bench/lact_bench.h"
 
 namespace {
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
   // Debian's LibTorch starts with one intra-op thread whatever the machine; use every core unless
   // the user chose (OMP_NUM_THREADS, or train.threads for training).
   if (!std::getenv("OMP_NUM_THREADS")) torch::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
+  loom::keep_large_host_blocks();
   CLI::App app{"Loom: distributed long-context training on LibTorch"};
   app.require_subcommand(1);
   int rc = 0;
