@@ -140,8 +140,9 @@ FastInputs LactLayerImpl::fast_inputs(const torch::Tensor& x, const torch::Tenso
   const auto query_or_key = [&](const torch::Tensor& t, const torch::Tensor& scale, const torch::Tensor& offset) {
     auto f = torch::silu(t * scale + offset).view({n, heads_, fast_dim_});
     f = f / f.norm(2, -1, true).clamp_min(1e-5);
-    if (!lact_.rope) return by_head(f.reshape({n, d_model_}), heads_).to(dt);
-    return by_head(merge_heads(rope_heads(f.reshape({n, d_model_}), positions)), heads_).to(dt);
+    f = f.reshape({n, d_model_});
+    if (lact_.rope) f = merge_heads(rope_heads(f, positions));
+    return by_head(f, heads_).to(dt);
   };
   const auto xs = x.to(dt);
   const auto project = [&](const torch::nn::Linear& l) { return torch::linear(xs, l->weight.to(dt), l->bias.to(dt)); };
