@@ -91,8 +91,8 @@ std::vector<nlohmann::json> step_records(const std::string& run_dir) {
   return out;
 }
 
-double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
-  const double scale = std::max(b.abs().max().item<double>(), 1e-30);
+double relative_error(const torch::Tensor& a, const torch::Tensor& b, double floor) {
+  const double scale = std::max(b.abs().max().item<double>(), floor);
   return (a - b).abs().max().item<double>() / scale;
 }
 

@@ -72,7 +72,8 @@ std::string error_of(Fn&& fn) {
 // The per-step records of <run_dir>/metrics.jsonl (evaluation records left out).
 std::vector<nlohmann::json> step_records(const std::string& run_dir);
 
-// max |a - b| / max(max |b|, tiny): the relative error the exactness tests bound.
-double relative_error(const torch::Tensor& a, const torch::Tensor& b);
+// max |a - b| / max(max |b|, floor): the relative error the exactness tests bound. A floor of the
+// inputs' scale keeps a reference that is zero up to rounding from dividing noise by noise.
+double relative_error(const torch::Tensor& a, const torch::Tensor& b, double floor = 1e-30);
 
 }  // namespace loom::test

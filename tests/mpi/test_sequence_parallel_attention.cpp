@@ -23,6 +23,9 @@ struct Case {
   int64_t window = 0;              // > 0: sliding-window attention (causal)
 };
 
+// Failure messages name the case instead of dumping its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 struct Sequence {
   torch::Tensor q, k, v, dout, pos, doc;
 };
@@ -80,10 +83,15 @@ TEST_P(SequenceParallelAttention, ForwardAndGradientsMatchTheWholeSequence) {
          vl = layout.take(s.v, 1, rank).requires_grad_();
     const auto out = attend(algorithm, ql, kl, vl, layout, scale, *forward, *back);
     out.backward(layout.take(s.dout, 1, rank));
-    EXPECT_LE(relative_error(out, layout.take(reference, 1, rank)), 1e-10) << algorithm << " out, rank " << rank;
-    EXPECT_LE(relative_error(ql.grad(), layout.take(q.grad(), 1, rank)), 1e-10) << algorithm << " dq, rank " << rank;
-    EXPECT_LE(relative_error(kl.grad(), layout.take(k.grad(), 1, rank)), 1e-10) << algorithm << " dk, rank " << rank;
-    EXPECT_LE(relative_error(vl.grad(), layout.take(v.grad(), 1, rank)), 1e-10) << algorithm << " dv, rank " << rank;
+    // With a window of one token dq and dk are zero up to rounding, which differs with the blocks'
+    // shapes: errors are measured against at least 1e-3 (the inputs are standard normal).
+    const auto error = [&](const torch::Tensor& got, const torch::Tensor& want) {
+      return relative_error(got, layout.take(want, 1, rank), 1e-3);
+    };
+    EXPECT_LE(error(out, reference), 1e-10) << algorithm << " out, rank " << rank;
+    EXPECT_LE(error(ql.grad(), q.grad()), 1e-10) << algorithm << " dq, rank " << rank;
+    EXPECT_LE(error(kl.grad(), k.grad()), 1e-10) << algorithm << " dk, rank " << rank;
+    EXPECT_LE(error(vl.grad(), v.grad()), 1e-10) << algorithm << " dv, rank " << rank;
   }
 }
 
