@@ -34,6 +34,14 @@ AttentionMask SequenceLayout::mask(int64_t q_rank, int64_t k_rank) const {
 
 bool SequenceLayout::visible(int64_t q_rank, int64_t k_rank) const { return visible_pairs(mask(q_rank, k_rank)) > 0; }
 
+std::vector<int64_t> SequenceLayout::query_reach() const {
+  std::vector<int64_t> reach(ranks, 0);
+  for (int64_t r = 0; r < ranks; ++r)
+    for (int64_t t = ranks - 1; t > 0 && reach[r] == 0; --t)
+      if (visible(r, (r + t) % ranks)) reach[r] = t;
+  return reach;
+}
+
 torch::Tensor SequenceLayout::take(const torch::Tensor& t, int64_t dim, int64_t rank, double pad_value) const {
   std::vector<int64_t> pad_shape(t.sizes().begin(), t.sizes().end());
   pad_shape[dim] = padded_length - length;

@@ -27,6 +27,11 @@ struct SequenceLayout {
   AttentionMask mask(int64_t q_rank, int64_t k_rank) const;
   // True when rank q_rank's queries see at least one of rank k_rank's keys.
   bool visible(int64_t q_rank, int64_t k_rank) const;
+  // How many hops round the ring (to rank + 1, + 2, ...) each rank's queries must travel to meet
+  // every key they see: the largest t < ranks with visible(r, r + t mod ranks), 0 when they see
+  // only their own keys or none. Pass-Q stops a shard there: packed documents that stay inside a
+  // rank's chunks never leave it.
+  std::vector<int64_t> query_reach() const;
   // Rank `rank`'s part of a tensor laid out along `dim` over the whole (unpadded) sequence; padding
   // rows are filled with `pad`.
   torch::Tensor take(const torch::Tensor& t, int64_t dim, int64_t rank, double pad = 0) const;

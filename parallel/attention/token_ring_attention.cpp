@@ -32,9 +32,30 @@ Returns start_returns(const SpContext& c, int64_t step, const std::vector<torch:
   return ret;
 }
 
+// The hop of step s: this rank passes on the shard it holds (rank r - s's) if it must travel on,
+// and receives the one rank r - 1 holds if that must; `visiting` is what travels with a query
+// shard, `own` this rank's (the receive buffers' shapes).
+CommHandle start_pass(const SpContext& c, const std::vector<int64_t>& reach, int64_t step,
+                      const std::vector<torch::Tensor>& visiting, const std::vector<torch::Tensor>& own,
+                      std::vector<torch::Tensor>& arriving) {
+  const int64_t n = c.layout.ranks, r = c.rank();
+  std::vector<P2POp> ops;
+  if (step + 1 <= reach[(r - step + n) % n])
+    for (const auto& t : visiting) ops.push_back(send_to(c.next(), t));
+  arriving.clear();
+  if (step + 1 <= reach[(r - 1 - step + 2 * n) % n]) {
+    for (const auto& t : own) {
+      arriving.push_back(torch::empty_like(t));
+      ops.push_back(recv_from(c.prev(), arriving.back()));
+    }
+  }
+  return ops.empty() ? CommHandle() : c.forward->exchange(ops);
+}
+
 // Step s: this rank holds the query shard of rank (r - s) mod N and computes it against its own K/V.
 BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const SpContext& c) {
   const int64_t n = c.layout.ranks, r = c.rank();
+  const std::vector<int64_t> reach = c.layout.query_reach();
   BlockOutput own = empty_partial(q);
   Returns returns;
   auto merge_returned = [&] {
@@ -42,18 +63,13 @@ BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, c
     if (!returns.received.empty()) own = merge_partials(own, {returns.received[0], returns.received[1]});
     returns = {};
   };
-  torch::Tensor qc = q;
+  std::vector<torch::Tensor> visiting = {q}, arriving;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t owner = (r - s + n) % n;
-    CommHandle pass;
-    torch::Tensor qn;
-    if (s + 1 < n) {
-      qn = torch::empty_like(qc);
-      pass = c.forward->exchange({send_to(c.next(), qc), recv_from(c.prev(), qn)});
-    }
+    CommHandle pass = start_pass(c, reach, s, visiting, {q}, arriving);
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
-      const BlockOutput b = block_forward(qc, k, v, c.layout.mask(owner, r), c.scale);
+      const BlockOutput b = block_forward(visiting[0], k, v, c.layout.mask(owner, r), c.scale);
       partial = {b.out, b.lse};
     }
     if (s == 0) {
@@ -63,7 +79,7 @@ BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, c
       returns = start_returns(c, s, partial, {own.out, own.lse});
     }
     pass.wait();
-    qc = qn;
+    visiting = arriving;
   }
   merge_returned();
   return own;
@@ -81,20 +97,12 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
     returns = {};
   };
   // What a query shard's backward needs travels with it: D = rowsum(dO * O) rather than O.
-  std::vector<torch::Tensor> visiting = {q, dout.contiguous(), output_delta(dout, result.out), result.lse};
+  const std::vector<torch::Tensor> mine = {q, dout.contiguous(), output_delta(dout, result.out), result.lse};
+  const std::vector<int64_t> reach = c.layout.query_reach();
+  std::vector<torch::Tensor> visiting = mine, arriving;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t owner = (r - s + n) % n;
-    CommHandle pass;
-    std::vector<torch::Tensor> arriving;
-    if (s + 1 < n) {
-      std::vector<P2POp> ops;
-      for (const auto& t : visiting) {
-        arriving.push_back(torch::empty_like(t));
-        ops.push_back(send_to(c.next(), t));
-        ops.push_back(recv_from(c.prev(), arriving.back()));
-      }
-      pass = c.forward->exchange(ops);
-    }
+    CommHandle pass = start_pass(c, reach, s, visiting, mine, arriving);
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
       const BlockGrads g =

@@ -156,6 +156,41 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
             (ranks - 1) * n * heads * (kHeadDim + 1) * b + (ranks - 1) * n * heads * kHeadDim * b);
 }
 
+// Pass-Q sends a query shard only as far as keys it sees. Causal, zigzag, documents of one chunk
+// each except the first, which covers chunks 0 and 1: only rank 1's queries (chunk 1) see another
+// rank's keys (rank 0's chunk 0), N - 1 hops on, so ranks 1 .. N - 1 pass that one shard once
+// (forward: Q; backward: Q, dO, D, lse) and rank 0 sends nothing; the results still match.
+TEST(SequenceParallelVolume, TokenRingQueriesTravelOnlyAsFarAsTheirKeys) {
+  auto world = mpi_world(60);
+  auto forward = world->split(0, world->rank(), "sp"), back = world->split(0, world->rank(), "sp_back");
+  const int64_t ranks = world->size(), chunk = 6, heads = 2, b = 8;
+  std::vector<int64_t> documents(2 * ranks - 1, chunk);
+  documents[0] = 2 * chunk;
+  const Case c{"chunk documents", true, heads, heads, documents};
+  const Sequence s = make_sequence(c);
+  const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, ranks, true);
+  const int rank = world->rank();
+  auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
+       v = layout.take(s.v, 1, rank).requires_grad_();
+  const int64_t rows = 2 * chunk * heads, passes = rank == 0 ? 0 : 1;
+
+  forward->counters().reset();
+  const auto out = token_ring_attention(q, k, v, layout, 0.3, *forward, *back);
+  EXPECT_EQ(forward->counters().of_kind("p2p").sent, passes * rows * kHeadDim * b);
+  const auto dout = layout.take(s.dout, 1, rank);
+  forward->counters().reset();
+  out.backward(dout);
+  EXPECT_EQ(forward->counters().of_kind("p2p").sent, passes * rows * (2 * kHeadDim + 2) * b);
+
+  auto qr = s.q.clone().requires_grad_(), kr = s.k.clone().requires_grad_(), vr = s.v.clone().requires_grad_();
+  const auto reference = local_attention(qr, kr, vr, AttentionMask::self(s.pos, s.doc, true), 0.3);
+  reference.backward(s.dout);
+  EXPECT_LT(relative_error(out, layout.take(reference, 1, rank)), 1e-10);
+  EXPECT_LT(relative_error(q.grad(), layout.take(qr.grad(), 1, rank)), 1e-10);
+  EXPECT_LT(relative_error(k.grad(), layout.take(kr.grad(), 1, rank)), 1e-10);
+  EXPECT_LT(relative_error(v.grad(), layout.take(vr.grad(), 1, rank)), 1e-10);
+}
+
 // Halo attention over one document with a window of W <= chunk tokens: rank r sends the last W - 1
 // rows of K/V of chunk r to rank r + 1 (its chunk r + 1) unless r + 1 = N (chunk N is rank N - 1's
 // own), and of chunk 2N - 1 - r to rank r - 1 (its chunk 2N - r) unless r = 0; the backward gathers
