@@ -5,72 +5,82 @@
 namespace loom {
 namespace {
 
-// Step s: this rank holds the K/V shard of rank (r - s) mod N and passes it on to r + 1.
+// Step s: this rank holds the K/V shard of rank (r - s) mod N, if the shard reaches this far, and
+// passes it on to r + 1 if it reaches farther.
 BlockOutput ring_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const SpContext& c) {
   const int64_t n = c.layout.ranks, r = c.rank();
+  const std::vector<int64_t> reach = c.layout.key_reach();
   BlockOutput acc = empty_partial(q);
-  torch::Tensor kc = k, vc = v;
+  std::vector<torch::Tensor> held = {k, v}, arriving;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t source = (r - s + n) % n;
-    CommHandle pass;
-    torch::Tensor kn, vn;
-    if (s + 1 < n) {
-      kn = torch::empty_like(kc);
-      vn = torch::empty_like(vc);
-      pass = c.forward->exchange({send_to(c.next(), kc), send_to(c.next(), vc), recv_from(c.prev(), kn), recv_from(c.prev(), vn)});
-    }
-    if (c.layout.visible(r, source)) acc = merge_partials(acc, block_forward(q, kc, vc, c.layout.mask(r, source), c.scale));
+    CommHandle pass = pass_shard(c, reach, s, held, {k, v}, arriving);
+    if (c.layout.visible(r, source)) acc = merge_partials(acc, block_forward(q, held[0], held[1], c.layout.mask(r, source), c.scale));
     pass.wait();
-    kc = kn;
-    vc = vn;
+    held = arriving;
   }
   return acc;
 }
 
-// Step s: this rank holds the K/V shard of rank (r - s) mod N again. The shard's gradient
-// accumulator travels one step behind it: the rank adds its block's dK/dV to the accumulator it
-// receives from r - 1 and sends the sum on to r + 1; after the last step each accumulator reaches
-// its owner. Both transfers run while the next block computes.
+// Step s: this rank holds the K/V shard of rank (r - s) mod N again. The owner keeps its own
+// block's dK/dV; the shard's accumulator starts at its first visitor and travels one step behind
+// it: each rank adds its block's dK/dV to the accumulator it receives from r - 1 and sends the sum
+// on with the shard, or, at the shard's last stop, home to its owner. Both transfers run while the
+// next block computes.
 BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                          const BlockOutput& result, const SpContext& c) {
   const int64_t n = c.layout.ranks, r = c.rank();
+  const std::vector<int64_t> reach = c.layout.key_reach();
   BlockGrads grads = zero_grads(result, k, v);
-  torch::Tensor kc = k, vc = v;
-  CommHandle travelling;             // this step's accumulators going to r + 1, the next ones coming from r - 1
+  std::vector<torch::Tensor> held = {k, v}, arriving;
+  CommHandle travelling;             // accumulators leaving this step, and arriving for the next
   torch::Tensor dk_in, dv_in;        // received: the accumulator of the shard this rank holds next
+  torch::Tensor dk_home, dv_home;    // received: this rank's own accumulator, from its last stop
   std::vector<torch::Tensor> sent;   // kept alive until sent
   for (int64_t s = 0; s < n; ++s) {
     const int64_t source = (r - s + n) % n;
-    CommHandle pass;
-    torch::Tensor kn, vn;
-    if (s + 1 < n) {
-      kn = torch::empty_like(kc);
-      vn = torch::empty_like(vc);
-      pass = c.forward->exchange({send_to(c.next(), kc), send_to(c.next(), vc), recv_from(c.prev(), kn), recv_from(c.prev(), vn)});
-    }
+    CommHandle pass = pass_shard(c, reach, s, held, {k, v}, arriving);
     torch::Tensor dk = torch::zeros_like(grads.dk), dv = torch::zeros_like(grads.dv);
     if (c.layout.visible(r, source)) {
-      const BlockGrads g = block_backward(dout, q, kc, vc, result.out, result.lse, c.layout.mask(r, source), c.scale);
+      const BlockGrads g = block_backward(dout, q, held[0], held[1], result.out, result.lse, c.layout.mask(r, source), c.scale);
       grads.dq += g.dq;
       dk = g.dk;
       dv = g.dv;
     }
     travelling.wait();
-    if (s > 0) {
-      dk += dk_in;
-      dv += dv_in;
+    std::vector<P2POp> ops;
+    if (s == 0) {
+      grads.dk = dk;
+      grads.dv = dv;
+    } else if (s <= reach[source]) {
+      if (s > 1) {
+        dk += dk_in;
+        dv += dv_in;
+      }
+      const int to = s < reach[source] ? c.next() : static_cast<int>(source);
+      sent = {dk, dv};
+      ops.insert(ops.end(), {send_to(to, dk), send_to(to, dv)});
     }
-    sent = {dk, dv};
-    dk_in = torch::empty_like(dk);
-    dv_in = torch::empty_like(dv);
-    travelling = c.forward->exchange({send_to(c.next(), dk), send_to(c.next(), dv), recv_from(c.prev(), dk_in), recv_from(c.prev(), dv_in)});
+    if (s > 0 && s + 1 <= reach[(r - 1 - s + 2 * n) % n]) {
+      dk_in = torch::empty_like(dk);
+      dv_in = torch::empty_like(dv);
+      ops.insert(ops.end(), {recv_from(c.prev(), dk_in), recv_from(c.prev(), dv_in)});
+    }
+    if (s > 0 && s == reach[r]) {
+      dk_home = torch::empty_like(dk);
+      dv_home = torch::empty_like(dv);
+      const int last = static_cast<int>((r + s) % n);
+      ops.insert(ops.end(), {recv_from(last, dk_home), recv_from(last, dv_home)});
+    }
+    travelling = ops.empty() ? CommHandle() : c.forward->exchange(ops);
     pass.wait();
-    kc = kn;
-    vc = vn;
+    held = arriving;
   }
-  travelling.wait();  // the accumulator of this rank's own shard, complete
-  grads.dk = dk_in;
-  grads.dv = dv_in;
+  travelling.wait();
+  if (dk_home.defined()) {
+    grads.dk += dk_home;
+    grads.dv += dv_home;
+  }
   return grads;
 }
 

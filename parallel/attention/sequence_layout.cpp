@@ -1,5 +1,7 @@
 #include "parallel/attention/sequence_layout.h"
 
+#include <functional>
+
 #include "runtime/core/error.h"
 
 namespace loom {
@@ -34,12 +36,25 @@ AttentionMask SequenceLayout::mask(int64_t q_rank, int64_t k_rank) const {
 
 bool SequenceLayout::visible(int64_t q_rank, int64_t k_rank) const { return visible_pairs(mask(q_rank, k_rank)) > 0; }
 
-std::vector<int64_t> SequenceLayout::query_reach() const {
+namespace {
+
+// For each rank r, the largest t < ranks with meets(r, t), or 0.
+std::vector<int64_t> reach_of(int64_t ranks, const std::function<bool(int64_t, int64_t)>& meets) {
   std::vector<int64_t> reach(ranks, 0);
   for (int64_t r = 0; r < ranks; ++r)
     for (int64_t t = ranks - 1; t > 0 && reach[r] == 0; --t)
-      if (visible(r, (r + t) % ranks)) reach[r] = t;
+      if (meets(r, t)) reach[r] = t;
   return reach;
+}
+
+}  // namespace
+
+std::vector<int64_t> SequenceLayout::query_reach() const {
+  return reach_of(ranks, [&](int64_t r, int64_t t) { return visible(r, (r + t) % ranks); });
+}
+
+std::vector<int64_t> SequenceLayout::key_reach() const {
+  return reach_of(ranks, [&](int64_t r, int64_t t) { return visible((r + t) % ranks, r); });
 }
 
 torch::Tensor SequenceLayout::take(const torch::Tensor& t, int64_t dim, int64_t rank, double pad_value) const {

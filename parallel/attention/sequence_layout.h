@@ -32,6 +32,9 @@ struct SequenceLayout {
   // only their own keys or none. Pass-Q stops a shard there: packed documents that stay inside a
   // rank's chunks never leave it.
   std::vector<int64_t> query_reach() const;
+  // The same for each rank's keys and the queries that see them: the largest t with
+  // visible(r + t mod ranks, r). Pass-KV stops a K/V shard there.
+  std::vector<int64_t> key_reach() const;
   // Rank `rank`'s part of a tensor laid out along `dim` over the whole (unpadded) sequence; padding
   // rows are filled with `pad`.
   torch::Tensor take(const torch::Tensor& t, int64_t dim, int64_t rank, double pad = 0) const;

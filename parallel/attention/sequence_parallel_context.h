@@ -54,6 +54,27 @@ struct SpContext {
   }
 };
 
+// The hop of ring step `step` for shards that travel to rank + 1 and stop at their reach (the
+// layout's query_reach or key_reach): this rank passes on the shard it holds (rank r - step's) if
+// it must travel on, and receives into `arriving` the one rank r - 1 holds if that one must.
+// `visiting` is what travels with a shard, `own` this rank's (the receive buffers' shapes).
+inline CommHandle pass_shard(const SpContext& c, const std::vector<int64_t>& reach, int64_t step,
+                             const std::vector<torch::Tensor>& visiting, const std::vector<torch::Tensor>& own,
+                             std::vector<torch::Tensor>& arriving) {
+  const int64_t n = c.layout.ranks, r = c.rank();
+  std::vector<P2POp> ops;
+  if (step + 1 <= reach[(r - step + n) % n])
+    for (const auto& t : visiting) ops.push_back(send_to(c.next(), t));
+  arriving.clear();
+  if (step + 1 <= reach[(r - 1 - step + 2 * n) % n]) {
+    for (const auto& t : own) {
+      arriving.push_back(torch::empty_like(t));
+      ops.push_back(recv_from(c.prev(), arriving.back()));
+    }
+  }
+  return ops.empty() ? CommHandle() : c.forward->exchange(ops);
+}
+
 // A partial result with no keys yet: out 0, lse -inf, in the accumulation dtype.
 inline BlockOutput empty_partial(const torch::Tensor& q) {
   const auto options = q.options().dtype(accumulation_dtype(q));

@@ -32,26 +32,6 @@ Returns start_returns(const SpContext& c, int64_t step, const std::vector<torch:
   return ret;
 }
 
-// The hop of step s: this rank passes on the shard it holds (rank r - s's) if it must travel on,
-// and receives the one rank r - 1 holds if that must; `visiting` is what travels with a query
-// shard, `own` this rank's (the receive buffers' shapes).
-CommHandle start_pass(const SpContext& c, const std::vector<int64_t>& reach, int64_t step,
-                      const std::vector<torch::Tensor>& visiting, const std::vector<torch::Tensor>& own,
-                      std::vector<torch::Tensor>& arriving) {
-  const int64_t n = c.layout.ranks, r = c.rank();
-  std::vector<P2POp> ops;
-  if (step + 1 <= reach[(r - step + n) % n])
-    for (const auto& t : visiting) ops.push_back(send_to(c.next(), t));
-  arriving.clear();
-  if (step + 1 <= reach[(r - 1 - step + 2 * n) % n]) {
-    for (const auto& t : own) {
-      arriving.push_back(torch::empty_like(t));
-      ops.push_back(recv_from(c.prev(), arriving.back()));
-    }
-  }
-  return ops.empty() ? CommHandle() : c.forward->exchange(ops);
-}
-
 // Step s: this rank holds the query shard of rank (r - s) mod N and computes it against its own K/V.
 BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const SpContext& c) {
   const int64_t n = c.layout.ranks, r = c.rank();
@@ -66,7 +46,7 @@ BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, c
   std::vector<torch::Tensor> visiting = {q}, arriving;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t owner = (r - s + n) % n;
-    CommHandle pass = start_pass(c, reach, s, visiting, {q}, arriving);
+    CommHandle pass = pass_shard(c, reach, s, visiting, {q}, arriving);
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
       const BlockOutput b = block_forward(visiting[0], k, v, c.layout.mask(owner, r), c.scale);
@@ -102,7 +82,7 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
   std::vector<torch::Tensor> visiting = mine, arriving;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t owner = (r - s + n) % n;
-    CommHandle pass = start_pass(c, reach, s, visiting, mine, arriving);
+    CommHandle pass = pass_shard(c, reach, s, visiting, mine, arriving);
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
       const BlockGrads g =

@@ -136,7 +136,8 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * n * heads * kHeadDim * b);
   EXPECT_EQ(back->counters().of_kind("p2p").sent, (ranks - 1) * n * heads * (kHeadDim + 1) * b);
 
-  // Backward. ring: K/V on N - 1 steps and their gradients on all N (the last hop brings each home).
+  // Backward. ring: K/V on N - 1 steps and their gradients on the same N - 1 (the owner keeps its
+  // own block's part; the last visitor sends the rest home).
   // token_ring: Q and dO with D and lse (2d + 2 values per row) one way, dQ partials the other.
   const auto dout = layout.take(s.dout, 1, rank);
   auto grad_of = [&](auto attend) {
@@ -146,7 +147,7 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   forward->counters().reset();
   grad_of([&](auto& q, auto& k, auto& v) { return ring_attention(q, k, v, layout, 0.3, *forward); });
   const int64_t kv_shard = 2 * n * heads * kHeadDim * b;
-  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * kv_shard + (ranks - 1) * kv_shard + ranks * kv_shard);
+  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * kv_shard + (ranks - 1) * kv_shard + (ranks - 1) * kv_shard);
   forward->counters().reset();
   back->counters().reset();
   grad_of([&](auto& q, auto& k, auto& v) { return token_ring_attention(q, k, v, layout, 0.3, *forward, *back); });
@@ -156,11 +157,13 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
             (ranks - 1) * n * heads * (kHeadDim + 1) * b + (ranks - 1) * n * heads * kHeadDim * b);
 }
 
-// Pass-Q sends a query shard only as far as keys it sees. Causal, zigzag, documents of one chunk
-// each except the first, which covers chunks 0 and 1: only rank 1's queries (chunk 1) see another
-// rank's keys (rank 0's chunk 0), N - 1 hops on, so ranks 1 .. N - 1 pass that one shard once
-// (forward: Q; backward: Q, dO, D, lse) and rank 0 sends nothing; the results still match.
-TEST(SequenceParallelVolume, TokenRingQueriesTravelOnlyAsFarAsTheirKeys) {
+// Shards travel only as far as they are seen. Causal, zigzag, documents of one chunk each except
+// the first, which covers chunks 0 and 1: only rank 1's queries (chunk 1) see another rank's keys
+// (rank 0's chunk 0). token_ring: rank 1's query shard goes N - 1 hops round to rank 0, so ranks
+// 1 .. N - 1 pass it once (forward Q; backward Q, dO, D, lse). ring: rank 0's K/V go one hop to
+// rank 1, and in the backward rank 1 returns their dK/dV straight home. Everyone else sends
+// nothing, and the results still equal the whole sequence.
+TEST(SequenceParallelVolume, ShardsTravelOnlyAsFarAsTheyAreSeen) {
   auto world = mpi_world(60);
   auto forward = world->split(0, world->rank(), "sp"), back = world->split(0, world->rank(), "sp_back");
   const int64_t ranks = world->size(), chunk = 6, heads = 2, b = 8;
@@ -170,31 +173,40 @@ TEST(SequenceParallelVolume, TokenRingQueriesTravelOnlyAsFarAsTheirKeys) {
   const Sequence s = make_sequence(c);
   const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, ranks, true);
   const int rank = world->rank();
-  auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
-       v = layout.take(s.v, 1, rank).requires_grad_();
-  const int64_t rows = 2 * chunk * heads, passes = rank == 0 ? 0 : 1;
-
-  forward->counters().reset();
-  const auto out = token_ring_attention(q, k, v, layout, 0.3, *forward, *back);
-  EXPECT_EQ(forward->counters().of_kind("p2p").sent, passes * rows * kHeadDim * b);
-  const auto dout = layout.take(s.dout, 1, rank);
-  forward->counters().reset();
-  out.backward(dout);
-  EXPECT_EQ(forward->counters().of_kind("p2p").sent, passes * rows * (2 * kHeadDim + 2) * b);
-
   auto qr = s.q.clone().requires_grad_(), kr = s.k.clone().requires_grad_(), vr = s.v.clone().requires_grad_();
   const auto reference = local_attention(qr, kr, vr, AttentionMask::self(s.pos, s.doc, true), 0.3);
   reference.backward(s.dout);
-  EXPECT_LT(relative_error(out, layout.take(reference, 1, rank)), 1e-10);
-  EXPECT_LT(relative_error(q.grad(), layout.take(qr.grad(), 1, rank)), 1e-10);
-  EXPECT_LT(relative_error(k.grad(), layout.take(kr.grad(), 1, rank)), 1e-10);
-  EXPECT_LT(relative_error(v.grad(), layout.take(vr.grad(), 1, rank)), 1e-10);
+
+  const int64_t shard = 2 * chunk * heads * kHeadDim * b;  // one of q, k, v, dO
+  const int64_t row_values = 2 * chunk * heads * b;        // one of D, lse
+  struct Expected {
+    std::string algorithm;
+    int64_t forward_bytes, backward_bytes;
+  };
+  const bool q_passes = rank != 0;
+  const std::vector<Expected> expected = {
+      {"token_ring", q_passes ? shard : 0, q_passes ? 2 * shard + 2 * row_values : 0},
+      {"ring", rank == 0 ? 2 * shard : 0, rank <= 1 ? 2 * shard : 0}};
+  for (const auto& e : expected) {
+    auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
+         v = layout.take(s.v, 1, rank).requires_grad_();
+    forward->counters().reset();
+    const auto out = attend(e.algorithm, q, k, v, layout, 0.3, *forward, *back);
+    EXPECT_EQ(forward->counters().of_kind("p2p").sent, e.forward_bytes) << e.algorithm << " forward, rank " << rank;
+    forward->counters().reset();
+    out.backward(layout.take(s.dout, 1, rank));
+    EXPECT_EQ(forward->counters().of_kind("p2p").sent, e.backward_bytes) << e.algorithm << " backward, rank " << rank;
+    EXPECT_LT(relative_error(out, layout.take(reference, 1, rank)), 1e-10) << e.algorithm;
+    EXPECT_LT(relative_error(q.grad(), layout.take(qr.grad(), 1, rank)), 1e-10) << e.algorithm;
+    EXPECT_LT(relative_error(k.grad(), layout.take(kr.grad(), 1, rank)), 1e-10) << e.algorithm;
+    EXPECT_LT(relative_error(v.grad(), layout.take(vr.grad(), 1, rank)), 1e-10) << e.algorithm;
+  }
 }
 
 // Halo attention over one document with a window of W <= chunk tokens: rank r sends the last W - 1
 // rows of K/V of chunk r to rank r + 1 (its chunk r + 1) unless r + 1 = N (chunk N is rank N - 1's
 // own), and of chunk 2N - 1 - r to rank r - 1 (its chunk 2N - r) unless r = 0; the backward gathers
-// the same rows again and returns as many rows of dK/dV. Ring moves whole shards N - 1 times.
+// the same rows again and returns as many rows of dK/dV.
 TEST(SequenceParallelVolume, HaloBytesFollowTheWindow) {
   auto world = mpi_world(60);
   auto forward = world->split(0, world->rank(), "sp");
@@ -216,9 +228,12 @@ TEST(SequenceParallelVolume, HaloBytesFollowTheWindow) {
   out.backward(layout.take(s.dout, 1, rank));
   EXPECT_EQ(forward->counters().of_kind("p2p").sent, 2 * halo);
 
+  // Ring moves whole shards, each as far as it is seen: rank r > 0's keys are seen by rank r - 1,
+  // N - 1 hops on, but rank 0's only by rank 1, so ranks 1 .. N - 2 do not pass rank 0's shard on.
   forward->counters().reset();
   ring_attention(q, k, v, layout, 0.3, *forward);
-  EXPECT_EQ(forward->counters().of_kind("p2p").sent, (ranks - 1) * 2 * (2 * chunk) * heads * kHeadDim * b);
+  const int64_t passes = rank == 0 || rank == ranks - 1 ? ranks - 1 : ranks - 2;
+  EXPECT_EQ(forward->counters().of_kind("p2p").sent, passes * 2 * (2 * chunk) * heads * kHeadDim * b);
 }
 
 }  // namespace
