@@ -50,48 +50,43 @@ TileKind classify(const TileSpan& q, const TileSpan& k, const AttentionMask& m) 
   return TileKind::kPartial;
 }
 
-// [tq, tk] visibility of one partial tile, as a device tensor.
-torch::Tensor tile_mask(const AttentionMask& m, const TileSpan& q, const TileSpan& k) {
-  const auto qd = m.q_doc.slice(0, q.begin, q.end).unsqueeze(1);
-  const auto kd = m.k_doc.slice(0, k.begin, k.end).unsqueeze(0);
-  auto visible = (qd == kd) & (qd >= 0);
-  const auto age = m.q_pos.slice(0, q.begin, q.end).unsqueeze(1) - m.k_pos.slice(0, k.begin, k.end).unsqueeze(0);
-  if (m.causal) visible &= age >= 0;
-  if (m.window > 0) visible &= age < m.window;
-  return visible;
-}
-
-// Sets the scores [heads, tq, tk] of a partial tile to -inf where the mask hides the pair. On the
-// CPU in one pass over the tile: the mask built from tensor ops cost a quarter of a 32-wide tile's time.
-template <typename T>
-void hide_on_host(torch::Tensor& s, const AttentionMask& m, const TileSpan& q, const TileSpan& k) {
+// [tq, tk] pairs of one partial tile that the mask hides, built on the host in one pass: positions
+// and documents live there, and built from tensor ops this mask cost a quarter of a 32-wide tile.
+torch::Tensor hidden_pairs(const AttentionMask& m, const TileSpan& q, const TileSpan& k) {
   const auto qp = m.q_pos.accessor<int64_t, 1>(), qd = m.q_doc.accessor<int64_t, 1>();
   const auto kp = m.k_pos.accessor<int64_t, 1>(), kd = m.k_doc.accessor<int64_t, 1>();
-  const int64_t tq = q.end - q.begin, tk = k.end - k.begin, heads = s.numel() / (tq * tk);
-  T* const scores = s.data_ptr<T>();
-  std::vector<char> hidden(tk);
+  const int64_t tq = q.end - q.begin, tk = k.end - k.begin;
+  auto hidden = torch::empty({tq, tk}, torch::kBool);
+  bool* h = hidden.data_ptr<bool>();
   for (int64_t i = 0; i < tq; ++i) {
     const int64_t pos = qp[q.begin + i], doc = qd[q.begin + i];
     for (int64_t j = 0; j < tk; ++j) {
       const int64_t age = pos - kp[k.begin + j];
-      hidden[j] = doc < 0 || kd[k.begin + j] != doc || (m.causal && age < 0) || (m.window > 0 && age >= m.window);
-    }
-    for (int64_t h = 0; h < heads; ++h) {
-      T* row = scores + (h * tq + i) * tk;
-      for (int64_t j = 0; j < tk; ++j)
-        if (hidden[j]) row[j] = -std::numeric_limits<T>::infinity();
+      h[i * tk + j] = doc < 0 || kd[k.begin + j] != doc || (m.causal && age < 0) || (m.window > 0 && age >= m.window);
     }
   }
+  return hidden;
+}
+
+// Scores [heads, tq, tk] set to -inf where `hidden` [tq, tk] says so, in place on the host.
+template <typename T>
+void hide_on_host(torch::Tensor& s, const torch::Tensor& hidden) {
+  const bool* h = hidden.data_ptr<bool>();
+  const int64_t pairs = hidden.numel(), heads = s.numel() / pairs;
+  T* const scores = s.data_ptr<T>();
+  for (int64_t head = 0; head < heads; ++head)
+    for (int64_t p = 0; p < pairs; ++p)
+      if (h[p]) scores[head * pairs + p] = -std::numeric_limits<T>::infinity();
 }
 
 void hide_masked(torch::Tensor& s, const AttentionMask& m, const TileSpan& q, const TileSpan& k) {
+  const auto hidden = hidden_pairs(m, q, k);
   if (!s.is_cpu()) {
-    s.view({-1, q.end - q.begin, k.end - k.begin})
-        .masked_fill_(tile_mask(m, q, k).to(s.device()).logical_not(), -std::numeric_limits<double>::infinity());
+    s.view({-1, q.end - q.begin, k.end - k.begin}).masked_fill_(hidden.to(s.device()), -std::numeric_limits<double>::infinity());
   } else if (s.scalar_type() == torch::kFloat64) {
-    hide_on_host<double>(s, m, q, k);
+    hide_on_host<double>(s, hidden);
   } else {
-    hide_on_host<float>(s, m, q, k);
+    hide_on_host<float>(s, hidden);
   }
 }
 
