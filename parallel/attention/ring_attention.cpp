@@ -13,7 +13,7 @@ BlockOutput ring_forward(const torch::Tensor& q, const torch::Tensor& k, const t
   BlockOutput acc = empty_partial(q);
   std::vector<torch::Tensor> held = {k, v}, arriving;
   for (int64_t s = 0; s < n; ++s) {
-    const int64_t source = (r - s + n) % n;
+    const int64_t source = c.peer(-s);
     CommHandle pass = pass_shard(c, reach, s, held, {k, v}, arriving);
     if (c.layout.visible(r, source)) acc = merge_partials(acc, block_forward(q, held[0], held[1], c.layout.mask(r, source), c.scale));
     pass.wait();
@@ -38,7 +38,7 @@ BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
   torch::Tensor dk_home, dv_home;    // received: this rank's own accumulator, from its last stop
   std::vector<torch::Tensor> sent;   // kept alive until sent
   for (int64_t s = 0; s < n; ++s) {
-    const int64_t source = (r - s + n) % n;
+    const int64_t source = c.peer(-s);
     CommHandle pass = pass_shard(c, reach, s, held, {k, v}, arriving);
     torch::Tensor dk = torch::zeros_like(grads.dk), dv = torch::zeros_like(grads.dv);
     if (c.layout.visible(r, source)) {
@@ -61,7 +61,7 @@ BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
       sent = {dk, dv};
       ops.insert(ops.end(), {send_to(to, dk), send_to(to, dv)});
     }
-    if (s > 0 && s + 1 <= reach[(r - 1 - s + 2 * n) % n]) {
+    if (s > 0 && s + 1 <= reach[c.peer(-s - 1)]) {
       dk_in = torch::empty_like(dk);
       dv_in = torch::empty_like(dv);
       ops.insert(ops.end(), {recv_from(c.prev(), dk_in), recv_from(c.prev(), dv_in)});
@@ -69,8 +69,7 @@ BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
     if (s > 0 && s == reach[r]) {
       dk_home = torch::empty_like(dk);
       dv_home = torch::empty_like(dv);
-      const int last = static_cast<int>((r + s) % n);
-      ops.insert(ops.end(), {recv_from(last, dk_home), recv_from(last, dv_home)});
+      ops.insert(ops.end(), {recv_from(c.peer(s), dk_home), recv_from(c.peer(s), dv_home)});
     }
     travelling = ops.empty() ? CommHandle() : c.forward->exchange(ops);
     pass.wait();

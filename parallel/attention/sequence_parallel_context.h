@@ -18,8 +18,14 @@ struct SpContext {
   Communicator* back = nullptr;     // token_ring: partial results returned to their owner
 
   int64_t rank() const { return forward->rank(); }
-  int next() const { return static_cast<int>((rank() + 1) % layout.ranks); }
-  int prev() const { return static_cast<int>((rank() + layout.ranks - 1) % layout.ranks); }
+  // The rank `hops` places on round the ring (negative: back). At ring step s this rank holds the
+  // travelling shard of peer(-s), and receives for the next step the shard of peer(-s - 1).
+  int peer(int64_t hops) const {
+    const int64_t n = layout.ranks;
+    return static_cast<int>(((rank() + hops) % n + n) % n);
+  }
+  int next() const { return peer(1); }
+  int prev() const { return peer(-1); }
 
   void save(torch::autograd::AutogradContext* ctx) const {
     auto& d = ctx->saved_data;
@@ -61,12 +67,11 @@ struct SpContext {
 inline CommHandle pass_shard(const SpContext& c, const std::vector<int64_t>& reach, int64_t step,
                              const std::vector<torch::Tensor>& visiting, const std::vector<torch::Tensor>& own,
                              std::vector<torch::Tensor>& arriving) {
-  const int64_t n = c.layout.ranks, r = c.rank();
   std::vector<P2POp> ops;
-  if (step + 1 <= reach[(r - step + n) % n])
+  if (step + 1 <= reach[c.peer(-step)])
     for (const auto& t : visiting) ops.push_back(send_to(c.next(), t));
   arriving.clear();
-  if (step + 1 <= reach[(r - 1 - step + 2 * n) % n]) {
+  if (step + 1 <= reach[c.peer(-step - 1)]) {
     for (const auto& t : own) {
       arriving.push_back(torch::empty_like(t));
       ops.push_back(recv_from(c.prev(), arriving.back()));

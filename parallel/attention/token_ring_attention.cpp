@@ -16,13 +16,12 @@ struct Returns {
 // any) and receives the partial rank r + s computed for its own queries (if any).
 Returns start_returns(const SpContext& c, int64_t step, const std::vector<torch::Tensor>& partial,
                       const std::vector<torch::Tensor>& like) {
-  const int64_t n = c.layout.ranks, r = c.rank();
-  const int owner = static_cast<int>((r - step + n) % n), from = static_cast<int>((r + step) % n);
+  const int owner = c.peer(-step), from = c.peer(step);
   Returns ret;
   std::vector<P2POp> ops;
   ret.sent = partial;
   for (const auto& t : partial) ops.push_back(send_to(owner, t));
-  if (c.layout.visible(r, from)) {
+  if (c.layout.visible(c.rank(), from)) {
     for (const auto& t : like) {
       ret.received.push_back(torch::empty_like(t));
       ops.push_back(recv_from(from, ret.received.back()));
@@ -45,7 +44,7 @@ BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, c
   };
   std::vector<torch::Tensor> visiting = {q}, arriving;
   for (int64_t s = 0; s < n; ++s) {
-    const int64_t owner = (r - s + n) % n;
+    const int64_t owner = c.peer(-s);
     CommHandle pass = pass_shard(c, reach, s, visiting, {q}, arriving);
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
@@ -81,7 +80,7 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
   const std::vector<int64_t> reach = c.layout.query_reach();
   std::vector<torch::Tensor> visiting = mine, arriving;
   for (int64_t s = 0; s < n; ++s) {
-    const int64_t owner = (r - s + n) % n;
+    const int64_t owner = c.peer(-s);
     CommHandle pass = pass_shard(c, reach, s, visiting, mine, arriving);
     std::vector<torch::Tensor> partial;
     if (c.layout.visible(owner, r)) {
