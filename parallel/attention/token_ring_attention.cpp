@@ -5,29 +5,75 @@
 namespace loom {
 namespace {
 
-// Partial results in flight back to their owners: what this rank sends (kept alive until sent) and
-// the buffers for what it receives.
-struct Returns {
-  CommHandle handle;
-  std::vector<torch::Tensor> sent, received;
+// A visiting query shard is computed in this many row pieces, and each piece's partial leaves for
+// its owner as soon as it is ready: only the last piece of the last step returns after the compute
+// has ended (whole-shard returns left a whole shard's partial exposed at the end of the forward and
+// again, as dQ, at the end of the backward). A piece none of whose rows see a key is neither
+// computed nor returned: the half of a zigzag shard that has wrapped round sees nothing.
+constexpr int64_t kReturnPieces = 4;
+
+struct RowRange {
+  int64_t begin, count;
 };
 
-// At step s > 0 this rank returns the partial it computed for the visiting shard of `owner` (if
-// any) and receives the partial rank r + s computed for its own queries (if any).
-Returns start_returns(const SpContext& c, int64_t step, const std::vector<torch::Tensor>& partial,
-                      const std::vector<torch::Tensor>& like) {
-  const int owner = c.peer(-step), from = c.peer(step);
-  Returns ret;
-  std::vector<P2POp> ops;
-  ret.sent = partial;
-  for (const auto& t : partial) ops.push_back(send_to(owner, t));
-  if (c.layout.visible(c.rank(), from)) {
-    for (const auto& t : like) {
-      ret.received.push_back(torch::empty_like(t));
-      ops.push_back(recv_from(from, ret.received.back()));
-    }
+std::vector<RowRange> return_pieces(int64_t rows) {
+  const int64_t pieces = std::min(kReturnPieces, rows);
+  std::vector<RowRange> ranges;
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t begin = p * rows / pieces;
+    ranges.push_back({begin, (p + 1) * rows / pieces - begin});
   }
-  ret.handle = c.back->exchange(ops);
+  return ranges;
+}
+
+AttentionMask query_rows(const AttentionMask& m, const RowRange& rows) {
+  return {m.q_pos.narrow(0, rows.begin, rows.count), m.q_doc.narrow(0, rows.begin, rows.count), m.k_pos, m.k_doc, m.causal,
+          m.window};
+}
+
+std::vector<torch::Tensor> rows_of(const std::vector<torch::Tensor>& ts, const RowRange& rows) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : ts) out.push_back(t.narrow(1, rows.begin, rows.count));
+  return out;
+}
+
+// The partials of one step travelling home: what this rank sent (kept alive until sent) and the
+// buffer its own partial's pieces land in (rows no piece reached keep their initial, empty value).
+struct Returns {
+  std::vector<CommHandle> handles;
+  std::vector<torch::Tensor> sent, received;
+
+  void wait() {
+    for (auto& h : handles) h.wait();
+  }
+};
+
+// Computes the block of the query shard this rank holds at step `step` (rank r - step's) against
+// its own keys, piece by piece; `compute(mask, rows)` gives one piece's partial. Each piece goes to
+// the shard's owner while the same piece of this rank's own partial, computed by rank r + step,
+// arrives into `received` (initial values: an empty partial). Returns what is in flight.
+template <typename Compute>
+Returns compute_and_return(const SpContext& c, int64_t step, std::vector<torch::Tensor> received, const Compute& compute) {
+  const int owner = c.peer(-step), from = c.peer(step);
+  const AttentionMask visiting = c.layout.mask(owner, c.rank()), mine = c.layout.mask(c.rank(), from);
+  Returns ret;
+  ret.received = std::move(received);
+  bool expecting = false;
+  for (const RowRange& rows : return_pieces(c.layout.shard_length())) {
+    std::vector<P2POp> ops;
+    const AttentionMask piece = query_rows(visiting, rows);
+    if (visible_pairs(piece) > 0)
+      for (const auto& t : compute(piece, rows)) {
+        ret.sent.push_back(t);
+        ops.push_back(send_to(owner, t));
+      }
+    const bool arrives = visible_pairs(query_rows(mine, rows)) > 0;
+    expecting = expecting || arrives;
+    if (arrives)
+      for (const auto& t : rows_of(ret.received, rows)) ops.push_back(recv_from(from, t));
+    if (!ops.empty()) ret.handles.push_back(c.back->exchange(ops));
+  }
+  if (!expecting) ret.received.clear();
   return ret;
 }
 
@@ -38,24 +84,23 @@ BlockOutput token_ring_forward(const torch::Tensor& q, const torch::Tensor& k, c
   BlockOutput own = empty_partial(q);
   Returns returns;
   auto merge_returned = [&] {
-    returns.handle.wait();
+    returns.wait();
     if (!returns.received.empty()) own = merge_partials(own, {returns.received[0], returns.received[1]});
     returns = {};
   };
   std::vector<torch::Tensor> visiting = {q}, arriving;
   for (int64_t s = 0; s < n; ++s) {
-    const int64_t owner = c.peer(-s);
     CommHandle pass = pass_shard(c, reach, s, visiting, {q}, arriving);
-    std::vector<torch::Tensor> partial;
-    if (c.layout.visible(owner, r)) {
-      const BlockOutput b = block_forward(visiting[0], k, v, c.layout.mask(owner, r), c.scale);
-      partial = {b.out, b.lse};
-    }
     if (s == 0) {
-      if (!partial.empty()) own = merge_partials(own, {partial[0], partial[1]});
+      if (c.layout.visible(r, r)) own = merge_partials(own, block_forward(q, k, v, c.layout.mask(r, r), c.scale));
     } else {
+      const BlockOutput empty = empty_partial(q);
+      Returns now = compute_and_return(c, s, {empty.out, empty.lse}, [&](const AttentionMask& piece, const RowRange& rows) {
+        const BlockOutput b = block_forward(visiting[0].narrow(1, rows.begin, rows.count), k, v, piece, c.scale);
+        return std::vector<torch::Tensor>{b.out, b.lse};
+      });
       merge_returned();  // the previous step's returns travelled while this step computed
-      returns = start_returns(c, s, partial, {own.out, own.lse});
+      returns = std::move(now);
     }
     pass.wait();
     visiting = arriving;
@@ -71,7 +116,7 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
   auto &dq = grads.dq, &dk = grads.dk, &dv = grads.dv;
   Returns returns;
   auto add_returned = [&] {
-    returns.handle.wait();
+    returns.wait();
     if (!returns.received.empty()) dq += returns.received[0];
     returns = {};
   };
@@ -80,21 +125,21 @@ BlockGrads token_ring_backward(const torch::Tensor& dout, const torch::Tensor& q
   const std::vector<int64_t> reach = c.layout.query_reach();
   std::vector<torch::Tensor> visiting = mine, arriving;
   for (int64_t s = 0; s < n; ++s) {
-    const int64_t owner = c.peer(-s);
     CommHandle pass = pass_shard(c, reach, s, visiting, mine, arriving);
-    std::vector<torch::Tensor> partial;
-    if (c.layout.visible(owner, r)) {
-      const BlockGrads g =
-          block_backward_from_delta(visiting[1], visiting[0], k, v, visiting[2], visiting[3], c.layout.mask(owner, r), c.scale);
+    auto backward = [&](const std::vector<torch::Tensor>& in, const AttentionMask& mask) {
+      const BlockGrads g = block_backward_from_delta(in[1], in[0], k, v, in[2], in[3], mask, c.scale);
       dk += g.dk;
       dv += g.dv;
-      partial = {g.dq};
-    }
+      return g.dq;
+    };
     if (s == 0) {
-      if (!partial.empty()) dq += partial[0];
+      if (c.layout.visible(r, r)) dq += backward(mine, c.layout.mask(r, r));
     } else {
+      Returns now = compute_and_return(c, s, {torch::zeros_like(dq)}, [&](const AttentionMask& piece, const RowRange& rows) {
+        return std::vector<torch::Tensor>{backward(rows_of(visiting, rows), piece)};
+      });
       add_returned();
-      returns = start_returns(c, s, partial, {dq});
+      returns = std::move(now);
     }
     pass.wait();
     visiting = arriving;

@@ -2,8 +2,10 @@
 // their owner; the query shard moves one hop per step (rank r -> r + 1, over `forward`), and the
 // partial result (out, lse) each rank computes for a visiting query shard goes straight back to
 // that shard's owner over `back`, so both directions of every link carry data and the two streams
-// progress independently (one communicator each). A partial whose block has no visible pair is
-// neither computed nor sent: both ends know that from the layout.
+// progress independently (one communicator each). A visiting shard is computed in row pieces, each
+// piece's partial leaving as soon as it is ready, so that little of the last step's return is left
+// after the compute; a piece none of whose rows sees a key is neither computed nor sent: both ends
+// know that from the layout (so a zigzag shard's wrapped half returns nothing, brief §3.3).
 //
 // Backward (absent from the paper's released code): the query shard travels again with dO, lse and
 // D = rowsum(dO * O); dK/dV accumulate locally; the dQ partials return to their owners over `back`.

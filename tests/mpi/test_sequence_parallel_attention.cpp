@@ -203,6 +203,31 @@ TEST(SequenceParallelVolume, ShardsTravelOnlyAsFarAsTheyAreSeen) {
   }
 }
 
+// token_ring returns only the rows of a partial that saw a key (brief §3.3). Causal, one document,
+// zigzag with chunk c: at step s rank r holds rank r - s's queries, chunks r - s and 2N - 1 - r + s.
+// Unwrapped (s <= r) the first of them precedes both of rank r's key chunks and sees nothing: c
+// rows return. Wrapped (s > r) both see chunk r: 2c rows. Forward: out and lse per row; backward: dQ.
+TEST(SequenceParallelVolume, ZigzagReturnsOnlyTheRowsThatSeeKeys) {
+  auto world = mpi_world(60);
+  auto forward = world->split(0, world->rank(), "sp"), back = world->split(0, world->rank(), "sp_back");
+  const int64_t ranks = world->size(), chunk = 8, heads = 2, b = 8;
+  const Case c{"zigzag returns", true, heads, heads, {2 * ranks * chunk}};
+  const Sequence s = make_sequence(c);
+  const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, ranks, true);
+  const int64_t rank = world->rank();
+  auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
+       v = layout.take(s.v, 1, rank).requires_grad_();
+  int64_t rows = 0;
+  for (int64_t step = 1; step < ranks; ++step) rows += step <= rank ? chunk : 2 * chunk;
+
+  back->counters().reset();
+  const auto out = token_ring_attention(q, k, v, layout, 0.3, *forward, *back);
+  EXPECT_EQ(back->counters().of_kind("p2p").sent, rows * heads * (kHeadDim + 1) * b);
+  back->counters().reset();
+  out.backward(layout.take(s.dout, 1, rank));
+  EXPECT_EQ(back->counters().of_kind("p2p").sent, rows * heads * kHeadDim * b);
+}
+
 // Halo attention over one document with a window of W <= chunk tokens: rank r sends the last W - 1
 // rows of K/V of chunk r to rank r + 1 (its chunk r + 1) unless r + 1 = N (chunk N is rank N - 1's
 // own), and of chunk 2N - 1 - r to rank r - 1 (its chunk 2N - r) unless r = 0; the backward gathers
