@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <numeric>
 
 #include "parallel/attention/flash_block.h"
 #include "runtime/core/accumulation_dtype.h"
@@ -138,6 +139,22 @@ std::map<int64_t, std::vector<int64_t>> positions_by_doc(const torch::Tensor& po
   return by_doc;
 }
 
+// How many keys each query row sees.
+std::vector<int64_t> pairs_per_query(const AttentionMask& m) {
+  const auto keys_by_doc = positions_by_doc(m.k_pos, m.k_doc);
+  std::vector<int64_t> pairs(m.q_pos.size(0), 0);
+  const auto qp = m.q_pos.accessor<int64_t, 1>(), qd = m.q_doc.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < m.q_pos.size(0); ++i) {
+    auto it = keys_by_doc.find(qd[i]);
+    if (qd[i] < 0 || it == keys_by_doc.end()) continue;
+    const auto& pos = it->second;
+    const auto last = m.causal ? std::upper_bound(pos.begin(), pos.end(), qp[i]) : pos.end();
+    const auto first = m.window > 0 ? std::lower_bound(pos.begin(), pos.end(), qp[i] - m.window + 1) : pos.begin();
+    pairs[i] = std::max<int64_t>(0, last - first);
+  }
+  return pairs;
+}
+
 }  // namespace
 
 AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal) {
@@ -254,18 +271,16 @@ BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b) {
 }
 
 int64_t visible_pairs(const AttentionMask& m) {
-  const auto keys_by_doc = positions_by_doc(m.k_pos, m.k_doc);
-  int64_t pairs = 0;
-  const auto qp = m.q_pos.accessor<int64_t, 1>(), qd = m.q_doc.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < m.q_pos.size(0); ++i) {
-    auto it = keys_by_doc.find(qd[i]);
-    if (qd[i] < 0 || it == keys_by_doc.end()) continue;
-    const auto& pos = it->second;
-    const auto last = m.causal ? std::upper_bound(pos.begin(), pos.end(), qp[i]) : pos.end();
-    const auto first = m.window > 0 ? std::lower_bound(pos.begin(), pos.end(), qp[i] - m.window + 1) : pos.begin();
-    pairs += std::max<int64_t>(0, last - first);
-  }
-  return pairs;
+  const auto pairs = pairs_per_query(m);
+  return std::accumulate(pairs.begin(), pairs.end(), int64_t{0});
+}
+
+torch::Tensor visible_queries(const AttentionMask& m) {
+  const auto pairs = pairs_per_query(m);
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < pairs.size(); ++i)
+    if (pairs[i] > 0) rows.push_back(static_cast<int64_t>(i));
+  return torch::tensor(rows, torch::kInt64);
 }
 
 torch::Tensor visible_keys(const AttentionMask& m) {

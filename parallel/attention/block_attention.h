@@ -69,5 +69,7 @@ int64_t visible_pairs(const AttentionMask& mask);
 
 // The keys the mask lets at least one query see: int64 indices into the key rows, ascending.
 torch::Tensor visible_keys(const AttentionMask& mask);
+// The queries that see at least one key: int64 indices into the query rows, ascending.
+torch::Tensor visible_queries(const AttentionMask& mask);
 
 }  // namespace loom

@@ -5,16 +5,22 @@
 namespace loom {
 namespace {
 
+// Ring moves whole K/V shards to rank + 1, each as far as its keys are seen.
+Route kv_route(const SpContext& c, const std::vector<int64_t>& reach) {
+  const RowRange whole{0, c.layout.shard_length()};
+  return {1, [reach, whole](int64_t owner, int64_t step) { return step <= reach[owner] ? whole : RowRange{}; }};
+}
+
 // Step s: this rank holds the K/V shard of rank (r - s) mod N, if the shard reaches this far, and
 // passes it on to r + 1 if it reaches farther.
 BlockOutput ring_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const SpContext& c) {
   const int64_t n = c.layout.ranks, r = c.rank();
-  const std::vector<int64_t> reach = c.layout.key_reach();
+  const Route route = kv_route(c, c.layout.key_reach());
   BlockOutput acc = empty_partial(q);
   std::vector<torch::Tensor> held = {k, v}, arriving;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t source = c.peer(-s);
-    CommHandle pass = pass_shard(c, reach, s, held, {k, v}, arriving);
+    CommHandle pass = pass_shard(c, route, s, held, {k, v}, arriving);
     if (c.layout.visible(r, source)) acc = merge_partials(acc, block_forward(q, held[0], held[1], c.layout.mask(r, source), c.scale));
     pass.wait();
     held = arriving;
@@ -31,6 +37,7 @@ BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
                          const BlockOutput& result, const SpContext& c) {
   const int64_t n = c.layout.ranks, r = c.rank();
   const std::vector<int64_t> reach = c.layout.key_reach();
+  const Route route = kv_route(c, reach);
   BlockGrads grads = zero_grads(result, k, v);
   std::vector<torch::Tensor> held = {k, v}, arriving;
   CommHandle travelling;             // accumulators leaving this step, and arriving for the next
@@ -39,7 +46,7 @@ BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
   std::vector<torch::Tensor> sent;   // kept alive until sent
   for (int64_t s = 0; s < n; ++s) {
     const int64_t source = c.peer(-s);
-    CommHandle pass = pass_shard(c, reach, s, held, {k, v}, arriving);
+    CommHandle pass = pass_shard(c, route, s, held, {k, v}, arriving);
     torch::Tensor dk = torch::zeros_like(grads.dk), dv = torch::zeros_like(grads.dv);
     if (c.layout.visible(r, source)) {
       const BlockGrads g = block_backward(dout, q, held[0], held[1], result.out, result.lse, c.layout.mask(r, source), c.scale);

@@ -1,7 +1,5 @@
 #include "parallel/attention/sequence_layout.h"
 
-#include <functional>
-
 #include "runtime/core/error.h"
 
 namespace loom {
@@ -30,31 +28,37 @@ SequenceLayout make_sequence_layout(const torch::Tensor& positions, const torch:
   return l;
 }
 
+RowRange span_of(const RowRange& a, const RowRange& b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  const int64_t begin = std::min(a.begin, b.begin);
+  return {begin, std::max(a.end(), b.end()) - begin};
+}
+
+AttentionMask query_rows(const AttentionMask& m, const RowRange& rows) {
+  return {m.q_pos.narrow(0, rows.begin, rows.count), m.q_doc.narrow(0, rows.begin, rows.count), m.k_pos, m.k_doc, m.causal,
+          m.window};
+}
+
 AttentionMask SequenceLayout::mask(int64_t q_rank, int64_t k_rank) const {
   return {pos[q_rank], doc[q_rank], pos[k_rank], doc[k_rank], causal, window};
 }
 
 bool SequenceLayout::visible(int64_t q_rank, int64_t k_rank) const { return visible_pairs(mask(q_rank, k_rank)) > 0; }
 
-namespace {
-
-// For each rank r, the largest t < ranks with meets(r, t), or 0.
-std::vector<int64_t> reach_of(int64_t ranks, const std::function<bool(int64_t, int64_t)>& meets) {
-  std::vector<int64_t> reach(ranks, 0);
-  for (int64_t r = 0; r < ranks; ++r)
-    for (int64_t t = ranks - 1; t > 0 && reach[r] == 0; --t)
-      if (meets(r, t)) reach[r] = t;
-  return reach;
-}
-
-}  // namespace
-
-std::vector<int64_t> SequenceLayout::query_reach() const {
-  return reach_of(ranks, [&](int64_t r, int64_t t) { return visible(r, (r + t) % ranks); });
+RowRange SequenceLayout::query_rows_seen(int64_t q_rank, int64_t k_rank) const {
+  const torch::Tensor rows = visible_queries(mask(q_rank, k_rank));
+  if (rows.numel() == 0) return {};
+  const int64_t first = rows[0].item<int64_t>(), last = rows[-1].item<int64_t>();
+  return {first, last - first + 1};
 }
 
 std::vector<int64_t> SequenceLayout::key_reach() const {
-  return reach_of(ranks, [&](int64_t r, int64_t t) { return visible((r + t) % ranks, r); });
+  std::vector<int64_t> reach(ranks, 0);
+  for (int64_t r = 0; r < ranks; ++r)
+    for (int64_t t = ranks - 1; t > 0 && reach[r] == 0; --t)
+      if (visible((r + t) % ranks, r)) reach[r] = t;
+  return reach;
 }
 
 torch::Tensor SequenceLayout::take(const torch::Tensor& t, int64_t dim, int64_t rank, double pad_value) const {

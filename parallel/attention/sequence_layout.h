@@ -13,6 +13,19 @@
 
 namespace loom {
 
+// Consecutive rows of one rank's shard.
+struct RowRange {
+  int64_t begin = 0, count = 0;
+  int64_t end() const { return begin + count; }
+  bool empty() const { return count == 0; }
+};
+
+// The smallest range holding both.
+RowRange span_of(const RowRange& a, const RowRange& b);
+
+// The mask of `rows` of the mask's queries.
+AttentionMask query_rows(const AttentionMask& m, const RowRange& rows);
+
 struct SequenceLayout {
   bool causal = true;          // zigzag when causal, contiguous otherwise
   int64_t ranks = 1;
@@ -27,13 +40,13 @@ struct SequenceLayout {
   AttentionMask mask(int64_t q_rank, int64_t k_rank) const;
   // True when rank q_rank's queries see at least one of rank k_rank's keys.
   bool visible(int64_t q_rank, int64_t k_rank) const;
-  // How many hops round the ring (to rank + 1, + 2, ...) each rank's queries must travel to meet
-  // every key they see: the largest t < ranks with visible(r, r + t mod ranks), 0 when they see
-  // only their own keys or none. Pass-Q stops a shard there: packed documents that stay inside a
-  // rank's chunks never leave it.
-  std::vector<int64_t> query_reach() const;
-  // The same for each rank's keys and the queries that see them: the largest t with
-  // visible(r + t mod ranks, r). Pass-KV stops a K/V shard there.
+  // The smallest range of rank q_rank's query rows holding every row that sees one of rank
+  // k_rank's keys (empty when none does). A zigzag shard's first chunk sees nothing of a later rank.
+  RowRange query_rows_seen(int64_t q_rank, int64_t k_rank) const;
+  // How many hops round the ring (to rank + 1, + 2, ...) each rank's keys must travel to meet
+  // every query that sees them: the largest t < ranks with visible(r + t mod ranks, r), 0 when
+  // only their own queries or none see them. Pass-KV stops a K/V shard there: packed documents
+  // that stay inside a rank's chunks never leave it.
   std::vector<int64_t> key_reach() const;
   // Rank `rank`'s part of a tensor laid out along `dim` over the whole (unpadded) sequence; padding
   // rows are filled with `pad`.

@@ -2,6 +2,8 @@
 // neighbours and the communicators, carried from forward to backward through the autograd context
 // (communicators by address: they must outlive the backward).
 #pragma once
+#include <functional>
+
 #include <torch/torch.h>
 
 #include "parallel/attention/block_attention.h"
@@ -14,12 +16,11 @@ namespace loom {
 struct SpContext {
   SequenceLayout layout;
   double scale = 1;
-  Communicator* forward = nullptr;  // Q (token_ring) or K/V (ring) one hop to rank + 1
+  Communicator* forward = nullptr;  // the travelling shards: Q (token_ring) or K/V (ring)
   Communicator* back = nullptr;     // token_ring: partial results returned to their owner
 
   int64_t rank() const { return forward->rank(); }
-  // The rank `hops` places on round the ring (negative: back). At ring step s this rank holds the
-  // travelling shard of peer(-s), and receives for the next step the shard of peer(-s - 1).
+  // The rank `hops` places on round the ring (negative: back).
   int peer(int64_t hops) const {
     const int64_t n = layout.ranks;
     return static_cast<int>(((rank() + hops) % n + n) % n);
@@ -60,21 +61,38 @@ struct SpContext {
   }
 };
 
-// The hop of ring step `step` for shards that travel to rank + 1 and stop at their reach (the
-// layout's query_reach or key_reach): this rank passes on the shard it holds (rank r - step's) if
-// it must travel on, and receives into `arriving` the one rank r - 1 holds if that one must.
-// `visiting` is what travels with a shard, `own` this rank's (the receive buffers' shapes).
-inline CommHandle pass_shard(const SpContext& c, const std::vector<int64_t>& reach, int64_t step,
-                             const std::vector<torch::Tensor>& visiting, const std::vector<torch::Tensor>& own,
-                             std::vector<torch::Tensor>& arriving) {
+// How shards travel round the ring: `direction` ranks per step (+1: to rank + 1; -1: to rank - 1),
+// and which of a shard's rows are aboard at each step, from the layout, so both ends agree.
+struct Route {
+  int direction = 1;
+  // rows(owner, step): the rows of `owner`'s shard held at ring step `step` (by rank owner +
+  // step * direction); empty where the shard does not get that far. Whole at step 0, and no step's
+  // rows outside the previous step's: a shard only ever sheds rows.
+  std::function<RowRange(int64_t owner, int64_t step)> rows;
+
+  // Whose shard this rank holds at `step`.
+  int owner_at(const SpContext& c, int64_t step) const { return c.peer(-direction * step); }
+};
+
+// The hop of ring step `step`: this rank passes on the rows of the shard it holds that travel on,
+// and receives into `arriving` the rows of the one it holds next. `visiting` is what travels with a
+// shard (each [heads, rows, ...]), `own` this rank's (the shapes of the receive buffers).
+inline CommHandle pass_shard(const SpContext& c, const Route& route, int64_t step, const std::vector<torch::Tensor>& visiting,
+                             const std::vector<torch::Tensor>& own, std::vector<torch::Tensor>& arriving) {
   std::vector<P2POp> ops;
-  if (step + 1 <= reach[c.peer(-step)])
-    for (const auto& t : visiting) ops.push_back(send_to(c.next(), t));
   arriving.clear();
-  if (step + 1 <= reach[c.peer(-step - 1)]) {
-    for (const auto& t : own) {
-      arriving.push_back(torch::empty_like(t));
-      ops.push_back(recv_from(c.prev(), arriving.back()));
+  if (step + 1 < c.layout.ranks) {
+    const int64_t holding = route.owner_at(c, step), next = route.owner_at(c, step + 1);
+    const RowRange held = route.rows(holding, step), sent = route.rows(holding, step + 1), received = route.rows(next, step + 1);
+    if (!sent.empty())
+      for (const auto& t : visiting) ops.push_back(send_to(c.peer(route.direction), t.narrow(1, sent.begin - held.begin, sent.count)));
+    if (!received.empty()) {
+      for (const auto& t : own) {
+        std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+        shape[1] = received.count;
+        arriving.push_back(torch::empty(shape, t.options()));
+        ops.push_back(recv_from(c.peer(-route.direction), arriving.back()));
+      }
     }
   }
   return ops.empty() ? CommHandle() : c.forward->exchange(ops);

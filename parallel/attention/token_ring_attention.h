@@ -1,11 +1,12 @@
 // Sequence-parallel attention, pass-Q ("TokenRing", Wang et al., arXiv 2412.20501): K/V stay on
-// their owner; the query shard moves one hop per step (rank r -> r + 1, over `forward`), and the
+// their owner; the query shard moves one hop per step (rank r -> r - 1, over `forward`), and the
 // partial result (out, lse) each rank computes for a visiting query shard goes straight back to
 // that shard's owner over `back`, so both directions of every link carry data and the two streams
-// progress independently (one communicator each). A visiting shard is computed in row pieces, each
-// piece's partial leaving as soon as it is ready, so that little of the last step's return is left
-// after the compute; a piece none of whose rows sees a key is neither computed nor sent: both ends
-// know that from the layout (so a zigzag shard's wrapped half returns nothing, brief §3.3).
+// progress independently (one communicator each). Only rows that are seen move: a query shard
+// carries the rows some rank ahead of it sees (under causal zigzag it sheds its first chunk once it
+// wraps round to later ranks, brief §3.3), and a visiting shard is computed in row pieces, each
+// piece's partial leaving as soon as it is ready (so little of the last step's return is left after
+// the compute) unless none of its rows sees a key. Both ends know all of this from the layout.
 //
 // Backward (absent from the paper's released code): the query shard travels again with dO, lse and
 // D = rowsum(dO * O); dK/dV accumulate locally; the dQ partials return to their owners over `back`.

@@ -124,7 +124,7 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   const SequenceLayout layout = make_sequence_layout(s.pos, s.doc, ranks, false);
   const int rank = world->rank();
   const auto ql = layout.take(s.q, 1, rank), kl = layout.take(s.k, 1, rank), vl = layout.take(s.v, 1, rank);
-  const int next = static_cast<int>((rank + 1) % ranks);
+  const int next = static_cast<int>((rank + 1) % ranks), previous = static_cast<int>((rank + ranks - 1) % ranks);
 
   forward->counters().reset();
   ring_attention(ql, kl, vl, layout, 0.3, *forward);
@@ -133,7 +133,7 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   forward->counters().reset();
   back->counters().reset();
   token_ring_attention(ql, kl, vl, layout, 0.3, *forward, *back);
-  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent, (ranks - 1) * n * heads * kHeadDim * b);
+  EXPECT_EQ(forward->counters().by_kind["p2p"][previous].sent, (ranks - 1) * n * heads * kHeadDim * b);
   EXPECT_EQ(back->counters().of_kind("p2p").sent, (ranks - 1) * n * heads * (kHeadDim + 1) * b);
 
   // Backward. ring: K/V on N - 1 steps and their gradients on the same N - 1 (the owner keeps its
@@ -151,7 +151,7 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   forward->counters().reset();
   back->counters().reset();
   grad_of([&](auto& q, auto& k, auto& v) { return token_ring_attention(q, k, v, layout, 0.3, *forward, *back); });
-  EXPECT_EQ(forward->counters().by_kind["p2p"][next].sent,
+  EXPECT_EQ(forward->counters().by_kind["p2p"][previous].sent,
             (ranks - 1) * n * heads * kHeadDim * b + (ranks - 1) * n * heads * (2 * kHeadDim + 2) * b);
   EXPECT_EQ(back->counters().of_kind("p2p").sent,
             (ranks - 1) * n * heads * (kHeadDim + 1) * b + (ranks - 1) * n * heads * kHeadDim * b);
@@ -159,8 +159,8 @@ TEST(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
 
 // Shards travel only as far as they are seen. Causal, zigzag, documents of one chunk each except
 // the first, which covers chunks 0 and 1: only rank 1's queries (chunk 1) see another rank's keys
-// (rank 0's chunk 0). token_ring: rank 1's query shard goes N - 1 hops round to rank 0, so ranks
-// 1 .. N - 1 pass it once (forward Q; backward Q, dO, D, lse). ring: rank 0's K/V go one hop to
+// (rank 0's chunk 0). token_ring: rank 1's queries go one hop to rank 0, and only chunk 1's rows
+// (forward Q; backward Q, dO, D, lse). ring: rank 0's K/V go one hop to
 // rank 1, and in the backward rank 1 returns their dK/dV straight home. Everyone else sends
 // nothing, and the results still equal the whole sequence.
 TEST(SequenceParallelVolume, ShardsTravelOnlyAsFarAsTheyAreSeen) {
@@ -183,9 +183,9 @@ TEST(SequenceParallelVolume, ShardsTravelOnlyAsFarAsTheyAreSeen) {
     std::string algorithm;
     int64_t forward_bytes, backward_bytes;
   };
-  const bool q_passes = rank != 0;
+  const bool q_passes = rank == 1;
   const std::vector<Expected> expected = {
-      {"token_ring", q_passes ? shard : 0, q_passes ? 2 * shard + 2 * row_values : 0},
+      {"token_ring", q_passes ? shard / 2 : 0, q_passes ? (2 * shard + 2 * row_values) / 2 : 0},
       {"ring", rank == 0 ? 2 * shard : 0, rank <= 1 ? 2 * shard : 0}};
   for (const auto& e : expected) {
     auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
@@ -203,11 +203,14 @@ TEST(SequenceParallelVolume, ShardsTravelOnlyAsFarAsTheyAreSeen) {
   }
 }
 
-// token_ring returns only the rows of a partial that saw a key (brief §3.3). Causal, one document,
-// zigzag with chunk c: at step s rank r holds rank r - s's queries, chunks r - s and 2N - 1 - r + s.
-// Unwrapped (s <= r) the first of them precedes both of rank r's key chunks and sees nothing: c
-// rows return. Wrapped (s > r) both see chunk r: 2c rows. Forward: out and lse per row; backward: dQ.
-TEST(SequenceParallelVolume, ZigzagReturnsOnlyTheRowsThatSeeKeys) {
+// token_ring under causal zigzag moves only the rows that are seen (brief §3.3). One document,
+// chunk c: rank r's queries are chunks r and 2N - 1 - r. They travel to r - 1, r - 2, ...: earlier
+// ranks' keys all rows see, and once wrapped round to later ranks only the second chunk does. So
+// rank r passes on at step s the shard of rank r + s whole (2c rows) if it has not wrapped and is
+// not rank 0's (which never meets an earlier rank), else its second chunk (c rows); and it returns
+// the partial of 2c rows if r + s < N, of c rows if wrapped. For N = 4 (in chunks): Q sent 3, 6, 5,
+// 4 and partials 6, 5, 4, 3 by ranks 0 .. 3, as the brief counts.
+TEST(SequenceParallelVolume, ZigzagMovesOnlyTheRowsThatAreSeen) {
   auto world = mpi_world(60);
   auto forward = world->split(0, world->rank(), "sp"), back = world->split(0, world->rank(), "sp_back");
   const int64_t ranks = world->size(), chunk = 8, heads = 2, b = 8;
@@ -217,15 +220,21 @@ TEST(SequenceParallelVolume, ZigzagReturnsOnlyTheRowsThatSeeKeys) {
   const int64_t rank = world->rank();
   auto q = layout.take(s.q, 1, rank).requires_grad_(), k = layout.take(s.k, 1, rank).requires_grad_(),
        v = layout.take(s.v, 1, rank).requires_grad_();
-  int64_t rows = 0;
-  for (int64_t step = 1; step < ranks; ++step) rows += step <= rank ? chunk : 2 * chunk;
+  int64_t passed = 0, returned = 0;
+  for (int64_t step = 0; step + 1 < ranks; ++step) passed += rank > 0 && rank + step < ranks ? 2 * chunk : chunk;
+  for (int64_t step = 1; step < ranks; ++step) returned += rank + step < ranks ? 2 * chunk : chunk;
+  const int previous = static_cast<int>((rank + ranks - 1) % ranks);
 
+  forward->counters().reset();
   back->counters().reset();
   const auto out = token_ring_attention(q, k, v, layout, 0.3, *forward, *back);
-  EXPECT_EQ(back->counters().of_kind("p2p").sent, rows * heads * (kHeadDim + 1) * b);
+  EXPECT_EQ(forward->counters().by_kind["p2p"][previous].sent, passed * heads * kHeadDim * b);
+  EXPECT_EQ(back->counters().of_kind("p2p").sent, returned * heads * (kHeadDim + 1) * b);
+  forward->counters().reset();
   back->counters().reset();
   out.backward(layout.take(s.dout, 1, rank));
-  EXPECT_EQ(back->counters().of_kind("p2p").sent, rows * heads * kHeadDim * b);
+  EXPECT_EQ(forward->counters().by_kind["p2p"][previous].sent, passed * heads * (2 * kHeadDim + 2) * b);
+  EXPECT_EQ(back->counters().of_kind("p2p").sent, returned * heads * kHeadDim * b);
 }
 
 // Halo attention over one document with a window of W <= chunk tokens: rank r sends the last W - 1
