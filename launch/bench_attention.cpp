@@ -1,11 +1,11 @@
 // loom bench attention: forward + backward of one causal attention layer over one long document:
 // local (the whole sequence on rank 0), ring and token_ring over the ranks it was launched on,
 // side by side in one run. For each algorithm: its time, the time above an ideal split of the
-// local time, the bytes rank 0 sends per link direction, and its time split into computing alone
-// (every exchange completes at once without moving anything) and communicating alone (the same
-// exchanges replayed with nothing computed between them), which gives the fraction of the
-// communication hidden behind the computation: (compute + comm - time) / comm. Plus the block
-// kernel's FLOP/s against the matmul ceiling measured in the same run.
+// local time, the bytes rank 0 sends per link direction and the most any rank sends, and its time
+// split into computing alone (every exchange completes at once without moving anything) and
+// communicating alone (the same exchanges replayed with nothing computed between them), which gives
+// the fraction of the communication hidden behind the computation: (compute + comm - time) / comm.
+// Plus the block kernel's FLOP/s against the matmul ceiling measured in the same run.
 //   launch/loom-run -n 2 -- loom bench attention [--seq-len 4096 8192] [--kv-heads 4 1]
 #include <algorithm>
 #include <cstdio>
@@ -42,6 +42,7 @@ void forward_backward(const Inputs& in, const Algorithm& attend, Communicator& f
 struct Split {
   double time = 0, compute = 0, comm = 0;  // slowest rank, medians
   double mb_next = 0, mb_back = 0;         // sent by rank 0 per fwd+bwd
+  double mb_busiest = 0;                   // the most any rank sends per fwd+bwd, both directions together
   double hidden() const { return comm > 0 ? std::clamp((compute + comm - time) / comm, 0.0, 1.0) : 1.0; }
 };
 
@@ -66,6 +67,9 @@ Split measure(Communicator& world, Communicator& forward, Communicator& back, co
   s.comm = median(times[2]);
   s.mb_next = static_cast<double>(recorded_forward.counters().of_kind("p2p").sent) / 1e6;
   s.mb_back = static_cast<double>(recorded_back.counters().of_kind("p2p").sent) / 1e6;
+  auto busiest = torch::tensor({s.mb_next + s.mb_back}, torch::kFloat64);
+  all_reduce_now(world, busiest, ReduceOp::kMax);
+  s.mb_busiest = busiest.item<double>();
   return s;
 }
 
@@ -83,8 +87,8 @@ int run_bench_attention(const BenchAttentionArgs& args) {
     std::printf("loom bench attention: causal, one document, float32, head dim %ld, %d rank(s), fwd+bwd of one layer "
                 "(median of %ld); matmul ceiling %sFLOP/s\n",
                 args.head_dim, n, args.reps, human_count(ceiling).c_str());
-    std::printf("%7s %6s %-10s %9s %7s %9s %9s %7s %9s %9s %7s\n", "tokens", "H/G", "algorithm", "time_s", "over",
-                "compute_s", "comm_s", "hidden", "MB_next", "MB_back", "kernel");
+    std::printf("%7s %6s %-10s %9s %7s %9s %9s %7s %9s %9s %9s %7s\n", "tokens", "H/G", "algorithm", "time_s", "over",
+                "compute_s", "comm_s", "hidden", "MB_next", "MB_back", "MB_max", "kernel");
   }
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t length : args.seq_lens) {
@@ -108,8 +112,8 @@ int run_bench_attention(const BenchAttentionArgs& args) {
       const double local_s = local.item<double>();
       const double pairs = static_cast<double>(length) * static_cast<double>(length + 1) / 2;
       const double kernel = 3.5 * 4.0 * static_cast<double>(d * h) * pairs / local_s / ceiling;  // backward ~2.5x forward
-      if (root) std::printf("%7ld %3ld/%-2ld %-10s %9.3f %7s %9s %9s %7s %9s %9s %6.0f%%\n", length, h, kv_heads, "local",
-                            local_s, "", "", "", "", "", "", 100 * kernel);
+      if (root) std::printf("%7ld %3ld/%-2ld %-10s %9.3f %7s %9s %9s %7s %9s %9s %9s %6.0f%%\n", length, h, kv_heads, "local",
+                            local_s, "", "", "", "", "", "", "", 100 * kernel);
       nlohmann::json row = {{"tokens", length}, {"heads", h}, {"kv_heads", kv_heads}, {"local_s", local_s},
                             {"kernel_fraction_of_ceiling", kernel}};
 
@@ -125,12 +129,12 @@ int run_bench_attention(const BenchAttentionArgs& args) {
         const Split s = measure(*world, *forward, *back, mine, attend, args);
         const double over = (s.time - local_s / n) / (local_s / n);
         if (root) {
-          std::printf("%7ld %3ld/%-2ld %-10s %9.3f %6.0f%% %9.3f %9.3f %6.0f%% %9.2f %9.2f\n", length, h, kv_heads, name.c_str(),
-                      s.time, 100 * over, s.compute, s.comm, 100 * s.hidden(), s.mb_next, s.mb_back);
+          std::printf("%7ld %3ld/%-2ld %-10s %9.3f %6.0f%% %9.3f %9.3f %6.0f%% %9.2f %9.2f %9.2f\n", length, h, kv_heads, name.c_str(),
+                      s.time, 100 * over, s.compute, s.comm, 100 * s.hidden(), s.mb_next, s.mb_back, s.mb_busiest);
           std::fflush(stdout);
         }
         row[name] = {{"time_s", s.time}, {"compute_s", s.compute}, {"comm_s", s.comm}, {"hidden", s.hidden()},
-                     {"mb_sent_next", s.mb_next}, {"mb_sent_back", s.mb_back}};
+                     {"mb_sent_next", s.mb_next}, {"mb_sent_back", s.mb_back}, {"mb_sent_busiest_rank", s.mb_busiest}};
       }
       rows.push_back(row);
     }
@@ -138,8 +142,9 @@ int run_bench_attention(const BenchAttentionArgs& args) {
   if (root) {
     std::printf("over: time above local_s / ranks (exposed communication and imbalance). compute_s: the same with every "
                 "exchange completing at once; comm_s: its exchanges alone; hidden = (compute + comm - time) / comm. MB: sent by "
-                "rank 0 per fwd+bwd to the next rank (ring: K/V and dK/dV; token_ring: Q, and in the backward dO, D, lse) and "
-                "back to the owners (token_ring's partials)\n");
+                "rank 0 per fwd+bwd on the ring (ring: K/V and dK/dV to the next rank; token_ring: Q, and in the backward dO, D, "
+                "lse, to the previous) and back to the owners (token_ring's partials); MB_max: the most any rank sends, both "
+                "together\n");
     if (!args.json_out.empty()) std::ofstream(args.json_out) << nlohmann::json{{"ranks", n}, {"matmul_ceiling_flops", ceiling}, {"rows", rows}}.dump(2) << "\n";
   }
   return 0;
