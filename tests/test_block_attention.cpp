@@ -1,6 +1,7 @@
 // The block kernel against a naive dense reference (float64): packed documents with boundaries
 // inside tiles, padding rows with no visible key, GQA, sliding windows, cross blocks, and the
-// log-sum-exp merge.
+// log-sum-exp merge; on one intra-op thread and on two (query tiles then run in parallel and dK/dV
+// are summed over per-thread parts).
 #include "parallel/attention/block_attention.h"
 #include "parallel/attention/local_attention.h"
 #include "tests/test_util.h"
@@ -57,17 +58,30 @@ struct Case {
   int64_t hq, hkv;
   bool causal;
   int64_t window = 0;
+  int threads = 1;
 };
 
 void PrintTo(const Case& c, std::ostream* os) {
-  *os << "Hq=" << c.hq << " Hkv=" << c.hkv << (c.causal ? " causal" : " full") << " window " << c.window;
+  *os << "Hq=" << c.hq << " Hkv=" << c.hkv << (c.causal ? " causal" : " full") << " window " << c.window << ", "
+      << c.threads << " thread(s)";
 }
+
+// Intra-op threads for one test; the test binary otherwise runs on one (tests/test_main.cpp).
+class IntraOpThreads {
+ public:
+  explicit IntraOpThreads(int n) : before_(torch::get_num_threads()) { torch::set_num_threads(n); }
+  ~IntraOpThreads() { torch::set_num_threads(before_); }
+
+ private:
+  int before_;
+};
 
 class PackedAttention : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PackedAttention, ForwardMatchesDenseReference) {
   torch::manual_seed(1);
-  const auto [hq, hkv, causal, window] = GetParam();
+  const auto [hq, hkv, causal, window, threads] = GetParam();
+  const IntraOpThreads on(threads);
   const AttentionMask m = packed_mask(causal, window);
   const int64_t n = m.q_pos.size(0), d = 8;
   const auto q = randn({hq, n, d}), k = randn({hkv, n, d}), v = randn({hkv, n, d});
@@ -85,27 +99,37 @@ TEST_P(PackedAttention, ForwardMatchesDenseReference) {
 
 TEST_P(PackedAttention, GradientsMatchAutogradOfDenseReference) {
   torch::manual_seed(2);
-  const auto [hq, hkv, causal, window] = GetParam();
+  const auto [hq, hkv, causal, window, threads] = GetParam();
+  const IntraOpThreads on(threads);
   const AttentionMask m = packed_mask(causal, window);
   const int64_t n = m.q_pos.size(0), d = 8;
   auto q = randn({hq, n, d}).requires_grad_(), k = randn({hkv, n, d}).requires_grad_(), v = randn({hkv, n, d}).requires_grad_();
   const auto dout = randn({hq, n, d});
-  (local_attention(q, k, v, m, 0.35) * dout).sum().backward();
-  const auto dq = q.grad().clone(), dk = k.grad().clone(), dv = v.grad().clone();
-  for (auto* t : {&q, &k, &v}) t->mutable_grad() = torch::Tensor();
   (naive(q, k, v, m, 0.35).out * dout).sum().backward();
-  EXPECT_LT(relative_error(dq, q.grad()), kTol);
-  EXPECT_LT(relative_error(dk, k.grad()), kTol);
-  EXPECT_LT(relative_error(dv, v.grad()), kTol);
+  const auto want_dq = q.grad().clone(), want_dk = k.grad().clone(), want_dv = v.grad().clone();
+  for (int64_t tile : {4, 5, 64}) {
+    const BlockOutput fwd = block_forward(q.detach(), k.detach(), v.detach(), m, 0.35, tile);
+    const BlockGrads got = block_backward(dout, q.detach(), k.detach(), v.detach(), fwd.out, fwd.lse, m, 0.35, tile);
+    EXPECT_LT(relative_error(got.dq, want_dq), kTol) << "tile " << tile;
+    EXPECT_LT(relative_error(got.dk, want_dk), kTol) << "tile " << tile;
+    EXPECT_LT(relative_error(got.dv, want_dv), kTol) << "tile " << tile;
+  }
+  for (auto* t : {&q, &k, &v}) t->mutable_grad() = torch::Tensor();
+  (local_attention(q, k, v, m, 0.35) * dout).sum().backward();
+  EXPECT_LT(relative_error(q.grad(), want_dq), kTol) << "through the autograd function";
+  EXPECT_LT(relative_error(k.grad(), want_dk), kTol);
+  EXPECT_LT(relative_error(v.grad(), want_dv), kTol);
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadsAndMasks, PackedAttention,
                          ::testing::Values(Case{4, 4, true}, Case{4, 2, true}, Case{6, 1, true}, Case{4, 2, false},
-                                           Case{4, 2, true, 3}, Case{4, 1, true, 6}),
+                                           Case{4, 2, true, 3}, Case{4, 1, true, 6}, Case{4, 2, true, 0, 2},
+                                           Case{6, 1, true, 0, 2}, Case{4, 2, false, 0, 2}, Case{4, 1, true, 6, 2}),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return "Hq" + std::to_string(info.param.hq) + "Hkv" + std::to_string(info.param.hkv) +
                                   (info.param.causal ? "Causal" : "Full") +
-                                  (info.param.window ? "Window" + std::to_string(info.param.window) : "");
+                                  (info.param.window ? "Window" + std::to_string(info.param.window) : "") +
+                                  (info.param.threads > 1 ? "Threads" + std::to_string(info.param.threads) : "");
                          });
 
 // Queries of one block against keys of another, as ring steps see them: some rows have no visible key.

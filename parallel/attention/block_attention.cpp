@@ -1,5 +1,7 @@
 #include "parallel/attention/block_attention.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -155,6 +157,54 @@ std::vector<int64_t> pairs_per_query(const AttentionMask& m) {
   return pairs;
 }
 
+
+// Query tiles are independent in the forward and own their dq rows in the backward, so on the CPU
+// they are spread over the intra-op threads, each tile's ops then running on one thread: split
+// within a tile instead, the small matmuls and elementwise ops ran no faster on 2 threads than on 1.
+// Tiles go first, last, second, second to last, ..., so that the contiguous runs parallel_for hands
+// the threads carry about the same causal work. Grad mode follows the caller onto the threads.
+template <class Fn>
+void for_each_query_tile(const std::vector<TileSpan>& tiles, bool on_cpu, const Fn& fn) {
+  std::vector<size_t> order;
+  for (size_t lo = 0, hi = tiles.size(); lo < hi;) {
+    order.push_back(lo++);
+    if (lo < hi) order.push_back(--hi);
+  }
+  const bool grad = torch::GradMode::is_enabled();
+  const auto run = [&](int64_t begin, int64_t end) {
+    const torch::AutoGradMode mode(grad);
+    for (int64_t i = begin; i < end; ++i) fn(tiles[order[i]]);
+  };
+  const auto count = static_cast<int64_t>(order.size());
+  if (on_cpu) at::parallel_for(0, count, 1, run);
+  else run(0, count);
+}
+
+// dK or dV summed over query tiles that run on different threads: one accumulator per thread that
+// takes part, added up at the end (the sum's grouping then depends on the thread count alone).
+class PerThreadSum {
+ public:
+  PerThreadSum(std::vector<int64_t> shape, const torch::TensorOptions& opts)
+      : shape_(std::move(shape)), opts_(opts), parts_(static_cast<size_t>(at::get_num_threads())) {}
+
+  torch::Tensor& mine() {
+    auto& part = parts_.at(static_cast<size_t>(at::get_thread_num()));
+    if (!part.defined()) part = torch::zeros(shape_, opts_);
+    return part;
+  }
+
+  torch::Tensor total() const {
+    torch::Tensor sum;
+    for (const auto& part : parts_)
+      if (part.defined()) sum = sum.defined() ? sum.add_(part) : part;
+    return sum.defined() ? sum : torch::zeros(shape_, opts_);
+  }
+
+ private:
+  std::vector<int64_t> shape_;
+  torch::TensorOptions opts_;
+  std::vector<torch::Tensor> parts_;
+};
 }  // namespace
 
 AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal) {
@@ -174,7 +224,7 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
   const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
   const double lowest = lowest_finite(q);
 
-  for (const auto& qs : tile_spans(mask.q_pos, mask.q_doc, tile)) {
+  for_each_query_tile(tile_spans(mask.q_pos, mask.q_doc, tile), q.is_cpu(), [&](const TileSpan& qs) {
     const auto qt = group_rows(q, hkv, qs);
     const int64_t rows = qt.size(1);
     auto row_max = torch::full({hkv, rows}, -inf, opts);
@@ -198,7 +248,7 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
     const int64_t tq = qs.end - qs.begin;
     out.view({hkv, g, n, d}).slice(2, qs.begin, qs.end).copy_(o_final.view({hkv, g, tq, d}));
     lse.view({hkv, g, n}).slice(2, qs.begin, qs.end).copy_(lse_final.view({hkv, g, tq}));
-  }
+  });
   return {out, lse};
 }
 
@@ -228,14 +278,10 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
   const auto delta = delta_in.to(opts.dtype());
   const auto safe_lse = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse).to(opts.dtype()).contiguous();
   auto dq = torch::zeros({hq, n, d}, opts);
-  torch::Tensor dk, dv;
-  if (kv_grads) {
-    dk = torch::zeros({hkv, k.size(1), d}, opts);
-    dv = torch::zeros({hkv, k.size(1), d}, opts);
-  }
+  PerThreadSum dk({hkv, k.size(1), d}, opts), dv({hkv, k.size(1), d}, opts);
   const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
 
-  for (const auto& qs : tile_spans(mask.q_pos, mask.q_doc, tile)) {
+  for_each_query_tile(tile_spans(mask.q_pos, mask.q_doc, tile), q.is_cpu(), [&](const TileSpan& qs) {
     const auto qt = group_rows(q, hkv, qs);
     const auto dot = group_rows(dout, hkv, qs);
     const auto lse_t = group_rows(safe_lse.unsqueeze(-1), hkv, qs);
@@ -246,15 +292,16 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
       if (kind == TileKind::kEmpty) continue;
       const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
       const auto p = tile_scores(qt, kt, mask, qs, ks, kind).sub_(lse_t).exp_();
-      if (kv_grads) dv.slice(1, ks.begin, ks.end).baddbmm_(p.transpose(1, 2), dot);
+      if (kv_grads) dv.mine().slice(1, ks.begin, ks.end).baddbmm_(p.transpose(1, 2), dot);
       const auto ds = torch::bmm(dot, vt.transpose(1, 2)).sub_(delta_t).mul_(p);
       dq_t.baddbmm_(ds, kt, 1.0, scale);
-      if (kv_grads) dk.slice(1, ks.begin, ks.end).baddbmm_(ds.transpose(1, 2), qt);  // qt carries the scale already
+      if (kv_grads) dk.mine().slice(1, ks.begin, ks.end).baddbmm_(ds.transpose(1, 2), qt);  // qt carries the scale already
     }
     const int64_t tq = qs.end - qs.begin;
     dq.view({hkv, g, n, d}).slice(2, qs.begin, qs.end).copy_(dq_t.view({hkv, g, tq, d}));
-  }
-  return {dq, dk, dv};
+  });
+  if (!kv_grads) return {dq, {}, {}};
+  return {dq, dk.total(), dv.total()};
 }
 
 BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b) {
