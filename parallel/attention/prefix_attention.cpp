@@ -54,7 +54,7 @@ struct PrefixAttentionFn : torch::autograd::Function<PrefixAttentionFn> {
       const auto& pv = s[7 + n + i];
       const bool kv_grads = ctx->needs_input_grad(3 + i) || ctx->needs_input_grad(3 + n + i);
       const BlockGrads g =
-          block_backward_from_delta(grads[0], q, pk, pv, delta, lse, masks[i + 1], scale, kDefaultTile, kv_grads);
+          block_backward_from_delta(grads[0], q, pk, pv, delta, lse, masks[i + 1], scale, kDefaultBackwardTile, kv_grads);
       dq = dq + g.dq;
       if (kv_grads) {
         dk[i] = g.dk.to(pk.scalar_type());
