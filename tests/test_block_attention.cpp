@@ -132,6 +132,31 @@ INSTANTIATE_TEST_SUITE_P(HeadsAndMasks, PackedAttention,
                                   (info.param.threads > 1 ? "Threads" + std::to_string(info.param.threads) : "");
                          });
 
+// Float32, whose tile products go to oneDNN's sgemm where the build has it (tile_gemm.h): the same
+// kernel against the float64 reference at float32's precision, on one thread and on two.
+TEST(BlockAttention, Float32TileProductsMatchTheFloat64Reference) {
+  torch::manual_seed(5);
+  const AttentionMask m = packed_mask(true);
+  const int64_t n = m.q_pos.size(0), d = 8;
+  const auto q = randn({4, n, d}), k = randn({2, n, d}), v = randn({2, n, d}), dout = randn({4, n, d});
+  auto qr = q.clone().requires_grad_(), kr = k.clone().requires_grad_(), vr = v.clone().requires_grad_();
+  const BlockOutput want = naive(qr, kr, vr, m, 0.35);
+  (want.out * dout).sum().backward();
+  const auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+  for (int threads : {1, 2}) {
+    const IntraOpThreads on(threads);
+    for (int64_t tile : {4, 5, 64}) {
+      const BlockOutput got = block_forward(f32(q), f32(k), f32(v), m, 0.35, tile);
+      ASSERT_EQ(got.out.scalar_type(), torch::kFloat32);
+      EXPECT_LT(relative_error(got.out.to(torch::kFloat64), want.out.detach()), 1e-5) << "tile " << tile;
+      const BlockGrads g = block_backward(f32(dout), f32(q), f32(k), f32(v), got.out, got.lse, m, 0.35, tile);
+      EXPECT_LT(relative_error(g.dq.to(torch::kFloat64), qr.grad()), 1e-5) << "tile " << tile << ", " << threads << " thread(s)";
+      EXPECT_LT(relative_error(g.dk.to(torch::kFloat64), kr.grad()), 1e-5) << "tile " << tile << ", " << threads << " thread(s)";
+      EXPECT_LT(relative_error(g.dv.to(torch::kFloat64), vr.grad()), 1e-5) << "tile " << tile << ", " << threads << " thread(s)";
+    }
+  }
+}
+
 // Queries of one block against keys of another, as ring steps see them: some rows have no visible key.
 TEST(BlockAttention, CrossBlockWithEmptyRowsForwardAndBackward) {
   torch::manual_seed(3);

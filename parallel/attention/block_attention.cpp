@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "parallel/attention/flash_block.h"
+#include "parallel/attention/tile_gemm.h"
 #include "runtime/core/accumulation_dtype.h"
 #include "runtime/core/error.h"
 
@@ -103,7 +104,7 @@ torch::Tensor group_rows(const torch::Tensor& t, int64_t hkv, const TileSpan& q)
 // Scores of one tile from pre-scaled queries, -inf where masked.
 torch::Tensor tile_scores(const torch::Tensor& qt, const torch::Tensor& kt, const AttentionMask& m,
                           const TileSpan& q, const TileSpan& k, TileKind kind) {
-  auto s = torch::bmm(qt, kt.transpose(1, 2));
+  auto s = tile_product(qt, false, kt, true);
   if (kind == TileKind::kPartial) hide_masked(s, m, q, k);
   return s;
 }
@@ -239,7 +240,8 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
       p.sub_(shift.unsqueeze(-1)).exp_();
       const auto rescale = (row_max - shift).exp_();
       row_sum.mul_(rescale).add_(p.sum(-1));
-      o.mul_(rescale.unsqueeze(-1)).baddbmm_(p, v.slice(1, ks.begin, ks.end));
+      o.mul_(rescale.unsqueeze(-1));
+      tile_gemm(p, false, v.slice(1, ks.begin, ks.end), false, o);
       row_max = shift;
     }
     const auto seen = row_sum > 0;
@@ -292,10 +294,10 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
       if (kind == TileKind::kEmpty) continue;
       const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
       const auto p = tile_scores(qt, kt, mask, qs, ks, kind).sub_(lse_t).exp_();
-      if (kv_grads) dv.mine().slice(1, ks.begin, ks.end).baddbmm_(p.transpose(1, 2), dot);
-      const auto ds = torch::bmm(dot, vt.transpose(1, 2)).sub_(delta_t).mul_(p);
-      dq_t.baddbmm_(ds, kt, 1.0, scale);
-      if (kv_grads) dk.mine().slice(1, ks.begin, ks.end).baddbmm_(ds.transpose(1, 2), qt);  // qt carries the scale already
+      if (kv_grads) tile_gemm(p, true, dot, false, dv.mine().slice(1, ks.begin, ks.end));
+      const auto ds = tile_product(dot, false, vt, true).sub_(delta_t).mul_(p);
+      tile_gemm(ds, false, kt, false, dq_t, scale);
+      if (kv_grads) tile_gemm(ds, true, qt, false, dk.mine().slice(1, ks.begin, ks.end));  // qt carries the scale already
     }
     const int64_t tq = qs.end - qs.begin;
     dq.view({hkv, g, n, d}).slice(2, qs.begin, qs.end).copy_(dq_t.view({hkv, g, tq, d}));
