@@ -158,7 +158,6 @@ std::vector<int64_t> pairs_per_query(const AttentionMask& m) {
   return pairs;
 }
 
-
 // Query tiles are independent in the forward and own their dq rows in the backward, so on the CPU
 // they are spread over the intra-op threads, each tile's ops then running on one thread: split
 // within a tile instead, the small matmuls and elementwise ops ran no faster on 2 threads than on 1.
@@ -206,6 +205,7 @@ class PerThreadSum {
   torch::TensorOptions opts_;
   std::vector<torch::Tensor> parts_;
 };
+
 }  // namespace
 
 AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal) {
