@@ -1,5 +1,7 @@
 #include "parallel/attention/tile_gemm.h"
 
+#include <algorithm>
+
 #if defined(LOOM_HAVE_DNNL)
 #include <oneapi/dnnl/dnnl.h>
 #endif
@@ -11,17 +13,21 @@ namespace {
 
 torch::Tensor op(const torch::Tensor& t, bool trans) { return trans ? t.transpose(1, 2) : t; }
 
+#if defined(LOOM_HAVE_DNNL)
 // Row-major matrices with unit column stride: what sgemm reads through a leading dimension.
 bool rows_unit_stride(const torch::Tensor& t) { return t.stride(2) == 1 && t.stride(1) >= std::max<int64_t>(1, t.size(2)); }
+#endif
 
 // c = alpha * op(a) @ op(b) + beta * c through oneDNN, where it applies; false where it does not.
 bool try_sgemm(const torch::Tensor& a_in, bool trans_a, const torch::Tensor& b_in, bool trans_b, const torch::Tensor& c,
                double alpha, double beta) {
 #if defined(LOOM_HAVE_DNNL)
+  for (const auto* t : {&a_in, &b_in, &c})
+    if (!t->is_cpu() || t->scalar_type() != torch::kFloat32) return false;
+  if (!rows_unit_stride(c)) return false;  // written in place: no copy can stand in for it
   const auto a = rows_unit_stride(a_in) ? a_in : a_in.contiguous();
   const auto b = rows_unit_stride(b_in) ? b_in : b_in.contiguous();
-  for (const auto* t : {&a, &b, &c})
-    if (!t->is_cpu() || t->scalar_type() != torch::kFloat32 || !rows_unit_stride(*t)) return false;
+  if (!rows_unit_stride(a) || !rows_unit_stride(b)) return false;  // a contiguous [.., .., 1] may keep odd strides
   const int64_t m = c.size(1), n = c.size(2), k = trans_a ? a.size(1) : a.size(2);
   const float* pa = a.data_ptr<float>();
   const float* pb = b.data_ptr<float>();
