@@ -9,6 +9,7 @@
 namespace loom {
 namespace {
 
+using test::IntraOpThreads;
 using test::relative_error;
 
 constexpr double kTol = 1e-10;
@@ -65,16 +66,6 @@ void PrintTo(const Case& c, std::ostream* os) {
   *os << "Hq=" << c.hq << " Hkv=" << c.hkv << (c.causal ? " causal" : " full") << " window " << c.window << ", "
       << c.threads << " thread(s)";
 }
-
-// Intra-op threads for one test; the test binary otherwise runs on one (tests/test_main.cpp).
-class IntraOpThreads {
- public:
-  explicit IntraOpThreads(int n) : before_(torch::get_num_threads()) { torch::set_num_threads(n); }
-  ~IntraOpThreads() { torch::set_num_threads(before_); }
-
- private:
-  int before_;
-};
 
 class PackedAttention : public ::testing::TestWithParam<Case> {};
 

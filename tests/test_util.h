@@ -76,4 +76,14 @@ std::vector<nlohmann::json> step_records(const std::string& run_dir);
 // inputs' scale keeps a reference that is zero up to rounding from dividing noise by noise.
 double relative_error(const torch::Tensor& a, const torch::Tensor& b, double floor = 1e-30);
 
+// Intra-op threads for one test; the test binary otherwise runs on one (tests/test_main.cpp).
+class IntraOpThreads {
+ public:
+  explicit IntraOpThreads(int n) : before_(torch::get_num_threads()) { torch::set_num_threads(n); }
+  ~IntraOpThreads() { torch::set_num_threads(before_); }
+
+ private:
+  int before_;
+};
+
 }  // namespace loom::test

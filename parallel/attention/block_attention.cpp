@@ -9,6 +9,7 @@
 
 #include "parallel/attention/flash_block.h"
 #include "parallel/attention/tile_gemm.h"
+#include "parallel/attention/tile_softmax.h"
 #include "runtime/core/accumulation_dtype.h"
 #include "runtime/core/error.h"
 
@@ -235,14 +236,8 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
       const TileKind kind = classify(qs, ks, mask);
       if (kind == TileKind::kEmpty) continue;
       auto p = tile_scores(qt, k.slice(1, ks.begin, ks.end), mask, qs, ks, kind);
-      // A row that has seen no key yet is shifted by a finite value, which keeps its exp() at 0, not NaN.
-      const auto shift = torch::maximum(row_max, p.amax(-1)).clamp_min_(lowest);
-      p.sub_(shift.unsqueeze(-1)).exp_();
-      const auto rescale = (row_max - shift).exp_();
-      row_sum.mul_(rescale).add_(p.sum(-1));
-      o.mul_(rescale.unsqueeze(-1));
+      softmax_step(p, row_max, row_sum, o, lowest);
       tile_gemm(p, false, v.slice(1, ks.begin, ks.end), false, o);
-      row_max = shift;
     }
     const auto seen = row_sum > 0;
     const auto o_final = torch::where(seen.unsqueeze(-1), o / row_sum.clamp_min(1e-300).unsqueeze(-1), torch::zeros_like(o));
@@ -293,9 +288,11 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
       const TileKind kind = classify(qs, ks, mask);
       if (kind == TileKind::kEmpty) continue;
       const auto kt = k.slice(1, ks.begin, ks.end), vt = v.slice(1, ks.begin, ks.end);
-      const auto p = tile_scores(qt, kt, mask, qs, ks, kind).sub_(lse_t).exp_();
+      auto p = tile_scores(qt, kt, mask, qs, ks, kind);
+      exp_shifted(p, lse_t);
       if (kv_grads) tile_gemm(p, true, dot, false, dv.mine().slice(1, ks.begin, ks.end));
-      const auto ds = tile_product(dot, false, vt, true).sub_(delta_t).mul_(p);
+      auto ds = tile_product(dot, false, vt, true);
+      softmax_grad(ds, delta_t, p);
       tile_gemm(ds, false, kt, false, dq_t, scale);
       if (kv_grads) tile_gemm(ds, true, qt, false, dk.mine().slice(1, ks.begin, ks.end));  // qt carries the scale already
     }

@@ -1,0 +1,23 @@
+// The block kernel's elementwise steps on a score tile. Float32 on the CPU runs them fused, one or
+// two passes over each row with kernels/vector_exp.h: as separate LibTorch ops (max, subtract, exp,
+// sum, and again in the backward) they took about as long as the tile's two matrix products at
+// head dimension 32. Other dtypes and devices run the same steps as LibTorch ops.
+#pragma once
+#include <torch/torch.h>
+
+namespace loom {
+
+// One online-softmax step of the forward. p [H, rows, tk] holds a tile's scores (-inf where
+// masked); row_max, row_sum [H, rows] and o [H, rows, d] are the query tile's running state. With
+// m = max(row_max, max_j p) (at least `lowest`, so that a row which has seen no key keeps exp() at 0
+// rather than NaN): p <- exp(p - m), row_sum <- row_sum * exp(row_max - m) + sum_j p,
+// o <- o * exp(row_max - m), row_max <- m. All contiguous.
+void softmax_step(torch::Tensor& p, torch::Tensor& row_max, torch::Tensor& row_sum, torch::Tensor& o, double lowest);
+
+// The backward's probabilities: s <- exp(s - lse), lse [H, rows, 1] (finite), s [H, rows, tk] contiguous.
+void exp_shifted(torch::Tensor& s, const torch::Tensor& lse);
+
+// The backward's score gradients: dp <- (dp - delta) * p, delta [H, rows, 1]; dp and p [H, rows, tk] contiguous.
+void softmax_grad(torch::Tensor& dp, const torch::Tensor& delta, const torch::Tensor& p);
+
+}  // namespace loom
