@@ -1,4 +1,6 @@
 // LaCT's hand-written fast-weight update against autograd (float64).
+#include <functional>
+
 #include "runtime/model/fast_weight_scan.h"
 #include "runtime/model/fast_weights.h"
 #include "tests/test_util.h"
@@ -20,13 +22,32 @@ Chunk random_chunk() {
           torch::rand({b, n}, o)};
 }
 
+// f(x) = W1 (SiLU(W0 x) ⊙ (W2 x)) in plain LibTorch ops, independent of the fused gate Loom uses.
+torch::Tensor reference_f(const FastWeights& w, const torch::Tensor& x) {
+  const auto h = torch::silu(torch::bmm(x, w.w0.transpose(1, 2))) * torch::bmm(x, w.w2.transpose(1, 2));
+  return torch::bmm(h, w.w1.transpose(1, 2));
+}
+
 // The gradient of Σ_i η_i ⟨f(k_i), v_i⟩ with respect to one matrix, by autograd.
 torch::Tensor autograd_direction(const Chunk& c, int matrix, const torch::Tensor& lr) {
   FastWeights w{c.w.w0.clone(), c.w.w1.clone(), c.w.w2.clone()};
   torch::Tensor& target = matrix == 0 ? w.w0 : matrix == 1 ? w.w1 : w.w2;
   target.requires_grad_();
-  const auto objective = (lr.unsqueeze(-1) * apply_fast_weights(w, c.k) * c.v).sum();
+  const auto objective = (lr.unsqueeze(-1) * reference_f(w, c.k) * c.v).sum();
   return torch::autograd::grad({objective}, {target})[0];
+}
+
+TEST(FastWeights, ApplyingTheWeightsMatchesTheReferenceForwardAndBackward) {
+  const Chunk c = random_chunk();
+  const auto grads_of = [&](const std::function<torch::Tensor(const FastWeights&, const torch::Tensor&)>& f) {
+    FastWeights w{c.w.w0.clone().requires_grad_(), c.w.w1.clone().requires_grad_(), c.w.w2.clone().requires_grad_()};
+    const auto x = c.k.clone().requires_grad_();
+    const auto out = f(w, x);
+    (out * c.v).sum().backward();
+    return std::vector<torch::Tensor>{out.detach(), x.grad(), w.w0.grad(), w.w1.grad(), w.w2.grad()};
+  };
+  const auto got = grads_of(apply_fast_weights), want = grads_of(reference_f);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(test::relative_error(got[i], want[i]), 1e-12) << "output " << i;
 }
 
 TEST(FastWeights, DescentDirectionsAreTheNegativeGradientsOfTheInnerLoss) {
