@@ -2,7 +2,6 @@
 // vectorise, and accurate to float rounding (relative error < 5e-7 on [-87, 88]). Header-only:
 // it must inline into each loop (and into each of the loop's target clones).
 #pragma once
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>

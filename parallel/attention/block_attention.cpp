@@ -281,8 +281,9 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
   for_each_query_tile(tile_spans(mask.q_pos, mask.q_doc, tile), q.is_cpu(), [&](const TileSpan& qs) {
     const auto qt = group_rows(q, hkv, qs);
     const auto dot = group_rows(dout, hkv, qs);
-    const auto lse_t = group_rows(safe_lse.unsqueeze(-1), hkv, qs);
-    const auto delta_t = group_rows(delta.unsqueeze(-1), hkv, qs);
+    // Contiguous once per query tile: every key tile's fused softmax steps read them as rows.
+    const auto lse_t = group_rows(safe_lse.unsqueeze(-1), hkv, qs).contiguous();
+    const auto delta_t = group_rows(delta.unsqueeze(-1), hkv, qs).contiguous();
     auto dq_t = torch::zeros_like(dot);
     for (const auto& ks : k_tiles) {
       const TileKind kind = classify(qs, ks, mask);

@@ -53,9 +53,6 @@ void grad_rows(float* dp, const float* delta, const float* p, int64_t rows, int6
 
 bool fusable(const torch::Tensor& t) { return t.is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous(); }
 
-// A per-row value [H, rows, 1] or [H, rows] as one contiguous float per row.
-torch::Tensor per_row(const torch::Tensor& t) { return t.to(torch::kFloat32).contiguous(); }
-
 }  // namespace
 
 void softmax_step(torch::Tensor& p, torch::Tensor& row_max, torch::Tensor& row_sum, torch::Tensor& o, double lowest) {
@@ -73,18 +70,16 @@ void softmax_step(torch::Tensor& p, torch::Tensor& row_max, torch::Tensor& row_s
 }
 
 void exp_shifted(torch::Tensor& s, const torch::Tensor& lse) {
-  if (fusable(s)) {
-    const auto shift = per_row(lse);
-    exp_rows(s.data_ptr<float>(), shift.data_ptr<float>(), shift.numel(), s.size(-1));
+  if (fusable(s) && fusable(lse)) {
+    exp_rows(s.data_ptr<float>(), lse.data_ptr<float>(), lse.numel(), s.size(-1));
     return;
   }
   s.sub_(lse).exp_();
 }
 
 void softmax_grad(torch::Tensor& dp, const torch::Tensor& delta, const torch::Tensor& p) {
-  if (fusable(dp) && fusable(p)) {
-    const auto c = per_row(delta);
-    grad_rows(dp.data_ptr<float>(), c.data_ptr<float>(), p.data_ptr<float>(), c.numel(), dp.size(-1));
+  if (fusable(dp) && fusable(delta) && fusable(p)) {
+    grad_rows(dp.data_ptr<float>(), delta.data_ptr<float>(), p.data_ptr<float>(), delta.numel(), dp.size(-1));
     return;
   }
   dp.sub_(delta).mul_(p);

@@ -14,10 +14,12 @@ namespace loom {
 // o <- o * exp(row_max - m), row_max <- m. All contiguous.
 void softmax_step(torch::Tensor& p, torch::Tensor& row_max, torch::Tensor& row_sum, torch::Tensor& o, double lowest);
 
-// The backward's probabilities: s <- exp(s - lse), lse [H, rows, 1] (finite), s [H, rows, tk] contiguous.
+// The backward's probabilities: s <- exp(s - lse), lse [H, rows, 1] (finite), s [H, rows, tk]; both
+// contiguous for the fused path.
 void exp_shifted(torch::Tensor& s, const torch::Tensor& lse);
 
-// The backward's score gradients: dp <- (dp - delta) * p, delta [H, rows, 1]; dp and p [H, rows, tk] contiguous.
+// The backward's score gradients: dp <- (dp - delta) * p, delta [H, rows, 1]; dp and p [H, rows, tk]; all
+// contiguous for the fused path.
 void softmax_grad(torch::Tensor& dp, const torch::Tensor& delta, const torch::Tensor& p);
 
 }  // namespace loom
