@@ -9,7 +9,6 @@
 //   launch/loom-run -n 2 -- loom bench attention [--seq-len 4096 8192] [--kv-heads 4 1]
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "launch/commands.h"
@@ -20,6 +19,7 @@
 #include "parallel/attention/ring_attention.h"
 #include "parallel/attention/token_ring_attention.h"
 #include "parallel/comm/mpi_communicator.h"
+#include "runtime/core/text_file.h"
 #include "runtime/train/metrics_log.h"
 
 namespace loom {
@@ -145,7 +145,7 @@ int run_bench_attention(const BenchAttentionArgs& args) {
                 "rank 0 per fwd+bwd on the ring (ring: K/V and dK/dV to the next rank; token_ring: Q, and in the backward dO, D, "
                 "lse, to the previous) and back to the owners (token_ring's partials); MB_max: the most any rank sends, both "
                 "together\n");
-    if (!args.json_out.empty()) std::ofstream(args.json_out) << nlohmann::json{{"ranks", n}, {"matmul_ceiling_flops", ceiling}, {"rows", rows}}.dump(2) << "\n";
+    if (!args.json_out.empty()) write_text_file(args.json_out, nlohmann::json{{"ranks", n}, {"matmul_ceiling_flops", ceiling}, {"rows", rows}}.dump(2) + "\n");
   }
   return 0;
 }

@@ -6,7 +6,6 @@
 // measurement leaks into the next one.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +14,7 @@
 #include "optim/adamw.h"
 #include "optim/chunkwise/chunkwise_backprop.h"
 #include "runtime/core/error.h"
+#include "runtime/core/text_file.h"
 #include "runtime/train/metrics_log.h"
 
 namespace loom {
@@ -154,7 +154,7 @@ int run_bench_chunkwise(const BenchChunkwiseArgs& a) {
     const nlohmann::json out = {{"benchmark", "chunkwise"}, {"matmul_ceiling_flops", ceiling.matmul_flops},
                                 {"baseline_bytes", baseline}, {"cap_bytes", cap}, {"chunk_size", a.chunk_size},
                                 {"budget", a.budget}, {"rows", json_rows}, {"longest_within_cap", longest}};
-    std::ofstream(a.json_out) << out.dump(2) << "\n";
+    write_text_file(a.json_out, out.dump(2) + "\n");
   }
   return 0;
 }

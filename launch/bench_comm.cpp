@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +15,7 @@
 #include "launch/synced_timing.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
+#include "runtime/core/text_file.h"
 
 namespace loom {
 namespace {
@@ -121,7 +121,7 @@ int run_bench_comm(const BenchCommArgs& args) {
                 "both %.1f ms = %.2f x the longer of the two\n",
                 args.overlap_bytes, overlap["compute_s"].get<double>() * 1e3, overlap["comm_s"].get<double>() * 1e3,
                 overlap["both_s"].get<double>() * 1e3, overlap["both_over_max"].get<double>());
-    if (!args.json_out.empty()) std::ofstream(args.json_out) << nlohmann::json{{"ranks", comm->size()}, {"collectives", results}, {"overlap", overlap}}.dump(2) << "\n";
+    if (!args.json_out.empty()) write_text_file(args.json_out, nlohmann::json{{"ranks", comm->size()}, {"collectives", results}, {"overlap", overlap}}.dump(2) + "\n");
   }
   return 0;
 }

@@ -1,12 +1,12 @@
 // loom bench train: achieved training FLOP/s for a few model widths, as a fraction of the float32
 // matmul ceiling measured in the same run.
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "launch/commands.h"
 #include "launch/machine_ceiling.h"
 #include "optim/adamw.h"
+#include "runtime/core/text_file.h"
 #include "runtime/train/metrics_log.h"
 #include "runtime/train/packed_tensors.h"
 
@@ -87,7 +87,7 @@ int run_bench_train(const BenchArgs& args) {
   if (!args.json_out.empty()) {
     const nlohmann::json out = {{"benchmark", "train"}, {"matmul_ceiling_flops", ceiling.matmul_flops},
                                 {"memory_bytes_per_s", ceiling.memory_bytes_s}, {"cores", ceiling.cores}, {"rows", json_rows}};
-    std::ofstream(args.json_out) << out.dump(2) << "\n";
+    write_text_file(args.json_out, out.dump(2) + "\n");
   }
   return 0;
 }

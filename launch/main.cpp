@@ -3,8 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "launch/commands.h"
@@ -28,6 +31,22 @@ int report_failure(const std::string& kind, const std::string& message, int code
   return code;
 }
 
+// Checks an output file's path while the command line is read: its folder is made if missing, and
+// one that cannot be made or written ends the command before its work (a benchmark, an
+// evaluation) rather than losing the results at the end. Throws loom::Error, so the message and
+// exit code are those of every other error the user can fix.
+const CLI::Validator output_file(
+    [](std::string& path) {
+      const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+      std::error_code ec;
+      if (!folder.empty()) std::filesystem::create_directories(folder, ec);
+      loom::check(!ec, "cannot make the folder '" + folder.string() + "' for '" + path + "': " + ec.message());
+      loom::check(access(folder.empty() ? "." : folder.c_str(), W_OK) == 0,
+                  "cannot write '" + path + "': its folder is not writable; choose another path");
+      return std::string();
+    },
+    "FILE");
+
 void add_train(CLI::App& app, loom::TrainArgs& a, int& rc) {
   auto* cmd = app.add_subcommand("train", "train a model described by a YAML config");
   cmd->add_option("--config", a.config, "YAML experiment config")->required();
@@ -42,9 +61,10 @@ void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {
   auto* cmd = app.add_subcommand("eval", "loss, perplexity and passkey retrieval accuracy of a checkpoint");
   cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
   cmd->add_option("--data", a.data, "HDF5 dataset (default: the run's validation split)");
-  cmd->add_option("--json", a.json_out, "also write the results as JSON here");
+  cmd->add_option("--json", a.json_out, "also write the results as JSON here")->check(output_file);
   cmd->add_option("--max-docs", a.max_docs, "evaluate at most this many documents");
-  cmd->add_option("--dump-logits", a.dump_logits, "instead: write the logits of --text's tokens to this safetensors file");
+  cmd->add_option("--dump-logits", a.dump_logits, "instead: write the logits of --text's tokens to this safetensors file")
+      ->check(output_file);
   cmd->add_option("--text", a.text, "with --dump-logits: the text (byte tokens, no BOS)");
   cmd->callback([&] { rc = loom::run_eval(a); });
 }
@@ -65,7 +85,7 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   data->require_subcommand(1);
   auto* s = data->add_subcommand("synth", "synthetic long-context task data");
   s->add_option("--task", synth.task, "task")->check(CLI::IsMember({"passkey"}));
-  s->add_option("--out", synth.out, "output .h5 file")->required();
+  s->add_option("--out", synth.out, "output .h5 file")->check(output_file)->required();
   s->add_option("--docs", synth.docs, "number of documents");
   s->add_option("--min-len", synth.min_len, "shortest document in bytes");
   s->add_option("--max-len", synth.max_len, "longest document in bytes");
@@ -76,7 +96,7 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   s->callback([&] { rc = loom::run_data_synth(synth); });
   auto* p = data->add_subcommand("prepare", "text files or folders -> one document per file");
   p->add_option("--input", inputs, "text files or folders")->required();
-  p->add_option("--out", out, "output .h5 file")->required();
+  p->add_option("--out", out, "output .h5 file")->check(output_file)->required();
   p->callback([&] { rc = loom::run_data_prepare(inputs, out); });
   auto* i = data->add_subcommand("inspect", "documents, tokens and the length histogram of a dataset");
   i->add_option("file", inspect_path, "dataset .h5")->required();
@@ -87,7 +107,7 @@ void add_export_import(CLI::App& app, loom::ExportArgs& e, loom::ImportArgs& i, 
   auto* ex = app.add_subcommand("export", "a checkpoint as a Hugging Face directory (transformers, vLLM) or a GGUF file (llama.cpp)");
   ex->add_option("--checkpoint", e.checkpoint, "checkpoint folder or run dir")->required();
   ex->add_option("--format", e.format, "hf or gguf")->required()->check(CLI::IsMember({"hf", "gguf"}));
-  ex->add_option("--out", e.out, "output directory (hf) or file (gguf); must not exist")->required();
+  ex->add_option("--out", e.out, "output directory (hf) or file (gguf); must not exist")->check(output_file)->required();
   ex->add_option("--dtype", e.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}));
   ex->add_option("--shard-mb", e.shard_mb, "hf: largest safetensors shard in MB");
   ex->callback([&] { rc = loom::run_export(e); });
@@ -111,7 +131,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   t->add_option("--steps", a.steps, "timed steps per model");
   t->add_option("--d-model", a.d_models, "model widths to try");
   t->add_option("--seq-len", a.seq_len, "tokens per step");
-  t->add_option("--json", a.json_out, "write the results as JSON here");
+  t->add_option("--json", a.json_out, "write the results as JSON here")->check(output_file);
   t->callback([&] { rc = loom::run_bench_train(a); });
   auto* c = bench->add_subcommand("comm", "collectives of Loom's communicator next to raw MPI, and compute/communication overlap "
                                           "(start on several ranks with launch/loom-run)");
@@ -119,7 +139,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   c->add_option("--max-bytes", comm.max_bytes, "largest message per rank");
   c->add_option("--reps", comm.reps, "timed repetitions per size (at least)");
   c->add_option("--overlap-bytes", comm.overlap_bytes, "all_reduce size of the overlap measurement");
-  c->add_option("--json", comm.json_out, "write the results as JSON here");
+  c->add_option("--json", comm.json_out, "write the results as JSON here")->check(output_file);
   c->callback([&] { rc = loom::run_bench_comm(comm); });
   auto* at = bench->add_subcommand("attention", "local, ring and token_ring attention side by side (start on the sp ranks "
                                                 "with launch/loom-run)");
@@ -129,7 +149,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   at->add_option("--head-dim", attn.head_dim, "head dimension");
   at->add_option("--reps", attn.reps, "timed repetitions");
   at->add_option("--warmups", attn.warmups, "untimed runs before them (0 for the longest sequences)");
-  at->add_option("--json", attn.json_out, "write the results as JSON here");
+  at->add_option("--json", attn.json_out, "write the results as JSON here")->check(output_file);
   at->callback([&] { rc = loom::run_bench_attention(attn); });
   auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop, SeCO and SpaCO, and the longest "
                                                 "sequence each trains within one memory cap");
@@ -140,7 +160,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   ch->add_option("--layers", cw.layers, "model depth");
   ch->add_option("--reps", cw.reps, "timed steps after a warm-up step");
   ch->add_option("--headroom-mb", cw.headroom_mb, "memory cap above the baseline process");
-  ch->add_option("--json", cw.json_out, "write the results as JSON here");
+  ch->add_option("--json", cw.json_out, "write the results as JSON here")->check(output_file);
   ch->add_option("--child", cw.child)->group("");  // one measurement, started by the benchmark itself
   ch->add_option("--child-length", cw.child_length)->group("");
   ch->callback([&] { rc = loom::run_bench_chunkwise(cw); });
@@ -153,7 +173,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   la->add_option("--lengths", lact.lengths, "sequence lengths of the model table");
   la->add_flag_callback("--no-model", [&] { lact.lengths.clear(); }, "skip the model table");
   la->add_option("--reps", lact.reps, "timed repetitions after a warm-up");
-  la->add_option("--json", lact.json_out, "write the results as JSON here");
+  la->add_option("--json", lact.json_out, "write the results as JSON here")->check(output_file);
   la->callback([&] { rc = loom::run_lact_bench(lact); });
 }
 

@@ -1,11 +1,11 @@
 // loom train | eval | generate
 #include <cstdio>
-#include <fstream>
 
 #include "launch/commands.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
 #include "runtime/core/safetensors.h"
+#include "runtime/core/text_file.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/model/generate.h"
@@ -81,7 +81,7 @@ int run_eval(const EvalArgs& args) {
     j["checkpoint"] = m.meta.dir;
     j["step"] = m.meta.step;
     j["data"] = path;
-    std::ofstream(args.json_out) << j.dump(2) << "\n";
+    write_text_file(args.json_out, j.dump(2) + "\n");
   }
   return 0;
 }

@@ -53,6 +53,8 @@ TEST(Config, WrongTypeAndRangeAndChoice) {
   const std::string range = test::error_of([] { parse_config("train:\n  lr: -1\n", "f.yaml"); });
   EXPECT_NE(range.find("f.yaml:2"), std::string::npos) << range;
   EXPECT_NE(range.find("out of range"), std::string::npos) << range;
+  const std::string whole = test::error_of([] { parse_config("model:\n  lact:\n    chunk: 0\n", "f.yaml"); });
+  EXPECT_NE(whole.find("allowed: [1, 67108864]"), std::string::npos) << "an integer key's bounds print whole: " << whole;
   const std::string choice = test::error_of([] { parse_config("train:\n  dtype: float16\n", "f.yaml"); });
   EXPECT_NE(choice.find("float32, float64, bfloat16"), std::string::npos) << choice;
   EXPECT_NE(test::error_of([] { parse_config("", "x", {"train.lr"}); }).find("key=value"), std::string::npos);

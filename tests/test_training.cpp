@@ -238,6 +238,22 @@ TEST_F(BadInput, NonFiniteLossIsSkippedWhenConfigured) {
   EXPECT_FALSE(steps[2]["skipped"].get<bool>());
 }
 
+TEST_F(BadInput, OutputFoldersAreMadeAsNeeded) {
+  const std::string out = dir_.path("new/sub/pk.h5");
+  const auto r = test::run_loom("data synth --task passkey --docs 8 --min-len 200 --max-len 300 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(out));
+}
+
+TEST_F(BadInput, OutputPathThatCannotBeWrittenEndsTheCommandBeforeItsWork) {
+  ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
+  std::ofstream(dir_.path("a-file")) << "not a folder";
+  const auto r = test::run_loom("eval --checkpoint " + dir_.path("run") + " --json " + dir_.path("a-file/eval.json"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("loom: error: cannot make the folder"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("evaluating"), std::string::npos) << "the evaluation did not start: " << r.output;
+}
+
 TEST_F(BadInput, EvalOfAPasskeyCheckpointReportsAccuracyByDepth) {
   ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
   const auto r = test::run_loom("eval --checkpoint " + dir_.path("run") + " --json " + dir_.path("eval.json"));

@@ -184,10 +184,17 @@ struct Reader {
     if (!e) return;
     field = convert<T>(key, *e, std::is_integral_v<T> ? "an integer" : "a number");
     if (field < lo || field > hi) {
+      // Bounds of an integer key print as integers: 67108864, not 6.71089e+07.
+      auto bound = [](double x) {
+        std::ostringstream s;
+        if constexpr (std::is_integral_v<T>) s << static_cast<int64_t>(x);
+        else s << x;
+        return s.str();
+      };
       std::ostringstream msg;
       msg << e->origin << ": " << key << " = " << field << " is out of range; allowed: ";
-      if (lo == hi) msg << lo << " (larger values need a later Loom feature)";
-      else msg << "[" << lo << ", " << hi << "]";
+      if (lo == hi) msg << bound(lo) << " (larger values need a later Loom feature)";
+      else msg << "[" << bound(lo) << ", " << bound(hi) << "]";
       fail(msg.str());
     }
   }

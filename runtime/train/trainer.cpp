@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <thread>
 
@@ -20,6 +19,7 @@
 #include "parallel/mesh.h"
 #include "runtime/core/error.h"
 #include "runtime/core/fault_injection.h"
+#include "runtime/core/text_file.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/evaluation.h"
@@ -47,7 +47,7 @@ void prepare_run_dir(const Config& config, const TrainOptions& options) {
     fs::remove(dir / "metrics.jsonl");
   }
   fs::create_directories(dir);
-  std::ofstream(dir / "config.resolved.yaml") << to_yaml(config);
+  write_text_file((dir / "config.resolved.yaml").string(), to_yaml(config));
 }
 
 TokenDataset load_training_data(const Config& config) {

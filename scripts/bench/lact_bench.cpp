@@ -2,9 +2,9 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "runtime/core/text_file.h"
 #include "runtime/model/fast_weight_scan.h"
 #include "runtime/model/llama.h"
 #include "launch/machine_ceiling.h"
@@ -99,11 +99,9 @@ int run_lact_bench(const LactBenchArgs& args) {
     }
   }
   if (!args.json_out.empty()) {
-    std::ofstream(args.json_out) << nlohmann::json{{"device", gpu ? "cuda" : "cpu"}, {"matmul_ceiling_flops", ceiling},
-                                                   {"matmul_ceiling_after_flops", ceiling_after},
-                                                   {"scan", scan}, {"model", model}}
-                                        .dump(2)
-                                 << "\n";
+    const nlohmann::json out{{"device", gpu ? "cuda" : "cpu"}, {"matmul_ceiling_flops", ceiling},
+                             {"matmul_ceiling_after_flops", ceiling_after}, {"scan", scan}, {"model", model}};
+    write_text_file(args.json_out, out.dump(2) + "\n");
   }
   return 0;
 }
