@@ -41,6 +41,7 @@ void forward_backward(const Inputs& in, const Algorithm& attend, Communicator& f
 
 struct Split {
   double time = 0, compute = 0, comm = 0;  // slowest rank, medians
+  double waited = 0;                       // the longest any rank sat in wait() in the real run, median
   double mb_next = 0, mb_back = 0;         // sent by rank 0 per fwd+bwd
   double mb_busiest = 0;                   // the most any rank sends per fwd+bwd, both directions together
   double hidden() const { return comm > 0 ? std::clamp((compute + comm - time) / comm, 0.0, 1.0) : 1.0; }
@@ -53,11 +54,19 @@ Split measure(Communicator& world, Communicator& forward, Communicator& back, co
   forward_backward(mine, attend, recorded_forward, recorded_back);  // also a warm-up
   NullCommunicator null_forward(forward), null_back(back);
   ExchangeReplay replay({{&forward, &recorded_forward.recorded()}, {&back, &recorded_back.recorded()}});
-  const std::vector<std::function<void()>> runs = {[&] { forward_backward(mine, attend, forward, back); },
-                                                   [&] { forward_backward(mine, attend, null_forward, null_back); },
+  WaitTimingCommunicator timed_forward(forward), timed_back(back);
+  std::vector<double> waited;  // one per timed run of the real thing
+  auto real = [&] {
+    timed_forward.reset();
+    timed_back.reset();
+    forward_backward(mine, attend, timed_forward, timed_back);
+    waited.push_back(timed_forward.waited_seconds() + timed_back.waited_seconds());
+  };
+  const std::vector<std::function<void()>> runs = {real, [&] { forward_backward(mine, attend, null_forward, null_back); },
                                                    [&] { replay.run(); }};
   for (int64_t w = 1; w < args.warmups; ++w)
     for (const auto& run : runs) run();
+  waited.clear();
   std::vector<std::vector<double>> times(runs.size());
   for (int64_t rep = 0; rep < args.reps; ++rep)
     for (size_t i = 0; i < runs.size(); ++i) times[i].push_back(synced_time(world, runs[i]));
@@ -65,6 +74,9 @@ Split measure(Communicator& world, Communicator& forward, Communicator& back, co
   s.time = median(times[0]);
   s.compute = median(times[1]);
   s.comm = median(times[2]);
+  auto longest_wait = torch::tensor({median(waited)}, torch::kFloat64);
+  all_reduce_now(world, longest_wait, ReduceOp::kMax);
+  s.waited = longest_wait.item<double>();
   s.mb_next = static_cast<double>(recorded_forward.counters().of_kind("p2p").sent) / 1e6;
   s.mb_back = static_cast<double>(recorded_back.counters().of_kind("p2p").sent) / 1e6;
   auto busiest = torch::tensor({s.mb_next + s.mb_back}, torch::kFloat64);
@@ -87,8 +99,8 @@ int run_bench_attention(const BenchAttentionArgs& args) {
     std::printf("loom bench attention: causal, one document, float32, head dim %ld, %d rank(s), fwd+bwd of one layer "
                 "(median of %ld); matmul ceiling %sFLOP/s\n",
                 args.head_dim, n, args.reps, human_count(ceiling).c_str());
-    std::printf("%7s %6s %-10s %9s %7s %9s %9s %7s %9s %9s %9s %7s\n", "tokens", "H/G", "algorithm", "time_s", "over",
-                "compute_s", "comm_s", "hidden", "MB_next", "MB_back", "MB_max", "kernel");
+    std::printf("%7s %6s %-10s %9s %7s %9s %9s %9s %7s %9s %9s %9s %7s\n", "tokens", "H/G", "algorithm", "time_s", "over",
+                "compute_s", "comm_s", "waited_s", "hidden", "MB_next", "MB_back", "MB_max", "kernel");
   }
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t length : args.seq_lens) {
@@ -112,8 +124,8 @@ int run_bench_attention(const BenchAttentionArgs& args) {
       const double local_s = local.item<double>();
       const double pairs = static_cast<double>(length) * static_cast<double>(length + 1) / 2;
       const double kernel = 3.5 * 4.0 * static_cast<double>(d * h) * pairs / local_s / ceiling;  // backward ~2.5x forward
-      if (root) std::printf("%7ld %3ld/%-2ld %-10s %9.3f %7s %9s %9s %7s %9s %9s %9s %6.0f%%\n", length, h, kv_heads, "local",
-                            local_s, "", "", "", "", "", "", "", 100 * kernel);
+      if (root) std::printf("%7ld %3ld/%-2ld %-10s %9.3f %7s %9s %9s %9s %7s %9s %9s %9s %6.0f%%\n", length, h, kv_heads, "local",
+                            local_s, "", "", "", "", "", "", "", "", 100 * kernel);
       nlohmann::json row = {{"tokens", length}, {"heads", h}, {"kv_heads", kv_heads}, {"local_s", local_s},
                             {"kernel_fraction_of_ceiling", kernel}};
 
@@ -129,11 +141,12 @@ int run_bench_attention(const BenchAttentionArgs& args) {
         const Split s = measure(*world, *forward, *back, mine, attend, args);
         const double over = (s.time - local_s / n) / (local_s / n);
         if (root) {
-          std::printf("%7ld %3ld/%-2ld %-10s %9.3f %6.0f%% %9.3f %9.3f %6.0f%% %9.2f %9.2f %9.2f\n", length, h, kv_heads, name.c_str(),
-                      s.time, 100 * over, s.compute, s.comm, 100 * s.hidden(), s.mb_next, s.mb_back, s.mb_busiest);
+          std::printf("%7ld %3ld/%-2ld %-10s %9.3f %6.0f%% %9.3f %9.3f %9.3f %6.0f%% %9.2f %9.2f %9.2f\n", length, h, kv_heads,
+                      name.c_str(), s.time, 100 * over, s.compute, s.comm, s.waited, 100 * s.hidden(), s.mb_next, s.mb_back,
+                      s.mb_busiest);
           std::fflush(stdout);
         }
-        row[name] = {{"time_s", s.time}, {"compute_s", s.compute}, {"comm_s", s.comm}, {"hidden", s.hidden()},
+        row[name] = {{"time_s", s.time}, {"compute_s", s.compute}, {"comm_s", s.comm}, {"waited_s", s.waited}, {"hidden", s.hidden()},
                      {"mb_sent_next", s.mb_next}, {"mb_sent_back", s.mb_back}, {"mb_sent_busiest_rank", s.mb_busiest}};
       }
       rows.push_back(row);
@@ -141,7 +154,8 @@ int run_bench_attention(const BenchAttentionArgs& args) {
   }
   if (root) {
     std::printf("over: time above local_s / ranks (exposed communication and imbalance). compute_s: the same with every "
-                "exchange completing at once; comm_s: its exchanges alone; hidden = (compute + comm - time) / comm. MB: sent by "
+                "exchange completing at once; comm_s: its exchanges alone; waited_s: the longest any rank's computation sat blocked "
+                "on its exchanges in the real run; hidden = (compute + comm - time) / comm. MB: sent by "
                 "rank 0 per fwd+bwd on the ring (ring: K/V and dK/dV to the next rank; token_ring: Q, and in the backward dO, D, "
                 "lse, to the previous) and back to the owners (token_ring's partials); MB_max: the most any rank sends, both "
                 "together\n");

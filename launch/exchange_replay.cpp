@@ -1,5 +1,7 @@
 #include "launch/exchange_replay.h"
 
+#include <chrono>
+
 #include "runtime/core/error.h"
 
 namespace loom {
@@ -8,6 +10,25 @@ namespace {
 [[noreturn]] void refuse(const char* op) {
   fail(std::string("exchange replay: ") + op + " is not an exchange; the benchmark stand-ins only record and replay exchanges");
 }
+
+// A pending exchange whose first wait() adds the time it blocked to `waited`.
+class TimedWork : public CommWork {
+ public:
+  TimedWork(CommHandle real, std::shared_ptr<double> waited) : real_(std::move(real)), waited_(std::move(waited)) {}
+  void wait() override {
+    if (done_) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    real_.wait();
+    *waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    done_ = true;
+  }
+  bool ready() override { return real_.ready(); }
+
+ private:
+  CommHandle real_;
+  std::shared_ptr<double> waited_;
+  bool done_ = false;
+};
 
 }  // namespace
 
@@ -34,6 +55,10 @@ CommHandle NullCommunicator::start_exchange(const std::vector<P2POp>& ops, int) 
   for (const auto& op : ops)
     if (op.kind == P2POp::Kind::kRecv) op.tensor.zero_();
   return {};
+}
+
+CommHandle WaitTimingCommunicator::start_exchange(const std::vector<P2POp>& ops, int channel) {
+  return CommHandle(std::make_shared<TimedWork>(real_.exchange(ops, channel), waited_));
 }
 
 ExchangeReplay::ExchangeReplay(const std::vector<std::pair<Communicator*, const std::vector<RecordedExchange>*>>& streams) {

@@ -6,11 +6,16 @@
 //     computed between them: each communicator's exchanges run one after another, as they do in
 //     the algorithm (each waits for its previous one), and different communicators concurrently;
 //   - NullCommunicator completes every exchange at once without moving a byte (receive buffers are
-//     zero-filled), so the algorithm runs its computation alone.
+//     zero-filled), so the algorithm runs its computation alone;
+//   - WaitTimingCommunicator forwards every exchange and adds up the time the caller spends blocked
+//     in their wait(): the communication the computation did not hide, read inside the real run
+//     rather than as the difference of two separately timed runs (which, at a few per cent of a
+//     step, is within the noise of a shared machine).
 // The algorithms only exchange, so the other operations are refused.
 #pragma once
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,6 +73,20 @@ class NullCommunicator : public ExchangeOnlyCommunicator {
 
  protected:
   CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+};
+
+class WaitTimingCommunicator : public ExchangeOnlyCommunicator {
+ public:
+  using ExchangeOnlyCommunicator::ExchangeOnlyCommunicator;
+  // Seconds spent in wait() of this communicator's exchanges since construction or reset().
+  double waited_seconds() const { return *waited_; }
+  void reset() { *waited_ = 0; }
+
+ protected:
+  CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+
+ private:
+  std::shared_ptr<double> waited_ = std::make_shared<double>(0);  // shared with handles still pending
 };
 
 // The recorded exchanges of each communicator the algorithm used, ready to run again: buffers are
