@@ -55,33 +55,29 @@ Split measure(Communicator& world, Communicator& forward, Communicator& back, co
   NullCommunicator null_forward(forward), null_back(back);
   ExchangeReplay replay({{&forward, &recorded_forward.recorded()}, {&back, &recorded_back.recorded()}});
   WaitTimingCommunicator timed_forward(forward), timed_back(back);
-  std::vector<double> waited;  // one per timed run of the real thing
   auto real = [&] {
     timed_forward.reset();
     timed_back.reset();
     forward_backward(mine, attend, timed_forward, timed_back);
-    waited.push_back(timed_forward.waited_seconds() + timed_back.waited_seconds());
   };
   const std::vector<std::function<void()>> runs = {real, [&] { forward_backward(mine, attend, null_forward, null_back); },
                                                    [&] { replay.run(); }};
   for (int64_t w = 1; w < args.warmups; ++w)
     for (const auto& run : runs) run();
-  waited.clear();
   std::vector<std::vector<double>> times(runs.size());
-  for (int64_t rep = 0; rep < args.reps; ++rep)
+  std::vector<double> waited;  // in each round's real run (the other two leave the timed communicators alone)
+  for (int64_t rep = 0; rep < args.reps; ++rep) {
     for (size_t i = 0; i < runs.size(); ++i) times[i].push_back(synced_time(world, runs[i]));
+    waited.push_back(timed_forward.waited_seconds() + timed_back.waited_seconds());
+  }
   Split s;
   s.time = median(times[0]);
   s.compute = median(times[1]);
   s.comm = median(times[2]);
-  auto longest_wait = torch::tensor({median(waited)}, torch::kFloat64);
-  all_reduce_now(world, longest_wait, ReduceOp::kMax);
-  s.waited = longest_wait.item<double>();
+  s.waited = max_over_ranks(world, median(waited));
   s.mb_next = static_cast<double>(recorded_forward.counters().of_kind("p2p").sent) / 1e6;
   s.mb_back = static_cast<double>(recorded_back.counters().of_kind("p2p").sent) / 1e6;
-  auto busiest = torch::tensor({s.mb_next + s.mb_back}, torch::kFloat64);
-  all_reduce_now(world, busiest, ReduceOp::kMax);
-  s.mb_busiest = busiest.item<double>();
+  s.mb_busiest = max_over_ranks(world, s.mb_next + s.mb_back);
   return s;
 }
 
@@ -112,16 +108,15 @@ int run_bench_attention(const BenchAttentionArgs& args) {
       const auto pos = torch::arange(length, torch::kInt64), doc = torch::zeros({length}, torch::kInt64);
       const double scale = 1.0 / std::sqrt(static_cast<double>(d));
       // Local: rank 0 alone on the whole sequence.
-      auto local = torch::zeros({1}, torch::kFloat64);
+      double local_alone = 0;
       if (root) {
         const Algorithm whole = [&](auto& q, auto& k, auto& v, Communicator&, Communicator&) {
           return local_attention(q, k, v, AttentionMask::self(pos, doc), scale);
         };
-        local[0] = median_seconds(static_cast<int>(args.reps), [&] { forward_backward(full, whole, *forward, *back); },
+        local_alone = median_seconds(static_cast<int>(args.reps), [&] { forward_backward(full, whole, *forward, *back); },
                                   static_cast<int>(args.warmups));
       }
-      all_reduce_now(*world, local, ReduceOp::kMax);
-      const double local_s = local.item<double>();
+      const double local_s = max_over_ranks(*world, local_alone);
       const double pairs = static_cast<double>(length) * static_cast<double>(length + 1) / 2;
       const double kernel = 3.5 * 4.0 * static_cast<double>(d * h) * pairs / local_s / ceiling;  // backward ~2.5x forward
       if (root) std::printf("%7ld %3ld/%-2ld %-10s %9.3f %7s %9s %9s %9s %7s %9s %9s %9s %6.0f%%\n", length, h, kv_heads, "local",

@@ -9,7 +9,11 @@ double synced_time(Communicator& world, const std::function<void()>& fn) {
   barrier_now(world);
   const auto t0 = std::chrono::steady_clock::now();
   fn();
-  auto t = torch::tensor({std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}, torch::kFloat64);
+  return max_over_ranks(world, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+double max_over_ranks(Communicator& world, double value) {
+  auto t = torch::tensor({value}, torch::kFloat64);
   all_reduce_now(world, t, ReduceOp::kMax);
   return t.item<double>();
 }

@@ -11,6 +11,9 @@ namespace loom {
 
 double synced_time(Communicator& world, const std::function<void()>& fn);
 
+// The largest of every rank's `value` (collective over `world`).
+double max_over_ranks(Communicator& world, double value);
+
 // Median over `reps` synced times, after `warmups` (one) untimed calls.
 double synced_median(Communicator& world, int64_t reps, const std::function<void()>& fn, int64_t warmups = 1);
 

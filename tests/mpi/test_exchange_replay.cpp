@@ -15,7 +15,7 @@ namespace {
 class ExchangeStandIns : public ::testing::Test {
  protected:
   std::vector<P2POp> ring_ops(const torch::Tensor& out, const torch::Tensor& in) const {
-    return {send_to((rank + 1) % size, out), recv_from((rank + size - 1) % size, in)};
+    return {send_to((rank + 1) % size, out), recv_from(prev, in)};
   }
   static void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
 
