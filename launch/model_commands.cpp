@@ -90,8 +90,12 @@ int run_generate(const GenerateArgs& args) {
   LoadedModel m = load_model(args.checkpoint);
   std::vector<int64_t> prompt = {tokenizer::kBos};
   for (int32_t t : tokenizer::encode(args.prompt)) prompt.push_back(t);
-  const auto out = generate(m.model, prompt, {args.max_new, args.temperature, tokenizer::kEos, args.seed});
-  std::printf("%s%s\n", args.prompt.c_str(), tokenizer::decode(std::vector<int32_t>(out.begin(), out.end())).c_str());
+  const Generated out = generate(m.model, prompt, {args.max_new, args.temperature, tokenizer::kEos, args.seed});
+  const std::vector<int32_t> ids(out.tokens.begin(), out.tokens.end());
+  std::printf("%s%s\n", args.prompt.c_str(), tokenizer::decode(ids).c_str());
+  if (out.stop == GenerateStop::context_full)
+    std::fprintf(stderr, "loom: stopped after %zu new tokens: the text reached model.max_seq_len = %ld tokens\n",
+                 out.tokens.size(), m.meta.config.model.max_seq_len);
   return 0;
 }
 

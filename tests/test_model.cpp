@@ -2,6 +2,7 @@
 // whole model, document isolation, and KV-cached generation against the full forward.
 #include <random>
 
+#include "runtime/core/error.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/model/generate.h"
 #include "runtime/model/llama.h"
@@ -97,13 +98,40 @@ TEST(Model, GreedyGenerationEqualsRepeatedFullForward) {
   std::vector<int64_t> seq = {1, 2, 3};
   const auto generated = generate(m, seq, {8, 0.0, -1, 0});
   torch::NoGradGuard no_grad;
-  for (int64_t expected : generated) {
+  for (int64_t expected : generated.tokens) {
     const auto pos = torch::arange(static_cast<int64_t>(seq.size()));
     const auto logits = m->forward(torch::tensor(seq), pos, torch::zeros_like(pos));
     ASSERT_EQ(logits[-1].argmax().item<int64_t>(), expected);
     seq.push_back(expected);
   }
-  EXPECT_EQ(generated.size(), 8u);
+  EXPECT_EQ(generated.tokens.size(), 8u);
+  EXPECT_EQ(generated.stop, GenerateStop::max_new);
+}
+
+TEST(Model, GenerationEndsAfterTheStopToken) {
+  Llama m = test::float64_model(test::tiny_model());
+  const int64_t first = generate(m, {1, 2, 3}, {1, 0.0, -1, 0}).tokens.at(0);
+  const Generated g = generate(m, {1, 2, 3}, {8, 0.0, first, 0});
+  EXPECT_EQ(g.tokens, std::vector<int64_t>{first});
+  EXPECT_EQ(g.stop, GenerateStop::stop_token);
+}
+
+// RoPE would accept any position, so nothing else would stop the model from running past the
+// length it was built for.
+TEST(Model, GenerationStopsWhenTheTextReachesMaxSeqLen) {
+  ModelConfig c = test::tiny_model();
+  c.max_seq_len = 7;
+  Llama m = test::float64_model(c);
+  const Generated g = generate(m, {1, 2, 3}, {8, 0.0, -1, 0});
+  EXPECT_EQ(g.tokens.size(), 4u);
+  EXPECT_EQ(g.stop, GenerateStop::context_full);
+  EXPECT_EQ(generate(m, {1, 2, 3, 4, 5, 6}, {8, 0.0, -1, 0}).tokens.size(), 1u);
+  try {
+    generate(m, {1, 2, 3, 4, 5, 6, 7}, {8, 0.0, -1, 0});
+    ADD_FAILURE() << "a prompt of max_seq_len tokens was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.max_seq_len = 7"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -15,7 +15,17 @@ struct GenerateOptions {
   uint64_t seed = 0;
 };
 
-// Returns only the new tokens.
-std::vector<int64_t> generate(Llama& model, const std::vector<int64_t>& prompt, const GenerateOptions& options);
+// Why generation ended. `context_full`: prompt plus new tokens reached model.max_seq_len, the
+// longest sequence the model was configured (and its RoPE trained) for; going on would feed it
+// positions it has never seen.
+enum class GenerateStop { max_new, stop_token, context_full };
+
+struct Generated {
+  std::vector<int64_t> tokens;  // only the new ones
+  GenerateStop stop = GenerateStop::max_new;
+};
+
+// Refuses a prompt that leaves no room for one new token within model.max_seq_len.
+Generated generate(Llama& model, const std::vector<int64_t>& prompt, const GenerateOptions& options);
 
 }  // namespace loom
