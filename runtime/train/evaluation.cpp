@@ -73,6 +73,8 @@ EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<in
   EvalResult result;
   result.has_answers = data.has_answers();
   result.docs = static_cast<int64_t>(subset.size());
+  result.seq_len = seq_len;
+  for (int64_t d : subset) result.cut += data.doc_length(d) > seq_len;
   Tally tally;
   double loss_sum = 0;
   while (loader.cursor().index < static_cast<int64_t>(subset.size())) {
@@ -92,7 +94,7 @@ EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<in
 }
 
 nlohmann::json EvalResult::to_json() const {
-  nlohmann::json j = {{"loss", loss}, {"perplexity", perplexity}, {"tokens", tokens}, {"docs", docs}};
+  nlohmann::json j = {{"loss", loss}, {"perplexity", perplexity}, {"tokens", tokens}, {"docs", docs}, {"docs_cut", cut}};
   if (!has_answers) return j;
   j["accuracy"] = percent(correct, answered) / 100.0;
   j["answered"] = answered;
@@ -109,6 +111,11 @@ std::string EvalResult::table() const {
   std::snprintf(line, sizeof line, "eval: loss %.4f | perplexity %.3f | %ld tokens in %ld documents\n", loss, perplexity,
                 tokens, docs);
   s << line;
+  if (cut > 0) {
+    std::snprintf(line, sizeof line, "  %ld of them are longer than %ld tokens and were scored only up to there\n", cut,
+                  seq_len);
+    s << line;
+  }
   if (!has_answers) return s.str();
   std::snprintf(line, sizeof line, "retrieval accuracy: %.1f%% (%ld/%ld)\n", percent(correct, answered), correct, answered);
   s << line;

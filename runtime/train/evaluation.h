@@ -20,6 +20,9 @@ struct AccuracyBucket {
 struct EvalResult {
   double loss = 0, perplexity = 0;
   int64_t tokens = 0, docs = 0;
+  // Documents longer than the packed sequence are cut at it: their later tokens, and an answer
+  // there, are not scored. Said in the table, so a low `answered` is not read as bad retrieval.
+  int64_t cut = 0, seq_len = 0;
   bool has_answers = false;
   int64_t correct = 0, answered = 0;
   std::vector<AccuracyBucket> by_depth, by_length;
