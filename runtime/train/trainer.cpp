@@ -253,6 +253,7 @@ class Run {
     log.finish_line();
     std::printf("eval at step %ld: loss %.4f, perplexity %.3f", step, result.loss, result.perplexity);
     if (result.has_answers) std::printf(", passkey retrieval %ld/%ld", result.correct, result.answered);
+    if (result.cut > 0) std::printf(" (%ld of %ld documents cut at train.seq_len)", result.cut, result.docs);
     std::printf("\n");
   }
 
