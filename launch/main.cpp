@@ -47,13 +47,29 @@ const CLI::Validator output_file(
     },
     "FILE");
 
+// A number on the command line that must be positive or, with `zero_allowed`, not negative
+// (CLI11's own validators print the range up to DBL_MAX in full).
+CLI::Validator sign_check(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0') return "'" + text + "' is not a number";
+        if (value > 0 || (zero_allowed && value == 0)) return std::string();
+        return std::string(zero_allowed ? "must not be negative" : "must be positive") + ", not " + text;
+      },
+      zero_allowed ? "NUMBER >= 0" : "NUMBER > 0");
+}
+const CLI::Validator positive = sign_check(false), non_negative = sign_check(true);
+
 void add_train(CLI::App& app, loom::TrainArgs& a, int& rc) {
   auto* cmd = app.add_subcommand("train", "train a model described by a YAML config");
   cmd->add_option("--config", a.config, "YAML experiment config")->required();
   cmd->add_option("--set", a.overrides, "override a config key, e.g. --set train.lr=3e-4 (repeatable)");
   cmd->add_option("--resume", a.resume, "'auto' (latest checkpoint of run.dir) or a checkpoint path");
   cmd->add_flag("--dry-run", a.dry_run, "check the config for a world size and show the mesh, shapes and memory per rank");
-  cmd->add_option("--world", a.world, "ranks the dry run checks for (default: what the config's degrees make)");
+  cmd->add_option("--world", a.world, "ranks the dry run checks for (default: what the config's degrees make)")
+      ->check(positive);
   cmd->callback([&] { rc = a.dry_run ? loom::run_train_dry(a) : loom::run_train(a); });
 }
 
@@ -62,7 +78,7 @@ void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {
   cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
   cmd->add_option("--data", a.data, "HDF5 dataset (default: the run's validation split)");
   cmd->add_option("--json", a.json_out, "also write the results as JSON here")->check(output_file);
-  cmd->add_option("--max-docs", a.max_docs, "evaluate at most this many documents");
+  cmd->add_option("--max-docs", a.max_docs, "evaluate at most this many documents")->check(positive);
   cmd->add_option("--dump-logits", a.dump_logits, "instead: write the logits of --text's tokens to this safetensors file")
       ->check(output_file);
   cmd->add_option("--text", a.text, "with --dump-logits: the text (byte tokens, no BOS)");
@@ -73,8 +89,8 @@ void add_generate(CLI::App& app, loom::GenerateArgs& a, int& rc) {
   auto* cmd = app.add_subcommand("generate", "continue a prompt with a trained model (KV-cached)");
   cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
   cmd->add_option("--prompt", a.prompt, "text to continue")->required();
-  cmd->add_option("--max-new", a.max_new, "tokens to generate");
-  cmd->add_option("--temperature", a.temperature, "0 = greedy");
+  cmd->add_option("--max-new", a.max_new, "tokens to generate")->check(non_negative);
+  cmd->add_option("--temperature", a.temperature, "0 = greedy")->check(non_negative);
   cmd->add_option("--seed", a.seed, "sampling seed");
   cmd->callback([&] { rc = loom::run_generate(a); });
 }
@@ -128,51 +144,56 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
-  t->add_option("--steps", a.steps, "timed steps per model");
-  t->add_option("--d-model", a.d_models, "model widths to try");
-  t->add_option("--seq-len", a.seq_len, "tokens per step");
+  t->add_option("--steps", a.steps, "timed steps per model")->check(positive);
+  t->add_option("--d-model", a.d_models, "model widths to try")->check(positive);
+  t->add_option("--seq-len", a.seq_len, "tokens per step")->check(positive);
   t->add_option("--json", a.json_out, "write the results as JSON here")->check(output_file);
   t->callback([&] { rc = loom::run_bench_train(a); });
   auto* c = bench->add_subcommand("comm", "collectives of Loom's communicator next to raw MPI, and compute/communication overlap "
                                           "(start on several ranks with launch/loom-run)");
-  c->add_option("--min-bytes", comm.min_bytes, "smallest message per rank");
-  c->add_option("--max-bytes", comm.max_bytes, "largest message per rank");
-  c->add_option("--reps", comm.reps, "timed repetitions per size (at least)");
-  c->add_option("--overlap-bytes", comm.overlap_bytes, "all_reduce size of the overlap measurement");
+  c->add_option("--min-bytes", comm.min_bytes, "smallest message per rank")->check(positive);
+  c->add_option("--max-bytes", comm.max_bytes, "largest message per rank")->check(positive);
+  c->add_option("--reps", comm.reps, "timed repetitions per size (at least)")->check(positive);
+  c->add_option("--overlap-bytes", comm.overlap_bytes, "all_reduce size of the overlap measurement")->check(positive);
   c->add_option("--json", comm.json_out, "write the results as JSON here")->check(output_file);
   c->callback([&] { rc = loom::run_bench_comm(comm); });
   auto* at = bench->add_subcommand("attention", "local, ring and token_ring attention side by side (start on the sp ranks "
                                                 "with launch/loom-run)");
-  at->add_option("--seq-len", attn.seq_lens, "sequence lengths");
-  at->add_option("--heads", attn.heads, "query heads");
-  at->add_option("--kv-heads", attn.kv_heads, "KV head counts to try");
-  at->add_option("--head-dim", attn.head_dim, "head dimension");
-  at->add_option("--reps", attn.reps, "timed repetitions");
-  at->add_option("--warmups", attn.warmups, "untimed runs before them (0 for the longest sequences)");
+  at->add_option("--seq-len", attn.seq_lens, "sequence lengths")->check(positive);
+  at->add_option("--heads", attn.heads, "query heads")->check(positive);
+  at->add_option("--kv-heads", attn.kv_heads, "KV head counts to try")->check(positive);
+  at->add_option("--head-dim", attn.head_dim, "head dimension")->check(positive);
+  at->add_option("--reps", attn.reps, "timed repetitions")->check(positive);
+  at->add_option("--warmups", attn.warmups, "untimed runs before them (0 for the longest sequences)")
+      ->check(non_negative);
   at->add_option("--json", attn.json_out, "write the results as JSON here")->check(output_file);
   at->callback([&] { rc = loom::run_bench_attention(attn); });
   auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop, SeCO and SpaCO, and the longest "
                                                 "sequence each trains within one memory cap");
-  ch->add_option("--lengths", cw.lengths, "sequence lengths (one document each)");
-  ch->add_option("--chunk", cw.chunk_size, "tokens per chunk");
-  ch->add_option("--budget", cw.budget, "fraction of the chunks SpaCO visits");
-  ch->add_option("--d-model", cw.d_model, "model width");
-  ch->add_option("--layers", cw.layers, "model depth");
-  ch->add_option("--reps", cw.reps, "timed steps after a warm-up step");
-  ch->add_option("--headroom-mb", cw.headroom_mb, "memory cap above the baseline process");
+  ch->add_option("--lengths", cw.lengths, "sequence lengths (one document each)")->check(positive);
+  ch->add_option("--chunk", cw.chunk_size, "tokens per chunk")->check(positive);
+  ch->add_option("--budget", cw.budget, "fraction of the chunks SpaCO visits")
+      ->check(positive)
+      ->check(CLI::Range(0.0, 1.0));
+  ch->add_option("--d-model", cw.d_model, "model width")->check(positive);
+  ch->add_option("--layers", cw.layers, "model depth")->check(positive);
+  ch->add_option("--reps", cw.reps, "timed steps after a warm-up step")->check(positive);
+  ch->add_option("--headroom-mb", cw.headroom_mb, "memory cap above the baseline process")->check(positive);
   ch->add_option("--json", cw.json_out, "write the results as JSON here")->check(output_file);
   ch->add_option("--child", cw.child)->group("");  // one measurement, started by the benchmark itself
   ch->add_option("--child-length", cw.child_length)->group("");
   ch->callback([&] { rc = loom::run_bench_chunkwise(cw); });
   auto* la = bench->add_subcommand("lact", "LaCT's fast-weight chunk loop against the matmul ceiling per chunk size, and a "
                                            "LaCT model against full attention per length");
-  la->add_option("--chunks", lact.chunks, "chunk sizes of the utilisation table");
-  la->add_option("--tokens", lact.tokens, "tokens of the utilisation table (default 16384 on a CPU, 65536 on a GPU)");
-  la->add_option("--heads", lact.heads, "fast-weight heads of the utilisation table (default 2 on a CPU, 4 on a GPU)");
-  la->add_option("--head-dim", lact.head_dim, "their size (default 384 on a CPU, 512 on a GPU)");
-  la->add_option("--lengths", lact.lengths, "sequence lengths of the model table");
+  la->add_option("--chunks", lact.chunks, "chunk sizes of the utilisation table")->check(positive);
+  la->add_option("--tokens", lact.tokens, "tokens of the utilisation table (default 16384 on a CPU, 65536 on a GPU)")
+      ->check(positive);
+  la->add_option("--heads", lact.heads, "fast-weight heads of the utilisation table (default 2 on a CPU, 4 on a GPU)")
+      ->check(positive);
+  la->add_option("--head-dim", lact.head_dim, "their size (default 384 on a CPU, 512 on a GPU)")->check(positive);
+  la->add_option("--lengths", lact.lengths, "sequence lengths of the model table")->check(positive);
   la->add_flag_callback("--no-model", [&] { lact.lengths.clear(); }, "skip the model table");
-  la->add_option("--reps", lact.reps, "timed repetitions after a warm-up");
+  la->add_option("--reps", lact.reps, "timed repetitions after a warm-up")->check(positive);
   la->add_option("--json", lact.json_out, "write the results as JSON here")->check(output_file);
   la->callback([&] { rc = loom::run_lact_bench(lact); });
 }
@@ -210,7 +231,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help (exit code 0) prints as CLI11 does; a bad command line is an error the user can fix
+    // like any other: the same prefix and exit code.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    return report_failure("error", std::string(e.what()) + " (run with --help for the options)", 1);
   } catch (const loom::Error& e) {
     return report_failure("error", e.what(), 1);
   } catch (const std::exception& e) {

@@ -254,6 +254,21 @@ TEST_F(BadInput, OutputPathThatCannotBeWrittenEndsTheCommandBeforeItsWork) {
   EXPECT_EQ(r.output.find("evaluating"), std::string::npos) << "the evaluation did not start: " << r.output;
 }
 
+// Before these checks --reps 0 crashed the benchmarks (a median of nothing) and --max-docs -1
+// ended in an internal error.
+TEST_F(BadInput, CommandLineValuesOutOfRangeAreRefusedBeforeAnyWork) {
+  expect_error("bench attention --seq-len 1024 --reps 0", "--reps: must be positive, not 0");
+  expect_error("bench lact --lengths 4096 -2", "--lengths: must be positive, not -2");
+  expect_error("eval --checkpoint " + dir_.path("nowhere") + " --max-docs -1", "--max-docs: must be positive");
+  expect_error("generate --checkpoint " + dir_.path("nowhere") + " --prompt x --max-new -3",
+               "--max-new: must not be negative, not -3");
+  expect_error("bench attention --reps three", "--reps: 'three' is not a number");
+}
+
+TEST_F(BadInput, AnUnknownOptionIsAnErrorLikeAnyOther) {
+  expect_error("train --config " + path_ + " --stpes 3", "loom: error: The following arguments were not expected: 3 --stpes");
+}
+
 TEST_F(BadInput, EvalOfAPasskeyCheckpointReportsAccuracyByDepth) {
   ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
   const auto r = test::run_loom("eval --checkpoint " + dir_.path("run") + " --json " + dir_.path("eval.json"));
