@@ -128,8 +128,12 @@ TEST(Loader, PacksWholeDocumentsKeepsBoundariesAndCutsOnlyOversizedOnes) {
       EXPECT_EQ(b.labels[i], last ? -1 : b.tokens[i + 1]) << "labels never cross a document end";
       ++packed_len[b.doc_ids[i]];
     }
-    for (size_t j = 0; j < b.source_docs.size(); ++j)
+    int64_t longer = 0;
+    for (size_t j = 0; j < b.source_docs.size(); ++j) {
       EXPECT_EQ(packed_len[j], std::min<int64_t>(8, d.doc_length(b.source_docs[j]))) << "only documents longer than the budget are cut";
+      longer += d.doc_length(b.source_docs[j]) > 8;
+    }
+    EXPECT_EQ(b.cut_docs, longer);
     seen_docs.insert(seen_docs.end(), b.source_docs.begin(), b.source_docs.end());
   }
   for (int64_t doc = 0; doc < 4; ++doc) EXPECT_GE(std::count(seen_docs.begin(), seen_docs.end(), doc), 1);

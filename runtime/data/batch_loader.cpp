@@ -101,6 +101,7 @@ PackedBatch BatchLoader::take(bool materialize) {
     const int64_t room = seq_len_ - used;
     const int64_t length = data_.doc_length(doc);
     if (length > room && used > 0) break;
+    b.cut_docs += length > room;
     if (materialize) append(b, doc, std::min(length, room));
     used += std::min(length, room);
     ++cursor_.index;

@@ -19,6 +19,7 @@ struct PackedBatch {
   std::vector<int64_t> doc_ids;    // index of the document inside this batch; -1 for padding
   std::vector<int64_t> labels;     // next token, or -1 where no loss is taken
   std::vector<int64_t> source_docs;  // dataset index of each packed document
+  int64_t cut_docs = 0;               // of them, longer than the whole batch and cut at its end
   int64_t label_count = 0;
 };
 

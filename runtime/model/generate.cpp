@@ -28,9 +28,10 @@ Generated generate(Llama& model, const std::vector<int64_t>& prompt, const Gener
   KvCache cache;
   auto tokens = torch::tensor(prompt, torch::kInt64);
   auto positions = torch::arange(prompt_len, torch::kInt64);
+  const auto room = static_cast<size_t>(context - prompt_len);
   Generated out;
   while (static_cast<int64_t>(out.tokens.size()) < o.max_new) {
-    if (prompt_len + static_cast<int64_t>(out.tokens.size()) == context) {
+    if (out.tokens.size() == room) {
       out.stop = GenerateStop::context_full;
       break;
     }

@@ -74,7 +74,6 @@ EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<in
   result.has_answers = data.has_answers();
   result.docs = static_cast<int64_t>(subset.size());
   result.seq_len = seq_len;
-  for (int64_t d : subset) result.cut += data.doc_length(d) > seq_len;
   Tally tally;
   double loss_sum = 0;
   while (loader.cursor().index < static_cast<int64_t>(subset.size())) {
@@ -83,6 +82,7 @@ EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<in
     const auto logits = model->forward(t.tokens, t.positions, t.doc_ids);
     loss_sum += summed_loss(logits, t.labels).item<double>();
     result.tokens += t.label_count;
+    result.cut += batch.cut_docs;
     if (result.has_answers) score_answers(data, batch, logits.argmax(-1), tally, result);
   }
   model->train();
