@@ -8,6 +8,7 @@
 #                                       googletest) into .gpu-deps/, for a GPU machine that has none
 #   scripts/gpu-check.sh [block] [lact] on the GPU machine (the named benchmarks; default both);
 #                                       unpacks .gpu-deps/ if present
+#   scripts/gpu-check.sh --no-bench     the same, the tests alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deps=.gpu-deps
@@ -37,6 +38,7 @@ status=0
 build-gpu/tests/gpu/loom_gpu_tests || status=$?
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=(block lact)
+[ "${benches[0]}" = --no-bench ] && benches=()
 for bench in "${benches[@]}"; do
   build-gpu/loom-"$bench"-bench || status=$?
 done

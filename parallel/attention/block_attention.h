@@ -11,8 +11,9 @@
 // out and lse are kept in the accumulation dtype: float64 for float64 inputs, float32 otherwise.
 // A row with no visible key has out = 0 and lse = -inf.
 //
-// On a GPU with fp16/bf16 inputs, blocks whose mask FlashAttention can express go to ATen's
-// FlashAttention-2 kernels instead (flash_block.h); everything else, and every CPU call, is tiled here.
+// On a GPU with fp16/bf16 inputs, blocks whose mask a fused kernel can express go to ATen's
+// FlashAttention-2 or cuDNN kernels instead (flash_block.h); everything else, and every CPU call, is
+// tiled here.
 #pragma once
 #include <torch/torch.h>
 

@@ -1,16 +1,20 @@
-// The block kernel's GPU path: ATen's FlashAttention-2 kernels (LibTorch >= 2.1, CUDA, fp16/bf16)
-// for the blocks whose mask FlashAttention can express.
+// The block kernel's GPU path: a fused attention kernel of ATen (CUDA, fp16/bf16) for the blocks
+// whose mask it can express. Two are wired: FlashAttention-2 (LibTorch >= 2.3) and cuDNN's SDPA
+// (LibTorch >= 2.5, where the build has cuDNN); both take the pairs of runs described below, except
+// that sliding windows and single-row runs always go to FlashAttention-2.
 //
 // A block's query rows and key rows are cut into runs: maximal stretches of one document with
 // consecutive positions (a zigzag shard is two runs per document it touches; padding belongs to no
-// run). Every (query run, key run) pair is then empty (other document, or entirely in the future),
-// fully visible, or the same run against itself (causal diagonal). FlashAttention computes the last
-// two; the pairs of one query run are merged by LSE in float32. A pair of any other shape (runs that
-// overlap without being equal) is left to the tiled kernel of block_attention.cpp: these functions
+// run). Every (query run, key run) pair is then empty (other document, entirely in the future or
+// out of the window), fully visible, or the same run against itself (causal diagonal, with the
+// window if there is one). The fused kernel computes the last two; the pairs of one query run are
+// merged by LSE in float32. A pair of any other shape (runs that overlap without being equal, a
+// window edge between two runs) is left to the tiled kernel of block_attention.cpp with the rest of
+// its block: these functions
 // then return nothing, and so they do on the CPU, for float32/float64, and on LibTorch builds
 // without the kernels.
 //
-// The backward gets D = rowsum(dO * O) instead of O (TokenRing ships D); FlashAttention's backward
+// The backward gets D = rowsum(dO * O) instead of O (TokenRing ships D); both kernels' backward
 // reads O only to form that sum, so it is handed O' = dO * D / rowsum(dO * dO), which has the same D.
 #pragma once
 #include <optional>
@@ -19,8 +23,19 @@
 
 namespace loom {
 
-// Whether this LibTorch build has the kernels at all (the GPU tests assert the path is taken).
-bool flash_kernels_compiled();
+enum class FusedKernel { kFlash, kCudnn };
+
+const char* fused_kernel_name(FusedKernel kernel);
+
+// Whether this LibTorch build has the kernel at all, and for cuDNN whether cuDNN loads (the GPU
+// tests assert the path is taken).
+bool fused_kernel_available(FusedKernel kernel);
+
+// The kernel the GPU path calls, process-wide. The default is cuDNN where it is available: on an
+// H200 (LibTorch 2.11, head dim 128) its forward + backward ran 1.15-1.7x FlashAttention-2's from 1K
+// to 64K tokens (README, loom-block-bench). Pairs cuDNN cannot take go to FlashAttention-2.
+FusedKernel fused_kernel();
+void set_fused_kernel(FusedKernel kernel);
 
 std::optional<BlockOutput> flash_block_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                                const AttentionMask& mask, double scale);

@@ -1,8 +1,8 @@
 // loom-block-bench: the attention block kernel alone on this machine's device, forward and
 // forward + backward, causal (one document) and fully visible, MHA and GQA, next to the matmul
-// ceiling of the same dtype measured in the same run. On a GPU it runs bf16 (FlashAttention where
-// the mask allows, flash_block.h) and the tiled kernel in float32 for comparison; on the CPU, the
-// tiled kernel in float32.
+// ceiling of the same dtype measured in the same run. On a GPU it runs bf16 through each fused
+// kernel this LibTorch has (FlashAttention-2 and cuDNN, flash_block.h) and, up to 4K tokens, the
+// tiled kernel in float32 for comparison; on the CPU, the tiled kernel in float32.
 //   build/loom-block-bench [tokens ...]        (default: 1024 4096 16384, and 65536 on a GPU)
 // FLOPs are model FLOPs: forward 4·d·Hq per visible (query, key) pair, backward 2.5× that.
 #include <cmath>
@@ -57,18 +57,27 @@ int main(int argc, char** argv) {
   const auto bf16 = f32.dtype(torch::kBFloat16);
   const double ceiling_f32 = matmul_ceiling(f32, gpu ? 8192 : 2048);
   const double ceiling_bf16 = gpu ? matmul_ceiling(bf16, 8192) : 0;
-  std::printf("loom-block-bench on %s, head dim %ld; matmul ceiling float32 %.3g TFLOP/s%s\n", gpu ? "cuda" : "cpu", d,
-              ceiling_f32 / 1e12, gpu ? (", bf16 " + std::to_string(ceiling_bf16 / 1e12) + " TFLOP/s").c_str() : "");
-  std::printf("flash kernels in this LibTorch: %s\n", flash_kernels_compiled() ? "yes" : "no");
+  std::printf("loom-block-bench on %s, head dim %ld; matmul ceiling float32 %.3g TFLOP/s", gpu ? "cuda" : "cpu", d,
+              ceiling_f32 / 1e12);
+  if (gpu) std::printf(", bf16 %.3g TFLOP/s", ceiling_bf16 / 1e12);
+  std::printf("\n");
+  std::vector<FusedKernel> fused;
+  for (FusedKernel k : {FusedKernel::kFlash, FusedKernel::kCudnn}) {
+    std::printf("%s kernel in this LibTorch: %s\n", fused_kernel_name(k), fused_kernel_available(k) ? "yes" : "no");
+    if (gpu && fused_kernel_available(k)) fused.push_back(k);
+  }
   std::printf("%7s %6s %7s %-10s %9s %9s %10s %7s %10s %7s\n", "tokens", "H/G", "mask", "path", "fwd_s", "bwd_s",
               "fwd_TF/s", "of_ceil", "f+b_TF/s", "of_ceil");
   for (int64_t tokens : lengths)
     for (int64_t hkv : {heads, heads / 4})
       for (bool causal : {true, false}) {
         const Row row{tokens, heads, hkv, causal};
-        if (gpu) run_row(row, d, bf16, "flash-bf16", ceiling_bf16, 5);
-        // The tiled kernel is quadratic in memory traffic per tile: keep its rows to what finishes.
-        if (!gpu || tokens <= 16384) run_row(row, d, f32, "tiled-f32", ceiling_f32, gpu ? 3 : 1);
+        for (FusedKernel k : fused) {
+          set_fused_kernel(k);
+          run_row(row, d, bf16, (std::string(fused_kernel_name(k)) + "-bf16").c_str(), ceiling_bf16, 5);
+        }
+        // The tiled kernel on the GPU was measured before (README); a few rows keep it in view.
+        if (!gpu || tokens <= 4096) run_row(row, d, f32, "tiled-f32", ceiling_f32, gpu ? 3 : 1);
       }
   return 0;
 }
