@@ -1,5 +1,6 @@
 #include "runtime/model/fast_weight_scan.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -62,6 +63,47 @@ std::vector<Chunk> plan_chunks(const torch::Tensor& doc_ids, const FastWeightSyn
   }
   return plan;
 }
+
+// The rows of every chunk this rank holds, as pieces of one split per input. A narrow per chunk would
+// have each chunk's backward build a gradient the size of the whole input (zeros plus the chunk's
+// rows) and add it to the others: O(tokens) per chunk, which on an H200 took more time per chunk
+// than the chunk's matrix products. The split's backward joins the pieces' gradients in one pass.
+class ChunkRows {
+ public:
+  ChunkRows(const std::vector<Chunk>& plan, int64_t rows) {
+    std::vector<int64_t> cuts{0, rows};
+    for (const Chunk& c : plan) {
+      if (c.end > c.begin) cuts.insert(cuts.end(), {c.begin, c.end});
+    }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      piece_at_.emplace(cuts[i], i);
+      sizes_.push_back(cuts[i + 1] - cuts[i]);
+    }
+  }
+
+  // t [B, rows, ...] cut along dim 1 (undefined stays undefined).
+  std::vector<torch::Tensor> split(const torch::Tensor& t) const {
+    return t.defined() ? t.split_with_sizes(sizes_, 1) : std::vector<torch::Tensor>(sizes_.size());
+  }
+
+  // Chunk c's piece of a split tensor; a chunk with no rows here gets zero rows that autograd does
+  // not trace back to the input.
+  torch::Tensor of(const Chunk& c, const std::vector<torch::Tensor>& pieces, const torch::Tensor& whole) const {
+    if (!whole.defined()) return {};
+    if (c.end == c.begin) {
+      auto shape = whole.sizes().vec();
+      shape[1] = 0;
+      return torch::empty(shape, whole.options());
+    }
+    return pieces[piece_at_.at(c.begin)];
+  }
+
+ private:
+  std::map<int64_t, size_t> piece_at_;  // first row -> piece
+  std::vector<int64_t> sizes_;
+};
 
 // This rank's part of one chunk's update, summed over the ranks in one all-reduce. A rank holding
 // none of the chunk's tokens runs the same operations on zero rows: every rank then builds the same
@@ -150,19 +192,25 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
     written = row;
   };
   FastWeightState s = start_state;
+  const std::vector<Chunk> plan = plan_chunks(doc_ids, sync, o.chunk);
+  const ChunkRows cut(plan, q.size(1));
+  const std::vector<torch::Tensor> inputs{q, k, v, lr0, lr1, lr2, momentum};
+  std::vector<std::vector<torch::Tensor>> pieces;
+  for (const auto& t : inputs) pieces.push_back(cut.split(t));
   // With sync a rank also runs the chunks it holds no token of, on zero rows.
-  for (const Chunk& c : plan_chunks(doc_ids, sync, o.chunk)) {
+  for (const Chunk& c : plan) {
     if (c.first) s = start_state;
-    const auto rows = [&](const torch::Tensor& t) { return t.narrow(1, c.begin, c.end - c.begin); };
+    std::vector<torch::Tensor> rows;  // q, k, v, lr0, lr1, lr2, β of this chunk
+    for (size_t i = 0; i < inputs.size(); ++i) rows.push_back(cut.of(c, pieces[i], inputs[i]));
     const bool mine = c.end > c.begin;
     if (mine) pad_to(c.begin);
     if (c.last) {
-      outputs.push_back(apply_fast_weights(s.w, rows(q)));
+      outputs.push_back(apply_fast_weights(s.w, rows[0]));
     } else {
       std::vector<torch::Tensor> in{s.w.w0, s.w.w1, s.w.w2, s.norms[0], s.norms[1], s.norms[2]};
       if (with_momentum) in.insert(in.end(), s.velocity.begin(), s.velocity.end());
-      in.insert(in.end(), {rows(q), rows(k), rows(v), rows(lr0), rows(lr1), rows(lr2)});
-      if (with_momentum) in.push_back(rows(momentum));
+      in.insert(in.end(), rows.begin(), rows.begin() + 6);
+      if (with_momentum) in.push_back(rows[6]);
       const TensorFunction step = chunk_step(with_momentum, o, sync, c.count);
       const auto out = o.recompute ? recompute_in_backward(step, in) : step(in);
       outputs.push_back(out[0]);
