@@ -3,8 +3,15 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 
+#include "kernels/swiglu_gate_math.h"
 #include "kernels/vector_exp.h"
+#include "runtime/core/error.h"
+
+#ifdef LOOM_CUDA_KERNELS
+#include "kernels/cuda/swiglu_gate_cuda.h"
+#endif
 
 namespace loom {
 namespace {
@@ -12,17 +19,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-// SiLU(g) = g σ(g) and its first two derivatives, from one exp:
-//   SiLU' = σ (1 + g (1 - σ)),   SiLU'' = σ (1 - σ) (2 + g (1 - 2σ)).
-template <typename T>
-struct Silu {
-  T act, d1, d2;
-};
-
 template <typename T>
 inline Silu<T> silu_at(T g) {
-  const T s = T(1) / (T(1) + vector_exp(-g));
-  return {g * s, s * (T(1) + g * (T(1) - s)), s * (T(1) - s) * (T(2) + g * (T(1) - T(2) * s))};
+  return silu_from_sigmoid(g, T(1) / (T(1) + vector_exp(-g)));
 }
 
 template <typename T>
@@ -41,31 +40,25 @@ LOOM_VECTOR_CLONES void gate_backward(const T* g, const T* u, const T* y, T* dg,
   }
 }
 
-// Rows [begin, end) of width w; rates one per row.
+// Rows [begin, end) of width w.
 template <typename T>
-LOOM_VECTOR_CLONES void gradients_forward(const T* g, const T* u, const T* p, const T* r0, const T* r1, const T* r2, T* x0,
-                                          T* x1, T* x2, int64_t w, int64_t begin, int64_t end) {
+LOOM_VECTOR_CLONES void gradients_forward(const GateGradientsArgs<T>& a, int64_t w, int64_t begin, int64_t end) {
+  const T *g = a.g, *u = a.u, *p = a.p;
+  T *x0 = a.x0, *x1 = a.x1, *x2 = a.x2;
   for (int64_t row = begin; row < end; ++row) {
-    const T a0 = r0[row], a1 = r1[row], a2 = r2[row];
+    const T a0 = a.r0[row], a1 = a.r1[row], a2 = a.r2[row];
 #pragma omp simd
     for (int64_t i = row * w; i < (row + 1) * w; ++i) {
-      const Silu<T> f = silu_at(g[i]);
-      x0[i] = a0 * p[i] * u[i] * f.d1;
-      x1[i] = a1 * f.act * u[i];
-      x2[i] = a2 * p[i] * f.act;
+      const GateGradients<T> x = gate_gradients_at(silu_at(g[i]), u[i], p[i], a0, a1, a2);
+      x0[i] = x.x0;
+      x1[i] = x.x1;
+      x2[i] = x.x2;
     }
   }
 }
 
-// The backward of gradients_forward for incoming gradients y0, y1, y2 (zero where absent).
 template <typename T>
-struct GradientsBackward {
-  const T *g, *u, *p, *r0, *r1, *r2, *y0, *y1, *y2;
-  T *dg, *du, *dp, *dr0, *dr1, *dr2;
-};
-
-template <typename T>
-LOOM_VECTOR_CLONES void gradients_backward(const GradientsBackward<T>& b, int64_t w, int64_t begin, int64_t end) {
+LOOM_VECTOR_CLONES void gradients_backward(const GateGradientsBackwardArgs<T>& b, int64_t w, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t at = row * w;
     const T *g = b.g + at, *u = b.u + at, *p = b.p + at, *y0 = b.y0 + at, *y1 = b.y1 + at, *y2 = b.y2 + at;
@@ -74,13 +67,13 @@ LOOM_VECTOR_CLONES void gradients_backward(const GradientsBackward<T>& b, int64_
     T s0 = 0, s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2)
     for (int64_t i = 0; i < w; ++i) {
-      const Silu<T> f = silu_at(g[i]);
-      s0 += y0[i] * p[i] * u[i] * f.d1;
-      s1 += y1[i] * f.act * u[i];
-      s2 += y2[i] * p[i] * f.act;
-      dp[i] = a0 * y0[i] * u[i] * f.d1 + a2 * y2[i] * f.act;
-      du[i] = a0 * y0[i] * p[i] * f.d1 + a1 * y1[i] * f.act;
-      dg[i] = a0 * y0[i] * p[i] * u[i] * f.d2 + (a1 * y1[i] * u[i] + a2 * y2[i] * p[i]) * f.d1;
+      const GateGradientsBackward<T> e = gate_gradients_backward_at(silu_at(g[i]), u[i], p[i], a0, a1, a2, y0[i], y1[i], y2[i]);
+      s0 += e.r0;
+      s1 += e.r1;
+      s2 += e.r2;
+      dg[i] = e.dg;
+      du[i] = e.du;
+      dp[i] = e.dp;
     }
     b.dr0[row] = s0;
     b.dr1[row] = s1;
@@ -94,9 +87,31 @@ void in_parallel(int64_t count, int64_t width, const Fn& fn) {
   at::parallel_for(0, count, std::max<int64_t>(1, 16384 / width), fn);
 }
 
+#ifdef LOOM_CUDA_KERNELS
+constexpr bool kCudaKernels = true;
+
+void cuda_check(cudaError_t e) { check(e == cudaSuccess, std::string("fast-weight SwiGLU kernel: ") + cudaGetErrorString(e)); }
+
+// Inside a dispatch lambda: on a CUDA tensor, run the kernel call on its device and return.
+#define LOOM_ON_CUDA(t, call)                    \
+  if ((t).is_cuda()) {                           \
+    const c10::DeviceGuard guard((t).device()); \
+    return cuda_check(call);                     \
+  }
+#else
+constexpr bool kCudaKernels = false;
+#define LOOM_ON_CUDA(t, call)
+#endif
+
+std::atomic<bool> fusion_on{true};
+
+// The fused passes run on CPU tensors, and on CUDA tensors where Loom was built with its kernels.
 bool fusable(const std::vector<torch::Tensor>& ts) {
+  if (!fusion_on.load()) return false;
+  const auto device = ts[0].device().type();
+  if (device != torch::kCPU && !(device == torch::kCUDA && kCudaKernels)) return false;
   for (const auto& t : ts)
-    if (!t.is_cpu() || t.scalar_type() != ts[0].scalar_type()) return false;
+    if (t.device() != ts[0].device() || t.scalar_type() != ts[0].scalar_type()) return false;
   return ts[0].scalar_type() == torch::kFloat32 || ts[0].scalar_type() == torch::kFloat64;
 }
 
@@ -109,9 +124,10 @@ struct GateFn : torch::autograd::Function<GateFn> {
     const auto g = g_in.contiguous(), u = u_in.contiguous();
     auto out = torch::empty_like(g);
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "swiglu_gate", [&] {
-      in_parallel(g.numel(), 1, [&](int64_t begin, int64_t end) {
-        gate_forward(g.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), begin, end);
-      });
+      const scalar_t *gp = g.data_ptr<scalar_t>(), *up = u.data_ptr<scalar_t>();
+      scalar_t* op = out.data_ptr<scalar_t>();
+      LOOM_ON_CUDA(g, cuda::swiglu_gate_forward(gp, up, op, g.numel()));
+      in_parallel(g.numel(), 1, [&](int64_t begin, int64_t end) { gate_forward(gp, up, op, begin, end); });
     });
     ctx->save_for_backward({g, u});
     return out;
@@ -123,10 +139,10 @@ struct GateFn : torch::autograd::Function<GateFn> {
     const auto y = or_zeros(grads[0], g);
     auto dg = torch::empty_like(g), du = torch::empty_like(u);
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "swiglu_gate_backward", [&] {
-      in_parallel(g.numel(), 1, [&](int64_t begin, int64_t end) {
-        gate_backward(g.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), dg.data_ptr<scalar_t>(),
-                      du.data_ptr<scalar_t>(), begin, end);
-      });
+      const scalar_t *gp = g.data_ptr<scalar_t>(), *up = u.data_ptr<scalar_t>(), *yp = y.data_ptr<scalar_t>();
+      scalar_t *dgp = dg.data_ptr<scalar_t>(), *dup = du.data_ptr<scalar_t>();
+      LOOM_ON_CUDA(g, cuda::swiglu_gate_backward(gp, up, yp, dgp, dup, g.numel()));
+      in_parallel(g.numel(), 1, [&](int64_t begin, int64_t end) { gate_backward(gp, up, yp, dgp, dup, begin, end); });
     });
     return {dg, du};
   }
@@ -141,11 +157,11 @@ struct GradientsFn : torch::autograd::Function<GradientsFn> {
     auto x0 = torch::empty_like(g), x1 = torch::empty_like(g), x2 = torch::empty_like(g);
     const int64_t w = g.size(-1);
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "swiglu_gate_gradients", [&] {
-      in_parallel(r0.numel(), w, [&](int64_t begin, int64_t end) {
-        gradients_forward(g.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(), r0.data_ptr<scalar_t>(),
-                          r1.data_ptr<scalar_t>(), r2.data_ptr<scalar_t>(), x0.data_ptr<scalar_t>(),
-                          x1.data_ptr<scalar_t>(), x2.data_ptr<scalar_t>(), w, begin, end);
-      });
+      using T = scalar_t;
+      const GateGradientsArgs<T> a{g.data_ptr<T>(),  u.data_ptr<T>(),  p.data_ptr<T>(),  r0.data_ptr<T>(), r1.data_ptr<T>(),
+                                   r2.data_ptr<T>(), x0.data_ptr<T>(), x1.data_ptr<T>(), x2.data_ptr<T>()};
+      LOOM_ON_CUDA(g, cuda::swiglu_gate_gradients(a, r0.numel(), w));
+      in_parallel(r0.numel(), w, [&](int64_t begin, int64_t end) { gradients_forward(a, w, begin, end); });
     });
     ctx->save_for_backward({g, u, p, r0, r1, r2});
     return {x0, x1, x2};
@@ -160,10 +176,11 @@ struct GradientsFn : torch::autograd::Function<GradientsFn> {
     const int64_t w = g.size(-1);
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "swiglu_gate_gradients_backward", [&] {
       using T = scalar_t;
-      const GradientsBackward<T> b{s[0].data_ptr<T>(), s[1].data_ptr<T>(), s[2].data_ptr<T>(), s[3].data_ptr<T>(),
+      const GateGradientsBackwardArgs<T> b{s[0].data_ptr<T>(), s[1].data_ptr<T>(), s[2].data_ptr<T>(), s[3].data_ptr<T>(),
                                    s[4].data_ptr<T>(), s[5].data_ptr<T>(), y0.data_ptr<T>(),  y1.data_ptr<T>(),
                                    y2.data_ptr<T>(),   dg.data_ptr<T>(),   du.data_ptr<T>(),   dp.data_ptr<T>(),
                                    dr0.data_ptr<T>(),  dr1.data_ptr<T>(),  dr2.data_ptr<T>()};
+      LOOM_ON_CUDA(g, cuda::swiglu_gate_gradients_backward(b, r0.numel(), w));
       in_parallel(r0.numel(), w, [&](int64_t begin, int64_t end) { gradients_backward(b, w, begin, end); });
     });
     return {dg, du, dp, dr0, dr1, dr2};
@@ -171,6 +188,8 @@ struct GradientsFn : torch::autograd::Function<GradientsFn> {
 };
 
 }  // namespace
+
+void set_swiglu_fusion(bool on) { fusion_on.store(on); }
 
 torch::Tensor swiglu_gate(const torch::Tensor& g, const torch::Tensor& u) {
   return fusable({g, u}) ? GateFn::apply(g, u) : composite::swiglu_gate(g, u);

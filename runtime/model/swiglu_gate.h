@@ -1,14 +1,19 @@
 // The elementwise part of the fast-weight SwiGLU (fast_weights.h): its gate, and the inner loss's
-// gradient rows that the descent directions multiply with K and V. On the CPU (float32, float64)
-// each is one autograd node whose forward and backward are single fused passes: as LibTorch ops
-// (sigmoid, SiLU, its derivative, the products and the rates, each a node saving its inputs) they
-// took longer than the chunk's matrix products. Elsewhere they run as the LibTorch ops of `composite`.
+// gradient rows that the descent directions multiply with K and V. On the CPU, and on CUDA where Loom
+// is built with its kernels (float32, float64), each is one autograd node whose forward and backward
+// are single fused passes (kernels/swiglu_gate_math.h): as LibTorch ops (sigmoid, SiLU, its
+// derivative, the products and the rates, each a node saving its inputs) they took longer than the
+// chunk's matrix products. Elsewhere they run as the LibTorch ops of `composite`.
 #pragma once
 #include <torch/torch.h>
 
 #include <array>
 
 namespace loom {
+
+// Whether the two functions below may take the fused passes (default true, process-wide). Off, they
+// always run the LibTorch ops of `composite`: for benchmarks that show what the fusion buys.
+void set_swiglu_fusion(bool on);
 
 // H = SiLU(G) ⊙ U for G, U [B, n, dh].
 torch::Tensor swiglu_gate(const torch::Tensor& g, const torch::Tensor& u);
