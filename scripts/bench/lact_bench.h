@@ -1,8 +1,10 @@
 // `loom bench lact` (and build/loom-lact-bench, its kernels-only twin for GPU machines):
 //  1. utilisation: LaCT's fast-weight chunk loop (apply, update with momentum and weight norm)
 //     forward + backward as a fraction of the matmul ceiling measured in the same run, per chunk size;
+//     from chunk 2048 also with the SwiGLU's element-wise passes as LibTorch ops, and the loop's
+//     matrix products alone (what its shapes allow);
 //  2. time per token of a LaCT model against a full-attention Llama of the same size, per length
-//     (CPU only: the model's positions live on the CPU).
+//     (float32 on the CPU; on a GPU a larger model in bf16).
 #pragma once
 #include <cstdint>
 #include <string>
