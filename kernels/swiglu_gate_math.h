@@ -32,7 +32,7 @@ struct GateGradients {
 };
 
 template <typename T>
-LOOM_HOST_DEVICE inline GateGradients<T> gate_gradients_at(const Silu<T>& f, T u, T p, T a0, T a1, T a2) {
+LOOM_HOST_DEVICE inline GateGradients<T> gate_gradients_at(Silu<T> f, T u, T p, T a0, T a1, T a2) {
   return {a0 * p * u * f.d1, a1 * f.act * u, a2 * p * f.act};
 }
 
@@ -44,7 +44,7 @@ struct GateGradientsBackward {
 };
 
 template <typename T>
-LOOM_HOST_DEVICE inline GateGradientsBackward<T> gate_gradients_backward_at(const Silu<T>& f, T u, T p, T a0, T a1, T a2,
+LOOM_HOST_DEVICE inline GateGradientsBackward<T> gate_gradients_backward_at(Silu<T> f, T u, T p, T a0, T a1, T a2,
                                                                             T y0, T y1, T y2) {
   return {y0 * p * u * f.d1,
           y1 * f.act * u,
