@@ -24,6 +24,17 @@ LOOM_HOST_DEVICE inline Silu<T> silu_from_sigmoid(T g, T s) {
   return {g * s, s * (T(1) + g * (T(1) - s)), s * (T(1) - s) * (T(2) + g * (T(1) - T(2) * s))};
 }
 
+// The backward of the gate H = SiLU(G) ⊙ U for an incoming gradient y: dG = y U SiLU'(G), dU = y SiLU(G).
+template <typename T>
+struct GateBackward {
+  T dg, du;
+};
+
+template <typename T>
+LOOM_HOST_DEVICE inline GateBackward<T> gate_backward_at(Silu<T> f, T u, T y) {
+  return {y * u * f.d1, y * f.act};
+}
+
 // The inner loss's gradient rows for G, U, P and a row's rates a0, a1, a2:
 //   X0 = a0 P U SiLU'(G),   X1 = a1 SiLU(G) U,   X2 = a2 P SiLU(G).
 template <typename T>

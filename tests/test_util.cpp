@@ -91,9 +91,4 @@ std::vector<nlohmann::json> step_records(const std::string& run_dir) {
   return out;
 }
 
-double relative_error(const torch::Tensor& a, const torch::Tensor& b, double floor) {
-  const double scale = std::max(b.abs().max().item<double>(), floor);
-  return (a - b).abs().max().item<double>() / scale;
-}
-
 }  // namespace loom::test

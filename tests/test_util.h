@@ -12,6 +12,7 @@
 #include "runtime/core/config.h"
 #include "runtime/core/error.h"
 #include "runtime/model/llama.h"
+#include "tests/relative_error.h"
 
 namespace loom::test {
 
@@ -71,10 +72,6 @@ std::string error_of(Fn&& fn) {
 
 // The per-step records of <run_dir>/metrics.jsonl (evaluation records left out).
 std::vector<nlohmann::json> step_records(const std::string& run_dir);
-
-// max |a - b| / max(max |b|, floor): the relative error the exactness tests bound. A floor of the
-// inputs' scale keeps a reference that is zero up to rounding from dividing noise by noise.
-double relative_error(const torch::Tensor& a, const torch::Tensor& b, double floor = 1e-30);
 
 // Intra-op threads for one test; the test binary otherwise runs on one (tests/test_main.cpp).
 class IntraOpThreads {

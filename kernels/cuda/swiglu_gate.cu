@@ -18,25 +18,27 @@ __device__ inline Silu<T> silu_at(T g) {
 // Element-wise passes are memory-bound: a grid-stride loop over enough blocks to fill the device.
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 8192)); }
 
+__device__ inline int64_t first_index() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
+__device__ inline int64_t grid_stride() { return gridDim.x * static_cast<int64_t>(blockDim.x); }
+
 template <typename T>
 __global__ void gate_forward_kernel(const T* __restrict__ g, const T* __restrict__ u, T* __restrict__ h, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x))
-    h[i] = silu_at(g[i]).act * u[i];
+  for (int64_t i = first_index(); i < n; i += grid_stride()) h[i] = silu_at(g[i]).act * u[i];
 }
 
 template <typename T>
 __global__ void gate_backward_kernel(const T* __restrict__ g, const T* __restrict__ u, const T* __restrict__ y,
                                      T* __restrict__ dg, T* __restrict__ du, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
-    const Silu<T> f = silu_at(g[i]);
-    dg[i] = y[i] * u[i] * f.d1;
-    du[i] = y[i] * f.act;
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const GateBackward<T> b = gate_backward_at(silu_at(g[i]), u[i], y[i]);
+    dg[i] = b.dg;
+    du[i] = b.du;
   }
 }
 
 template <typename T>
 __global__ void gradients_kernel(GateGradientsArgs<T> a, int64_t n, int64_t w) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
     const int64_t row = i / w;
     const GateGradients<T> x = gate_gradients_at(silu_at(a.g[i]), a.u[i], a.p[i], a.r0[row], a.r1[row], a.r2[row]);
     a.x0[i] = x.x0;

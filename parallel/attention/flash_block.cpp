@@ -100,13 +100,17 @@ bool eligible(const torch::Tensor& q, const torch::Tensor& k, const torch::Tenso
 // K/V heads repeated for their query heads: both ATen entry points take equal head counts.
 torch::Tensor expand_heads(const torch::Tensor& kv, int64_t hq) { return kv.repeat_interleave(hq / kv.size(0), 0); }
 
-// The kernel of one pair. cuDNN's backward takes head dimensions up to 128 and (LibTorch 2.11)
-// refuses s_q = s_kv = 1, and its entry point has no window; such pairs (those with a single query
-// or key, whose speed does not matter, among them) go to FlashAttention-2 whichever is chosen.
-FusedKernel kernel_for(const Pair& p, int64_t head_dim) {
+// The ATen entry point one pair goes to. cuDNN's backward takes head dimensions up to 128 and
+// (LibTorch 2.11) refuses s_q = s_kv = 1, and its entry point has no window; such pairs (those with
+// a single query or key, whose speed does not matter, among them) go to FlashAttention-2 whichever
+// kernel is chosen, windowed pairs through its raw entry point.
+enum class EntryPoint { kCudnn, kFlash, kFlashWindow };
+
+EntryPoint entry_for(const Pair& p, int64_t head_dim) {
+  if (p.window > 0) return EntryPoint::kFlashWindow;
   const bool single = p.q.end - p.q.begin == 1 || p.k.end - p.k.begin == 1;
   const bool cudnn = fused_kernel() == FusedKernel::kCudnn && fused_kernel_available(FusedKernel::kCudnn);
-  return cudnn && !single && p.window == 0 && head_dim <= 128 ? FusedKernel::kCudnn : FusedKernel::kFlash;
+  return cudnn && !single && head_dim <= 128 ? EntryPoint::kCudnn : EntryPoint::kFlash;
 }
 
 #if LOOM_ATEN_FLASH_WINDOW
@@ -126,23 +130,23 @@ BlockOutput pair_forward(const torch::Tensor& q, const torch::Tensor& k, const t
   const auto qr = rows(q, p.q.begin, p.q.end), kr = rows(k, p.k.begin, p.k.end), vr = rows(v, p.k.begin, p.k.end);
   const int64_t n = p.q.end - p.q.begin;
   torch::Tensor o, lse;
-  [[maybe_unused]] const FusedKernel kernel = kernel_for(p, q.size(2));
+  [[maybe_unused]] const EntryPoint entry = entry_for(p, q.size(2));
 #if LOOM_ATEN_CUDNN
-  if (kernel == FusedKernel::kCudnn) {
+  if (entry == EntryPoint::kCudnn) {
     const auto r = at::_scaled_dot_product_cudnn_attention(qr, kr, vr, std::nullopt, true, 0.0, p.causal, false, scale);
     o = std::get<0>(r);
     lse = std::get<1>(r);
   }
 #endif
 #if LOOM_ATEN_FLASH
-  if (kernel == FusedKernel::kFlash && p.window == 0) {
+  if (entry == EntryPoint::kFlash) {
     const auto r = at::_scaled_dot_product_flash_attention(qr, kr, vr, 0.0, p.causal, false, scale);
     o = std::get<0>(r);
     lse = std::get<1>(r);
   }
 #endif
 #if LOOM_ATEN_FLASH_WINDOW
-  if (p.window > 0) {
+  if (entry == EntryPoint::kFlashWindow) {
     const auto r = at::_flash_attention_forward(heads_second(qr), heads_second(kr), heads_second(vr), std::nullopt,
                                                 std::nullopt, n, n, 0.0, true, false, scale, p.window - 1, 0);
     o = heads_second(std::get<0>(r));
@@ -161,9 +165,9 @@ BlockGrads pair_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
   const auto lse_rows = lse.slice(1, p.q.begin, p.q.end).unsqueeze(0).contiguous();
   // The random-number state arguments are read only with dropout, which Loom never uses.
   torch::Tensor dq, dk, dv;
-  [[maybe_unused]] const FusedKernel kernel = kernel_for(p, q.size(2));
+  [[maybe_unused]] const EntryPoint entry = entry_for(p, q.size(2));
 #if LOOM_ATEN_CUDNN
-  if (kernel == FusedKernel::kCudnn) {
+  if (entry == EntryPoint::kCudnn) {
     const auto i64 = q.options().dtype(torch::kInt64);
     std::tie(dq, dk, dv) = at::_scaled_dot_product_cudnn_attention_backward(
         dor, qr, kr, vr, outr, lse_rows.unsqueeze(-1), torch::zeros({}, i64), torch::zeros({}, i64), torch::Tensor(),
@@ -172,14 +176,14 @@ BlockGrads pair_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
 #endif
 #if LOOM_ATEN_FLASH
   const auto u64 = q.options().dtype(torch::kUInt64);
-  if (kernel == FusedKernel::kFlash && p.window == 0) {
+  if (entry == EntryPoint::kFlash) {
     std::tie(dq, dk, dv) = at::_scaled_dot_product_flash_attention_backward(
         dor, qr, kr, vr, outr, lse_rows, torch::Tensor(), torch::Tensor(), nq, nk, 0.0, p.causal, torch::empty({2}, u64),
         torch::empty({}, u64), scale);
   }
 #endif
 #if LOOM_ATEN_FLASH_WINDOW
-  if (p.window > 0) {
+  if (entry == EntryPoint::kFlashWindow) {
     std::tie(dq, dk, dv) = at::_flash_attention_backward(
         heads_second(dor), heads_second(qr), heads_second(kr), heads_second(vr), heads_second(outr), lse_rows,
         torch::Tensor(), torch::Tensor(), nq, nk, 0.0, true, torch::empty({2}, u64), torch::empty({}, u64), scale,

@@ -70,39 +70,45 @@ std::vector<Chunk> plan_chunks(const torch::Tensor& doc_ids, const FastWeightSyn
 // than the chunk's matrix products. The split's backward joins the pieces' gradients in one pass.
 class ChunkRows {
  public:
-  ChunkRows(const std::vector<Chunk>& plan, int64_t rows) {
+  // Inputs [B, rows, ...], cut along dim 1 (an undefined input stays undefined).
+  ChunkRows(const std::vector<Chunk>& plan, std::vector<torch::Tensor> inputs) : inputs_(std::move(inputs)) {
+    const int64_t rows = inputs_[0].size(1);
     std::vector<int64_t> cuts{0, rows};
     for (const Chunk& c : plan) {
       if (c.end > c.begin) cuts.insert(cuts.end(), {c.begin, c.end});
     }
     std::sort(cuts.begin(), cuts.end());
     cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    std::vector<int64_t> sizes;
     for (size_t i = 0; i + 1 < cuts.size(); ++i) {
       piece_at_.emplace(cuts[i], i);
-      sizes_.push_back(cuts[i + 1] - cuts[i]);
+      sizes.push_back(cuts[i + 1] - cuts[i]);
     }
+    for (const auto& t : inputs_) pieces_.push_back(t.defined() ? t.split_with_sizes(sizes, 1) : std::vector<torch::Tensor>());
   }
 
-  // t [B, rows, ...] cut along dim 1 (undefined stays undefined).
-  std::vector<torch::Tensor> split(const torch::Tensor& t) const {
-    return t.defined() ? t.split_with_sizes(sizes_, 1) : std::vector<torch::Tensor>(sizes_.size());
-  }
-
-  // Chunk c's piece of a split tensor; a chunk with no rows here gets zero rows that autograd does
-  // not trace back to the input.
-  torch::Tensor of(const Chunk& c, const std::vector<torch::Tensor>& pieces, const torch::Tensor& whole) const {
-    if (!whole.defined()) return {};
-    if (c.end == c.begin) {
-      auto shape = whole.sizes().vec();
-      shape[1] = 0;
-      return torch::empty(shape, whole.options());
+  // Chunk c's rows of every input; a chunk with no rows here gets zero rows that autograd does not
+  // trace back to the input.
+  std::vector<torch::Tensor> of(const Chunk& c) const {
+    std::vector<torch::Tensor> rows;
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      if (!inputs_[i].defined()) {
+        rows.emplace_back();
+      } else if (c.end == c.begin) {
+        auto shape = inputs_[i].sizes().vec();
+        shape[1] = 0;
+        rows.push_back(torch::empty(shape, inputs_[i].options()));
+      } else {
+        rows.push_back(pieces_[i][piece_at_.at(c.begin)]);
+      }
     }
-    return pieces[piece_at_.at(c.begin)];
+    return rows;
   }
 
  private:
-  std::map<int64_t, size_t> piece_at_;  // first row -> piece
-  std::vector<int64_t> sizes_;
+  std::vector<torch::Tensor> inputs_;
+  std::vector<std::vector<torch::Tensor>> pieces_;  // per input
+  std::map<int64_t, size_t> piece_at_;              // first row -> piece
 };
 
 // This rank's part of one chunk's update, summed over the ranks in one all-reduce. A rank holding
@@ -193,15 +199,11 @@ torch::Tensor fast_weight_scan(const FastWeights& initial, const torch::Tensor& 
   };
   FastWeightState s = start_state;
   const std::vector<Chunk> plan = plan_chunks(doc_ids, sync, o.chunk);
-  const ChunkRows cut(plan, q.size(1));
-  const std::vector<torch::Tensor> inputs{q, k, v, lr0, lr1, lr2, momentum};
-  std::vector<std::vector<torch::Tensor>> pieces;
-  for (const auto& t : inputs) pieces.push_back(cut.split(t));
+  const ChunkRows cut(plan, {q, k, v, lr0, lr1, lr2, momentum});
   // With sync a rank also runs the chunks it holds no token of, on zero rows.
   for (const Chunk& c : plan) {
     if (c.first) s = start_state;
-    std::vector<torch::Tensor> rows;  // q, k, v, lr0, lr1, lr2, β of this chunk
-    for (size_t i = 0; i < inputs.size(); ++i) rows.push_back(cut.of(c, pieces[i], inputs[i]));
+    const std::vector<torch::Tensor> rows = cut.of(c);  // q, k, v, lr0, lr1, lr2, β of this chunk
     const bool mine = c.end > c.begin;
     if (mine) pad_to(c.begin);
     if (c.last) {

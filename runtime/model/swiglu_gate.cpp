@@ -34,9 +34,9 @@ template <typename T>
 LOOM_VECTOR_CLONES void gate_backward(const T* g, const T* u, const T* y, T* dg, T* du, int64_t begin, int64_t end) {
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
-    const Silu<T> f = silu_at(g[i]);
-    dg[i] = y[i] * u[i] * f.d1;
-    du[i] = y[i] * f.act;
+    const GateBackward<T> b = gate_backward_at(silu_at(g[i]), u[i], y[i]);
+    dg[i] = b.dg;
+    du[i] = b.du;
   }
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/model/fast_weight_scan.h"
+#include "tests/relative_error.h"
 
 namespace loom {
 namespace {
@@ -30,8 +31,7 @@ TEST(FastWeightScanCuda, MatchesFloat64OnTheCpu) {
   for (bool muon : {false, true}) {
     const auto gpu = run(torch::kCUDA, torch::kFloat32, muon), cpu = run(torch::kCPU, torch::kFloat64, muon);
     for (size_t i = 0; i < gpu.size(); ++i) {
-      const double err = ((gpu[i] - cpu[i]).abs().max() / cpu[i].abs().max()).item<double>();
-      EXPECT_LT(err, muon ? 1e-3 : 1e-4) << "output/gradient " << i << (muon ? " with Muon" : "");
+      EXPECT_LT(test::relative_error(gpu[i], cpu[i]), muon ? 1e-3 : 1e-4) << "output/gradient " << i << (muon ? " with Muon" : "");
     }
   }
 }

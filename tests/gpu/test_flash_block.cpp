@@ -4,9 +4,12 @@
 
 #include "parallel/attention/flash_block.h"
 #include "parallel/attention/local_attention.h"
+#include "tests/relative_error.h"
 
 namespace loom {
 namespace {
+
+using test::relative_error;
 
 bool have_gpu() { return torch::cuda::is_available(); }
 
@@ -19,12 +22,6 @@ std::pair<torch::Tensor, torch::Tensor> packed(const std::vector<int64_t>& lengt
       doc.push_back(static_cast<int64_t>(d));
     }
   return {torch::tensor(pos), torch::tensor(doc)};
-}
-
-// Max-norm error relative to want's largest entry, or to `floor` if that is larger.
-double rel_err(const torch::Tensor& got, const torch::Tensor& want, double floor = 1e-300) {
-  const auto g = got.cpu().to(torch::kFloat64), w = want.cpu().to(torch::kFloat64);
-  return ((g - w).abs().max() / w.abs().max().clamp_min(floor)).item<double>();
 }
 
 struct Inputs {
@@ -59,7 +56,7 @@ void expect_kernel_matches_float64(const Inputs& in, const AttentionMask& mask) 
   const auto fused = flash_block_forward(in.q, in.k, in.v, mask, in.scale);
   ASSERT_TRUE(fused.has_value()) << "the mask should be the fused kernel's";
   const BlockOutput ref = block_forward(f64(in.q), f64(in.k), f64(in.v), mask, in.scale);
-  EXPECT_LT(rel_err(fused->out, ref.out), 2e-2);
+  EXPECT_LT(relative_error(fused->out, ref.out), 2e-2);
   const auto empty = torch::isinf(ref.lse);
   EXPECT_TRUE(torch::equal(torch::isinf(fused->lse.cpu()), empty));
   const auto finite = empty.logical_not();
@@ -72,9 +69,9 @@ void expect_kernel_matches_float64(const Inputs& in, const AttentionMask& mask) 
   // dq and dk against dv's scale: where every query sees one key they vanish (P = 1, dP = D), and
   // their rounding relative to zero would measure nothing.
   const double scale = want.dv.abs().max().item<double>();
-  EXPECT_LT(rel_err(grads->dq, want.dq, scale), 3e-2);
-  EXPECT_LT(rel_err(grads->dk, want.dk, scale), 3e-2);
-  EXPECT_LT(rel_err(grads->dv, want.dv), 3e-2);
+  EXPECT_LT(relative_error(grads->dq, want.dq, scale), 3e-2);
+  EXPECT_LT(relative_error(grads->dk, want.dk, scale), 3e-2);
+  EXPECT_LT(relative_error(grads->dv, want.dv), 3e-2);
 }
 
 void expect_matches_float64(const Inputs& in, const AttentionMask& mask) {
@@ -148,7 +145,7 @@ TEST(FlashBlock, OtherMasksFallBackToTheTiledKernelOnTheGpu) {
   const auto q = in.q.to(torch::kFloat32), k = in.k.to(torch::kFloat32), v = in.v.to(torch::kFloat32);
   const BlockOutput got = block_forward(q, k, v, mask, in.scale);
   const BlockOutput want = block_forward(f64(q), f64(k), f64(v), mask, in.scale);
-  EXPECT_LT(rel_err(got.out, want.out), 1e-5);
+  EXPECT_LT(relative_error(got.out, want.out), 1e-5);
 }
 
 // The autograd function the model uses, end to end on the GPU in bf16.
@@ -167,7 +164,7 @@ TEST(FlashBlock, LocalAttentionGradientsOnTheGpu) {
   const auto want = run(f64(in.q), f64(in.k), f64(in.v));
   for_each_kernel([&] {
     const auto got = run(in.q, in.k, in.v);
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(rel_err(got[i], want[i]), 3e-2) << "output/dq/dk/dv " << i;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(relative_error(got[i], want[i]), 3e-2) << "output/dq/dk/dv " << i;
   });
 }
 

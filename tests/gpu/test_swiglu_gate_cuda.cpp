@@ -3,14 +3,13 @@
 // ops on the GPU, float32 on the GPU against the ops in float64. Skips where no GPU exists.
 #include <gtest/gtest.h>
 
+#include "tests/relative_error.h"
 #include "tests/swiglu_gate_check.h"
 
 namespace loom {
 namespace {
 
-double rel_err(const torch::Tensor& got, const torch::Tensor& want) {
-  return ((got - want).abs().max() / want.abs().max().clamp_min(1e-300)).item<double>();
-}
+using test::relative_error;
 
 // The fused node, not the composite ops, must be what autograd recorded for CUDA tensors.
 void expect_fused_node(const torch::Tensor& g, const torch::Tensor& u) {
@@ -25,7 +24,7 @@ TEST(SwigluGateCuda, FusedMatchesTheLibTorchOpsInFloat64) {
   expect_fused_node(in[0], in[1]);
   for (const std::vector<bool>& used : {std::vector<bool>{true, true, true}, std::vector<bool>{true, false, true}}) {
     const auto got = test::swiglu_forward_and_grads(in, true, used), want = test::swiglu_forward_and_grads(in, false, used);
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(rel_err(got[i], want[i]), 1e-12) << "tensor " << i << ", x1 used: " << used[1];
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(relative_error(got[i], want[i]), 1e-12) << "tensor " << i << ", x1 used: " << used[1];
   }
 }
 
@@ -42,7 +41,7 @@ TEST(SwigluGateCuda, Float32MatchesTheFloat64OpsOnManyRows) {
   expect_fused_node(in32[0], in32[1]);
   const auto got = test::swiglu_forward_and_grads(in32, true, {true, true, true});
   const auto want = test::swiglu_forward_and_grads(in, false, {true, true, true});
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(rel_err(got[i], want[i]), 1e-5) << "tensor " << i;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(relative_error(got[i], want[i]), 1e-5) << "tensor " << i;
 }
 
 }  // namespace
