@@ -45,12 +45,21 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-// One operation: done when its event on the communication stream has fired.
+// One operation: done when its event on the communication stream has fired. It holds every tensor
+// the operation reads or writes until then: the caching allocator knows only the stream a tensor
+// was made on, so a tensor freed while the communication stream still used it (the contiguous copy
+// of a strided send, a caller's temporary) would be handed out again, and overwritten, before it
+// was sent. A handle dropped unwaited therefore waits for the operation first.
 class NcclWork final : public CommWork {
  public:
-  NcclWork(std::string what, double timeout_s, cudaEvent_t done, ncclComm_t comm, std::function<void()> finish)
-      : what_(std::move(what)), timeout_s_(timeout_s), done_(done), comm_(comm), finish_(std::move(finish)) {}
-  ~NcclWork() override { cudaEventDestroy(done_); }
+  NcclWork(std::string what, double timeout_s, cudaEvent_t done, ncclComm_t comm, std::vector<torch::Tensor> in_use,
+           std::function<void()> finish)
+      : what_(std::move(what)), timeout_s_(timeout_s), done_(done), comm_(comm), in_use_(std::move(in_use)),
+        finish_(std::move(finish)) {}
+  ~NcclWork() override {
+    if (!in_use_.empty()) cudaEventSynchronize(done_);
+    cudaEventDestroy(done_);
+  }
 
   bool ready() override { return cudaEventQuery(done_) == cudaSuccess; }
 
@@ -73,6 +82,7 @@ class NcclWork final : public CommWork {
       finish_ = nullptr;
       finish();
     }
+    in_use_.clear();
   }
 
  private:
@@ -80,6 +90,7 @@ class NcclWork final : public CommWork {
   double timeout_s_;
   cudaEvent_t done_;
   ncclComm_t comm_;
+  std::vector<torch::Tensor> in_use_;
   std::function<void()> finish_;
 };
 
@@ -118,7 +129,7 @@ class NcclCommunicator final : public Communicator {
  protected:
   CommHandle start_all_reduce(torch::Tensor tensor, ReduceOp op) override {
     ContiguousOutput out(on_device(tensor));
-    return launch("all_reduce", bytes_of(tensor), [=] {
+    return launch("all_reduce", bytes_of(tensor), {out.buffer}, [=] {
       return ncclAllReduce(out.buffer.data_ptr(), out.buffer.data_ptr(), out.buffer.numel(), nccl_type(tensor), nccl_op(op), comm_, stream_);
     }, [=] { out.copy_back(); });
   }
@@ -126,7 +137,7 @@ class NcclCommunicator final : public Communicator {
   CommHandle start_reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override {
     const torch::Tensor in = on_device(input).contiguous();
     ContiguousOutput out(on_device(output));
-    return launch("reduce_scatter", bytes_of(input), [=] {
+    return launch("reduce_scatter", bytes_of(input), {in, out.buffer}, [=] {
       return ncclReduceScatter(in.data_ptr(), out.buffer.data_ptr(), out.buffer.numel(), nccl_type(in), nccl_op(op), comm_, stream_);
     }, [=] { out.copy_back(); });
   }
@@ -134,7 +145,7 @@ class NcclCommunicator final : public Communicator {
   CommHandle start_all_gather(torch::Tensor input, torch::Tensor output) override {
     const torch::Tensor in = on_device(input).contiguous();
     ContiguousOutput out(on_device(output));
-    return launch("all_gather", bytes_of(output), [=] {
+    return launch("all_gather", bytes_of(output), {in, out.buffer}, [=] {
       return ncclAllGather(in.data_ptr(), out.buffer.data_ptr(), in.numel(), nccl_type(in), comm_, stream_);
     }, [=] { out.copy_back(); });
   }
@@ -145,7 +156,7 @@ class NcclCommunicator final : public Communicator {
     ContiguousOutput out(on_device(output));
     const int64_t row_bytes = bytes_of(in) / std::max<int64_t>(1, in.size(0));
     const int ranks = size();
-    return launch("all_to_all", bytes_of(input), [=] {
+    return launch("all_to_all", bytes_of(input), {in, out.buffer}, [=] {
       auto* send = static_cast<char*>(in.data_ptr());
       auto* recv = static_cast<char*>(out.buffer.data_ptr());
       ncclGroupStart();
@@ -161,13 +172,13 @@ class NcclCommunicator final : public Communicator {
 
   CommHandle start_broadcast(torch::Tensor tensor, int root) override {
     ContiguousOutput out(on_device(tensor));
-    return launch("broadcast", bytes_of(tensor), [=] {
+    return launch("broadcast", bytes_of(tensor), {out.buffer}, [=] {
       return ncclBroadcast(out.buffer.data_ptr(), out.buffer.data_ptr(), out.buffer.numel(), nccl_type(tensor), root, comm_, stream_);
     }, [=] { out.copy_back(); });
   }
 
   CommHandle start_barrier() override {
-    return launch("barrier", 0, [=] { return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_); },
+    return launch("barrier", 0, {}, [=] { return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_); },
                   nullptr);
   }
 
@@ -179,15 +190,20 @@ class NcclCommunicator final : public Communicator {
       if (!other) other = std::make_unique<NcclCommunicator>(bootstrap_->split(0, rank(), name_ + "#" + std::to_string(channel)), device_, timeout_s_);
       return other->exchange(ops, 0);
     }
-    std::vector<torch::Tensor> sends;
+    std::vector<torch::Tensor> sends, in_use;
     std::vector<ContiguousOutput> recvs;
     int64_t bytes = 0;
     for (const auto& op : ops) {
       bytes += bytes_of(op.tensor);
-      if (op.kind == P2POp::Kind::kSend) sends.push_back(on_device(op.tensor).contiguous());
-      else recvs.emplace_back(on_device(op.tensor));
+      if (op.kind == P2POp::Kind::kSend) {
+        sends.push_back(on_device(op.tensor).contiguous());
+        in_use.push_back(sends.back());
+      } else {
+        recvs.emplace_back(on_device(op.tensor));
+        in_use.push_back(recvs.back().buffer);
+      }
     }
-    return launch("exchange of " + std::to_string(ops.size()) + " sends/receives", bytes, [=] {
+    return launch("exchange of " + std::to_string(ops.size()) + " sends/receives", bytes, std::move(in_use), [=] {
       size_t s = 0, v = 0;
       ncclGroupStart();
       for (const auto& op : ops) {
@@ -213,8 +229,10 @@ class NcclCommunicator final : public Communicator {
   }
 
   // Orders the operation after the default stream's queued work, enqueues it on the communication
-  // stream and returns a handle on its completion event. Tensors stay referenced by the handle.
-  CommHandle launch(const std::string& op, int64_t bytes, const std::function<ncclResult_t()>& call, std::function<void()> finish) {
+  // stream and returns a handle on its completion event, which holds `in_use` (every tensor the
+  // operation reads or writes) until then.
+  CommHandle launch(const std::string& op, int64_t bytes, std::vector<torch::Tensor> in_use,
+                    const std::function<ncclResult_t()>& call, std::function<void()> finish) {
     const std::string what = where(op) + (bytes > 0 ? " of " + std::to_string(bytes) + " bytes" : "");
     cuda_check(cudaSetDevice(device_), what);
     cudaEvent_t inputs_ready, done;
@@ -225,7 +243,7 @@ class NcclCommunicator final : public Communicator {
     nccl_check(call(), what);
     cuda_check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what);
     cuda_check(cudaEventRecord(done, stream_), what);
-    return CommHandle(std::make_shared<NcclWork>(what, timeout_s_, done, comm_, std::move(finish)));
+    return CommHandle(std::make_shared<NcclWork>(what, timeout_s_, done, comm_, std::move(in_use), std::move(finish)));
   }
 
   std::unique_ptr<Communicator> bootstrap_;
