@@ -65,7 +65,7 @@ torch::Tensor SequenceLayout::take(const torch::Tensor& t, int64_t dim, int64_t 
   std::vector<int64_t> pad_shape(t.sizes().begin(), t.sizes().end());
   pad_shape[dim] = padded_length - length;
   const auto padded = torch::cat({t, torch::full(pad_shape, pad_value, t.options())}, dim);
-  return padded.index_select(dim, index[rank]);
+  return padded.index_select(dim, index[rank].to(t.device()));
 }
 
 }  // namespace loom

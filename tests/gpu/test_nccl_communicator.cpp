@@ -1,10 +1,9 @@
 // The NCCL backend on the GPUs of one machine (label `gpu`): every operation against the local
-// reference, as in the MPI tests. Started under mpirun with one rank per GPU; skips without a CUDA
-// LibTorch and a device.
+// reference, as in the MPI tests. Started under mpirun with one rank per GPU, or with ranks sharing
+// GPUs as tests/gpu/test_ranks_nccl.cpp describes; skips without a CUDA LibTorch and a device.
 #include <gtest/gtest.h>
 
-#include "parallel/comm/mpi_communicator.h"
-#include "parallel/comm/nccl_communicator.h"
+#include "tests/mpi/test_ranks.h"
 
 namespace loom {
 namespace {
@@ -12,18 +11,16 @@ namespace {
 class Nccl : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA build of LibTorch and a GPU";
-    auto world = mpi_world(60);
-    if (world->size() > static_cast<int>(torch::cuda::device_count()))
-      GTEST_SKIP() << "needs one GPU per rank (" << world->size() << " ranks, " << torch::cuda::device_count() << " GPUs)";
-    rank = world->rank();
-    size = world->size();
-    comm = nccl_communicator(std::move(world), rank, 60);
+    if (!world.skip.empty()) GTEST_SKIP() << world.skip;
+    rank = world.rank;
+    size = world.size;
+    comm = world.group("world");
   }
   torch::Tensor input_of(int r, std::vector<int64_t> shape) const {
     torch::manual_seed(1000 + r);
-    return torch::randn(shape, torch::kFloat64).to(torch::Device(torch::kCUDA, rank));
+    return world.on_device(torch::randn(shape, torch::kFloat64));
   }
+  test::TestRanks world = test::test_ranks();
   std::unique_ptr<Communicator> comm;
   int rank = 0, size = 1;
 };
@@ -53,7 +50,7 @@ TEST_F(Nccl, AllReduceAllGatherReduceScatterBroadcast) {
 
 TEST_F(Nccl, RingExchangeOnTwoChannels) {
   const int next = (rank + 1) % size, prev = (rank + size - 1) % size;
-  auto from_prev = torch::empty({64}, torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCUDA, rank));
+  auto from_prev = torch::empty({64}, torch::TensorOptions().dtype(torch::kFloat64).device(world.device));
   auto from_next = torch::empty_like(from_prev);
   auto forward = comm->exchange({send_to(next, input_of(rank, {64})), recv_from(prev, from_prev)}, 0);
   auto backward = comm->exchange({send_to(prev, input_of(rank + 50, {64})), recv_from(next, from_next)}, 1);
