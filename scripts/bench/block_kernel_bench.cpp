@@ -2,7 +2,9 @@
 // forward + backward, causal (one document) and fully visible, MHA and GQA, next to the matmul
 // ceiling of the same dtype measured in the same run. On a GPU it runs bf16 through each fused
 // kernel this LibTorch has (FlashAttention-2 and cuDNN, flash_block.h) and, up to 4K tokens, the
-// tiled kernel in float32 for comparison; on the CPU, the tiled kernel in float32.
+// tiled kernel in float32 for comparison, and for MHA ATen's SDPA alone with the same kernel (one
+// call on the whole block: no masks to analyse, no LSE to convert; what the kernel gives without
+// Loom's block wrapper); on the CPU, the tiled kernel in float32.
 //   build/loom-block-bench [tokens ...]        (default: 1024 4096 16384, and 65536 on a GPU)
 // FLOPs are model FLOPs: forward 4·d·Hq per visible (query, key) pair, backward 2.5× that.
 #include <cmath>
@@ -10,8 +12,13 @@
 #include <string>
 #include <vector>
 
+#include <torch/version.h>
+
 #include "parallel/attention/flash_block.h"
 #include "launch/machine_ceiling.h"
+
+// SDPA with a choice of cuDNN (LibTorch 2.5 and later, as flash_block.cpp).
+#define LOOM_BENCH_SDPA (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
 
 namespace loom {
 namespace {
@@ -21,27 +28,63 @@ struct Row {
   bool causal;
 };
 
-void run_row(const Row& r, int64_t d, torch::TensorOptions opt, const char* path, double ceiling, int reps) {
+void print_row(const Row& r, const std::string& path, double t_fwd, double t_bwd, double fwd_flops, double ceiling) {
+  const double fwd = fwd_flops / t_fwd, both = 3.5 * fwd_flops / (t_fwd + t_bwd);
+  std::printf("%7ld %6s %7s %-10s %9.4f %9.4f %10.3g %6.1f%% %10.3g %6.1f%%\n", r.tokens,
+              (std::to_string(r.hq) + "/" + std::to_string(r.hkv)).c_str(), r.causal ? "causal" : "full", path.c_str(),
+              t_fwd, t_bwd, fwd / 1e12, 100 * fwd / ceiling, both / 1e12, 100 * both / ceiling);
+}
+
+struct Block {
+  torch::Tensor q, k, v, dout;
+  AttentionMask mask;
+  double scale, fwd_flops;
+};
+
+Block make_block(const Row& r, int64_t d, torch::TensorOptions opt) {
   torch::manual_seed(0);
-  const auto q = torch::randn({r.hq, r.tokens, d}, opt), k = torch::randn({r.hkv, r.tokens, d}, opt),
-             v = torch::randn({r.hkv, r.tokens, d}, opt), dout = torch::randn({r.hq, r.tokens, d}, opt);
-  const auto mask = AttentionMask::self(torch::arange(r.tokens), torch::zeros({r.tokens}, torch::kInt64), r.causal);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-  const double fwd_flops = 4.0 * d * r.hq * static_cast<double>(visible_pairs(mask));
+  Block b{torch::randn({r.hq, r.tokens, d}, opt), torch::randn({r.hkv, r.tokens, d}, opt),
+          torch::randn({r.hkv, r.tokens, d}, opt), torch::randn({r.hq, r.tokens, d}, opt),
+          AttentionMask::self(torch::arange(r.tokens), torch::zeros({r.tokens}, torch::kInt64), r.causal),
+          1.0 / std::sqrt(static_cast<double>(d)), 0};
+  b.fwd_flops = 4.0 * d * r.hq * static_cast<double>(visible_pairs(b.mask));
+  return b;
+}
+
+void run_row(const Row& r, int64_t d, torch::TensorOptions opt, const std::string& path, double ceiling, int reps) {
+  const Block b = make_block(r, d, opt);
   BlockOutput out;
   const double t_fwd = median_seconds(reps, [&] {
-    out = block_forward(q, k, v, mask, scale);
+    out = block_forward(b.q, b.k, b.v, b.mask, b.scale);
     out.lse[0][0].item<float>();
   });
   const double t_bwd = median_seconds(reps, [&] {
-    const BlockGrads g = block_backward(dout, q, k, v, out.out, out.lse, mask, scale);
+    const BlockGrads g = block_backward(b.dout, b.q, b.k, b.v, out.out, out.lse, b.mask, b.scale);
     g.dk[0][0][0].item<float>();
   });
-  const double fwd = fwd_flops / t_fwd, both = 3.5 * fwd_flops / (t_fwd + t_bwd);
-  std::printf("%7ld %6s %7s %-10s %9.4f %9.4f %10.3g %6.1f%% %10.3g %6.1f%%\n", r.tokens,
-              (std::to_string(r.hq) + "/" + std::to_string(r.hkv)).c_str(), r.causal ? "causal" : "full", path, t_fwd,
-              t_bwd, fwd / 1e12, 100 * fwd / ceiling, both / 1e12, 100 * both / ceiling);
+  print_row(r, path, t_fwd, t_bwd, b.fwd_flops, ceiling);
 }
+
+#if LOOM_BENCH_SDPA
+// The backward's time is that of forward + backward less the forward's.
+void run_sdpa_row(const Row& r, int64_t d, torch::TensorOptions opt, FusedKernel kernel, double ceiling, int reps) {
+  auto& aten = at::globalContext();
+  aten.setSDPUseFlash(kernel == FusedKernel::kFlash);
+  aten.setSDPUseCuDNN(kernel == FusedKernel::kCudnn);
+  aten.setSDPUseMemEfficient(false);
+  aten.setSDPUseMath(false);
+  const Block b = make_block(r, d, opt);
+  const auto q = b.q.unsqueeze(0).requires_grad_(), k = b.k.unsqueeze(0).requires_grad_(),
+             v = b.v.unsqueeze(0).requires_grad_();
+  auto forward = [&] { return at::scaled_dot_product_attention(q, k, v, {}, 0.0, r.causal, b.scale); };
+  const double t_fwd = median_seconds(reps, [&] { forward()[0][0][0][0].item<float>(); });
+  const double t_both = median_seconds(reps, [&] {
+    forward().backward(b.dout.unsqueeze(0));
+    k.grad()[0][0][0][0].item<float>();
+  });
+  print_row(r, std::string("sdpa-") + fused_kernel_name(kernel), t_fwd, t_both - t_fwd, b.fwd_flops, ceiling);
+}
+#endif
 
 }  // namespace
 }  // namespace loom
@@ -74,7 +117,10 @@ int main(int argc, char** argv) {
         const Row row{tokens, heads, hkv, causal};
         for (FusedKernel k : fused) {
           set_fused_kernel(k);
-          run_row(row, d, bf16, (std::string(fused_kernel_name(k)) + "-bf16").c_str(), ceiling_bf16, 5);
+          run_row(row, d, bf16, std::string(fused_kernel_name(k)) + "-bf16", ceiling_bf16, 5);
+#if LOOM_BENCH_SDPA
+          if (hkv == heads) run_sdpa_row(row, d, bf16, k, ceiling_bf16, 5);
+#endif
         }
         // The tiled kernel on the GPU was measured before (README); a few rows keep it in view.
         if (!gpu || tokens <= 4096) run_row(row, d, f32, "tiled-f32", ceiling_f32, gpu ? 3 : 1);
