@@ -304,20 +304,12 @@ torch::Tensor output_delta(const torch::Tensor& dout, const torch::Tensor& out) 
   return (dout.to(out.scalar_type()) * out).sum(-1);
 }
 
-BlockGrads block_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                          const torch::Tensor& out, const torch::Tensor& lse, const AttentionMask& mask, double scale,
-                          int64_t tile) {
-  return block_backward_from_delta(dout, q, k, v, output_delta(dout, out), lse, mask, scale, tile);
-}
+namespace {
 
-BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::Tensor& q_in, const torch::Tensor& k_in,
-                                     const torch::Tensor& v_in, const torch::Tensor& delta_in, const torch::Tensor& lse,
-                                     const AttentionMask& mask, double scale, int64_t tile, bool kv_grads) {
-  check_shapes(q_in, k_in, v_in, mask);
-  if (auto flash = flash_block_backward(dout_in, q_in, k_in, v_in, delta_in, lse, mask, scale)) {
-    if (!kv_grads) flash->dk = flash->dv = torch::Tensor();
-    return *flash;
-  }
+// The backward of the tiled kernel, given D = rowsum(dO * O).
+BlockGrads tiled_backward(const torch::Tensor& dout_in, const torch::Tensor& q_in, const torch::Tensor& k_in,
+                          const torch::Tensor& v_in, const torch::Tensor& delta_in, const torch::Tensor& lse,
+                          const AttentionMask& mask, double scale, int64_t tile, bool kv_grads) {
   const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
   const auto opts = q.options();
   const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);
@@ -353,6 +345,27 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout_in, const torch::
   });
   if (!kv_grads) return {dq, {}, {}};
   return {dq, dk.total(), dv.total()};
+}
+
+}  // namespace
+
+BlockGrads block_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          const torch::Tensor& out, const torch::Tensor& lse, const AttentionMask& mask, double scale,
+                          int64_t tile) {
+  check_shapes(q, k, v, mask);
+  if (auto flash = flash_block_backward(dout, q, k, v, {out, {}}, lse, mask, scale)) return *flash;
+  return tiled_backward(dout, q, k, v, output_delta(dout, out), lse, mask, scale, tile, true);
+}
+
+BlockGrads block_backward_from_delta(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,
+                                     const torch::Tensor& v, const torch::Tensor& delta, const torch::Tensor& lse,
+                                     const AttentionMask& mask, double scale, int64_t tile, bool kv_grads) {
+  check_shapes(q, k, v, mask);
+  if (auto flash = flash_block_backward(dout, q, k, v, {{}, delta}, lse, mask, scale)) {
+    if (!kv_grads) flash->dk = flash->dv = torch::Tensor();
+    return *flash;
+  }
+  return tiled_backward(dout, q, k, v, delta, lse, mask, scale, tile, kv_grads);
 }
 
 BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b) {

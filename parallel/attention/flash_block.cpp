@@ -98,7 +98,30 @@ bool eligible(const torch::Tensor& q, const torch::Tensor& k, const torch::Tenso
 }
 
 // K/V heads repeated for their query heads: both ATen entry points take equal head counts.
-torch::Tensor expand_heads(const torch::Tensor& kv, int64_t hq) { return kv.repeat_interleave(hq / kv.size(0), 0); }
+torch::Tensor expand_heads(const torch::Tensor& kv, int64_t hq) {
+  return kv.size(0) == hq ? kv : kv.repeat_interleave(hq / kv.size(0), 0);
+}
+
+// Gradients of the expanded heads summed back onto their K/V head.
+torch::Tensor fold_heads(const torch::Tensor& t, int64_t hkv) {
+  const int64_t hq = t.size(0);
+  return hq == hkv ? t : t.view({hkv, hq / hkv, t.size(1), t.size(2)}).sum(1);
+}
+
+// O' = dO * D / rowsum(dO * dO), in float32: rowsum(dO * O') = D.
+torch::Tensor output_with_delta(const torch::Tensor& dout, const torch::Tensor& delta) {
+  const auto dout_f = dout.to(torch::kFloat32);
+  const auto norm2 = (dout_f * dout_f).sum(-1, true).clamp_min(1e-30);
+  return dout_f * (delta.to(torch::kFloat32).unsqueeze(-1) / norm2);
+}
+
+// Rows that see no key: out 0, lse -inf (float32).
+BlockOutput no_keys(int64_t hq, int64_t n, int64_t d, const torch::TensorOptions& f32) {
+  return {torch::zeros({hq, n, d}, f32), torch::full({hq, n}, -std::numeric_limits<double>::infinity(), f32)};
+}
+
+// The kernels' results in float32, in one pass whatever their strides.
+torch::Tensor to_f32(const torch::Tensor& t) { return t.to(torch::kFloat32, false, false, torch::MemoryFormat::Contiguous); }
 
 // The ATen entry point one pair goes to. cuDNN's backward takes head dimensions up to 128 and
 // (LibTorch 2.11) refuses s_q = s_kv = 1, and its entry point has no window; such pairs (those with
@@ -154,7 +177,7 @@ BlockOutput pair_forward(const torch::Tensor& q, const torch::Tensor& k, const t
   }
 #endif
   // cuDNN's statistics are [1, H, n, 1], FlashAttention's lse [1, H, n] (possibly padded).
-  return {o[0].to(torch::kFloat32), lse[0].flatten(1).slice(1, 0, n).to(torch::kFloat32)};
+  return {to_f32(o[0]), to_f32(lse[0].flatten(1).slice(1, 0, n))};
 }
 
 BlockGrads pair_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -223,33 +246,41 @@ std::optional<BlockOutput> flash_block_forward(const torch::Tensor& q, const tor
   if (!pairs) return std::nullopt;
   const int64_t hq = q.size(0), n = q.size(1), d = q.size(2);
   const auto f32 = q.options().dtype(torch::kFloat32);
-  BlockOutput result{torch::zeros({hq, n, d}, f32), torch::full({hq, n}, -std::numeric_limits<double>::infinity(), f32)};
   const auto k_all = expand_heads(k, hq), v_all = expand_heads(v, hq);
+  std::optional<BlockOutput> result;
   for (const auto& run_pairs : *pairs) {
     if (run_pairs.empty()) continue;
     BlockOutput acc = pair_forward(q, k_all, v_all, run_pairs[0], scale);
     for (size_t i = 1; i < run_pairs.size(); ++i) acc = merge_partials(acc, pair_forward(q, k_all, v_all, run_pairs[i], scale));
     const Run& qr = run_pairs[0].q;
-    result.out.slice(1, qr.begin, qr.end).copy_(acc.out);
-    result.lse.slice(1, qr.begin, qr.end).copy_(acc.lse);
+    if (qr.begin == 0 && qr.end == n) return acc;  // one run over every row: nothing to fill around it
+    if (!result) result = no_keys(hq, n, d, f32);
+    result->out.slice(1, qr.begin, qr.end).copy_(acc.out);
+    result->lse.slice(1, qr.begin, qr.end).copy_(acc.lse);
   }
-  return result;
+  return result ? *result : no_keys(hq, n, d, f32);
 }
 
 std::optional<BlockGrads> flash_block_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,
-                                               const torch::Tensor& v, const torch::Tensor& delta, const torch::Tensor& lse,
+                                               const torch::Tensor& v, const OutputOrDelta& output, const torch::Tensor& lse,
                                                const AttentionMask& mask, double scale) {
   if (!eligible(q, k, v)) return std::nullopt;
   const auto pairs = plan(mask);
   if (!pairs) return std::nullopt;
-  const int64_t hq = q.size(0), hkv = k.size(0);
-  const auto f32 = q.options().dtype(torch::kFloat32);
+  const int64_t hq = q.size(0), hkv = k.size(0), nq = q.size(1), nk = k.size(1);
   const auto dout_c = dout.to(q.scalar_type()).contiguous();
-  const auto dout_f = dout_c.to(torch::kFloat32);
-  const auto norm2 = (dout_f * dout_f).sum(-1, true).clamp_min(1e-30);
-  const auto out_like = (dout_f * (delta.to(torch::kFloat32).unsqueeze(-1) / norm2)).to(q.scalar_type());
+  const auto out_like = (output.out.defined() ? output.out : output_with_delta(dout_c, output.delta)).to(q.scalar_type()).contiguous();
   const auto lse_f = lse.to(torch::kFloat32);
   const auto k_all = expand_heads(k, hq), v_all = expand_heads(v, hq);
+  // One pair over every query and key row (one document): its gradients are the block's.
+  if (pairs->size() == 1 && (*pairs)[0].size() == 1) {
+    const Pair& p = (*pairs)[0][0];
+    if (p.q.begin == 0 && p.q.end == nq && p.k.begin == 0 && p.k.end == nk) {
+      const BlockGrads g = pair_backward(dout_c, q, k_all, v_all, out_like, lse_f, p, scale);
+      return BlockGrads{to_f32(g.dq), fold_heads(to_f32(g.dk), hkv), fold_heads(to_f32(g.dv), hkv)};
+    }
+  }
+  const auto f32 = q.options().dtype(torch::kFloat32);
   auto dq = torch::zeros(q.sizes(), f32);
   auto dk_all = torch::zeros(k_all.sizes(), f32), dv_all = torch::zeros(v_all.sizes(), f32);
   for (const auto& run_pairs : *pairs) {
@@ -260,8 +291,7 @@ std::optional<BlockGrads> flash_block_backward(const torch::Tensor& dout, const 
       dv_all.slice(1, p.k.begin, p.k.end).add_(g.dv);
     }
   }
-  const auto fold = [&](const torch::Tensor& t) { return t.view({hkv, hq / hkv, t.size(1), t.size(2)}).sum(1); };
-  return BlockGrads{dq, fold(dk_all), fold(dv_all)};
+  return BlockGrads{dq, fold_heads(dk_all, hkv), fold_heads(dv_all, hkv)};
 }
 
 }  // namespace loom

@@ -14,8 +14,9 @@
 // then return nothing, and so they do on the CPU, for float32/float64, and on LibTorch builds
 // without the kernels.
 //
-// The backward gets D = rowsum(dO * O) instead of O (TokenRing ships D); both kernels' backward
-// reads O only to form that sum, so it is handed O' = dO * D / rowsum(dO * dO), which has the same D.
+// Both kernels' backward reads O only to form D = rowsum(dO * O). Given O it is handed O (in the
+// inputs' dtype); given only D (TokenRing ships D), O' = dO * D / rowsum(dO * dO), which has the
+// same D.
 #pragma once
 #include <optional>
 
@@ -40,8 +41,14 @@ void set_fused_kernel(FusedKernel kernel);
 std::optional<BlockOutput> flash_block_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                                const AttentionMask& mask, double scale);
 
+// What a backward knows of its rows' final output: O itself, or only D = rowsum(dO * O); the other
+// is left undefined.
+struct OutputOrDelta {
+  torch::Tensor out, delta;
+};
+
 std::optional<BlockGrads> flash_block_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,
-                                               const torch::Tensor& v, const torch::Tensor& delta, const torch::Tensor& lse,
+                                               const torch::Tensor& v, const OutputOrDelta& output, const torch::Tensor& lse,
                                                const AttentionMask& mask, double scale);
 
 }  // namespace loom

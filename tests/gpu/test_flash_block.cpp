@@ -63,15 +63,20 @@ void expect_kernel_matches_float64(const Inputs& in, const AttentionMask& mask) 
   EXPECT_LT((fused->lse.cpu().to(torch::kFloat64).masked_select(finite) - ref.lse.masked_select(finite)).abs().max().item<double>(), 2e-2);
 
   const auto delta = output_delta(f64(in.dout), ref.out);
-  const auto grads = flash_block_backward(in.dout, in.q, in.k, in.v, delta.to(torch::kCUDA), ref.lse.to(torch::kCUDA), mask, in.scale);
-  ASSERT_TRUE(grads.has_value());
   const BlockGrads want = block_backward_from_delta(f64(in.dout), f64(in.q), f64(in.k), f64(in.v), delta, ref.lse, mask, in.scale);
   // dq and dk against dv's scale: where every query sees one key they vanish (P = 1, dP = D), and
   // their rounding relative to zero would measure nothing.
   const double scale = want.dv.abs().max().item<double>();
-  EXPECT_LT(relative_error(grads->dq, want.dq, scale), 3e-2);
-  EXPECT_LT(relative_error(grads->dk, want.dk, scale), 3e-2);
-  EXPECT_LT(relative_error(grads->dv, want.dv), 3e-2);
+  // The backward given O (local attention, ring) and given only D (TokenRing).
+  for (const bool given_out : {true, false}) {
+    SCOPED_TRACE(given_out ? "given O" : "given D");
+    const OutputOrDelta known = given_out ? OutputOrDelta{ref.out.to(torch::kCUDA), {}} : OutputOrDelta{{}, delta.to(torch::kCUDA)};
+    const auto grads = flash_block_backward(in.dout, in.q, in.k, in.v, known, ref.lse.to(torch::kCUDA), mask, in.scale);
+    ASSERT_TRUE(grads.has_value());
+    EXPECT_LT(relative_error(grads->dq, want.dq, scale), 3e-2);
+    EXPECT_LT(relative_error(grads->dk, want.dk, scale), 3e-2);
+    EXPECT_LT(relative_error(grads->dv, want.dv), 3e-2);
+  }
 }
 
 void expect_matches_float64(const Inputs& in, const AttentionMask& mask) {
