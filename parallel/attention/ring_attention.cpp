@@ -47,12 +47,15 @@ BlockGrads ring_backward(const torch::Tensor& dout, const torch::Tensor& q, cons
   for (int64_t s = 0; s < n; ++s) {
     const int64_t source = c.peer(-s);
     CommHandle pass = pass_shard(c, route, s, held, {k, v}, arriving);
-    torch::Tensor dk = torch::zeros_like(grads.dk), dv = torch::zeros_like(grads.dv);
+    torch::Tensor dk, dv;
     if (c.layout.visible(r, source)) {
       const BlockGrads g = block_backward(dout, q, held[0], held[1], result.out, result.lse, c.layout.mask(r, source), c.scale);
       grads.dq += g.dq;
       dk = g.dk;
       dv = g.dv;
+    } else {
+      dk = torch::zeros_like(grads.dk);
+      dv = torch::zeros_like(grads.dv);
     }
     travelling.wait();
     std::vector<P2POp> ops;
