@@ -271,10 +271,10 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
   if (auto flash = flash_block_forward(q_in, k_in, v_in, mask, scale)) return *flash;
   const auto [q, k, v] = prepare(q_in, k_in, v_in, scale);
   const auto opts = q.options();
-  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2), n = q.size(1);
+  const int64_t hq = q.size(0), hkv = k.size(0), g = hq / hkv, d = q.size(2);
   const double inf = std::numeric_limits<double>::infinity();
-  auto out = torch::zeros({hq, n, d}, opts);
-  auto lse = torch::full({hq, n}, -inf, opts);
+  BlockOutput result = empty_partial(q);
+  torch::Tensor &out = result.out, &lse = result.lse;
   const auto k_tiles = tile_spans(mask.k_pos, mask.k_doc, tile);
   const MaskRows rows_of_mask(mask);
   const double lowest = lowest_finite(q);
@@ -297,7 +297,7 @@ BlockOutput block_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, 
     scatter_rows(out, o_final, qs);
     scatter_rows(lse.unsqueeze(-1), lse_final.unsqueeze(-1), qs);
   });
-  return {out, lse};
+  return result;
 }
 
 torch::Tensor output_delta(const torch::Tensor& dout, const torch::Tensor& out) {
@@ -366,6 +366,11 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout, const torch::Ten
     return *flash;
   }
   return tiled_backward(dout, q, k, v, delta, lse, mask, scale, tile, kv_grads);
+}
+
+BlockOutput empty_partial(const torch::Tensor& q) {
+  const auto options = q.options().dtype(accumulation_dtype(q));
+  return {torch::zeros(q.sizes(), options), torch::full({q.size(0), q.size(1)}, -std::numeric_limits<double>::infinity(), options)};
 }
 
 BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b) {

@@ -69,6 +69,9 @@ BlockGrads block_backward_from_delta(const torch::Tensor& dout, const torch::Ten
 // one side take the other side unchanged.
 BlockOutput merge_partials(const BlockOutput& a, const BlockOutput& b);
 
+// The partial result of q's rows over no keys yet: out 0, lse -inf, in the accumulation dtype.
+BlockOutput empty_partial(const torch::Tensor& q);
+
 // The number of (query, key) pairs the mask lets through: the attention FLOPs are 4 * d * Hq * pairs.
 int64_t visible_pairs(const AttentionMask& mask);
 

@@ -115,11 +115,6 @@ torch::Tensor output_with_delta(const torch::Tensor& dout, const torch::Tensor& 
   return dout_f * (delta.to(torch::kFloat32).unsqueeze(-1) / norm2);
 }
 
-// Rows that see no key: out 0, lse -inf (float32).
-BlockOutput no_keys(int64_t hq, int64_t n, int64_t d, const torch::TensorOptions& f32) {
-  return {torch::zeros({hq, n, d}, f32), torch::full({hq, n}, -std::numeric_limits<double>::infinity(), f32)};
-}
-
 // The kernels' results in float32, in one pass whatever their strides.
 torch::Tensor to_f32(const torch::Tensor& t) { return t.to(torch::kFloat32, false, false, torch::MemoryFormat::Contiguous); }
 
@@ -244,8 +239,7 @@ std::optional<BlockOutput> flash_block_forward(const torch::Tensor& q, const tor
   if (!eligible(q, k, v)) return std::nullopt;
   const auto pairs = plan(mask);
   if (!pairs) return std::nullopt;
-  const int64_t hq = q.size(0), n = q.size(1), d = q.size(2);
-  const auto f32 = q.options().dtype(torch::kFloat32);
+  const int64_t hq = q.size(0), n = q.size(1);
   const auto k_all = expand_heads(k, hq), v_all = expand_heads(v, hq);
   std::optional<BlockOutput> result;
   for (const auto& run_pairs : *pairs) {
@@ -254,11 +248,11 @@ std::optional<BlockOutput> flash_block_forward(const torch::Tensor& q, const tor
     for (size_t i = 1; i < run_pairs.size(); ++i) acc = merge_partials(acc, pair_forward(q, k_all, v_all, run_pairs[i], scale));
     const Run& qr = run_pairs[0].q;
     if (qr.begin == 0 && qr.end == n) return acc;  // one run over every row: nothing to fill around it
-    if (!result) result = no_keys(hq, n, d, f32);
+    if (!result) result = empty_partial(q);
     result->out.slice(1, qr.begin, qr.end).copy_(acc.out);
     result->lse.slice(1, qr.begin, qr.end).copy_(acc.lse);
   }
-  return result ? *result : no_keys(hq, n, d, f32);
+  return result ? *result : empty_partial(q);
 }
 
 std::optional<BlockGrads> flash_block_backward(const torch::Tensor& dout, const torch::Tensor& q, const torch::Tensor& k,

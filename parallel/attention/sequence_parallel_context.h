@@ -9,7 +9,6 @@
 #include "parallel/attention/block_attention.h"
 #include "parallel/attention/sequence_layout.h"
 #include "parallel/comm/communicator.h"
-#include "runtime/core/accumulation_dtype.h"
 
 namespace loom {
 
@@ -96,12 +95,6 @@ inline CommHandle pass_shard(const SpContext& c, const Route& route, int64_t ste
     }
   }
   return ops.empty() ? CommHandle() : c.forward->exchange(ops);
-}
-
-// A partial result with no keys yet: out 0, lse -inf, in the accumulation dtype.
-inline BlockOutput empty_partial(const torch::Tensor& q) {
-  const auto options = q.options().dtype(accumulation_dtype(q));
-  return {torch::zeros(q.sizes(), options), torch::full({q.size(0), q.size(1)}, -std::numeric_limits<double>::infinity(), options)};
 }
 
 // Gradient accumulators for this rank's q, k and v shards, in the accumulation dtype.
