@@ -1,27 +1,8 @@
 #include "parallel/attention/flash_block.h"
 
-#include <torch/version.h>
-
 #include <atomic>
 
-// The kernels' C++ signatures used below (9-tuple forward, scale argument, uint64 RNG state) are
-// those of LibTorch 2.3 and later; cuDNN's entry point takes an attention bias from 2.5 on.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
-#define LOOM_ATEN_FLASH 1
-#else
-#define LOOM_ATEN_FLASH 0
-#endif
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
-#define LOOM_ATEN_CUDNN 1
-#else
-#define LOOM_ATEN_CUDNN 0
-#endif
-// FlashAttention-2's sliding window, through ATen's raw entry points (not SDPA's): checked on 2.11.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6)
-#define LOOM_ATEN_FLASH_WINDOW 1
-#else
-#define LOOM_ATEN_FLASH_WINDOW 0
-#endif
+#include "parallel/attention/aten_attention_kernels.h"
 
 namespace loom {
 namespace {

@@ -12,13 +12,9 @@
 #include <string>
 #include <vector>
 
-#include <torch/version.h>
-
+#include "parallel/attention/aten_attention_kernels.h"
 #include "parallel/attention/flash_block.h"
 #include "launch/machine_ceiling.h"
-
-// SDPA with a choice of cuDNN (LibTorch 2.5 and later, as flash_block.cpp).
-#define LOOM_BENCH_SDPA (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
 
 namespace loom {
 namespace {
@@ -65,7 +61,7 @@ void run_row(const Row& r, int64_t d, torch::TensorOptions opt, const std::strin
   print_row(r, path, t_fwd, t_bwd, b.fwd_flops, ceiling);
 }
 
-#if LOOM_BENCH_SDPA
+#if LOOM_ATEN_CUDNN  // SDPA with a switch for cuDNN
 // The backward's time is that of forward + backward less the forward's.
 void run_sdpa_row(const Row& r, int64_t d, torch::TensorOptions opt, FusedKernel kernel, double ceiling, int reps) {
   auto& aten = at::globalContext();
@@ -118,7 +114,7 @@ int main(int argc, char** argv) {
         for (FusedKernel k : fused) {
           set_fused_kernel(k);
           run_row(row, d, bf16, std::string(fused_kernel_name(k)) + "-bf16", ceiling_bf16, 5);
-#if LOOM_BENCH_SDPA
+#if LOOM_ATEN_CUDNN
           if (hkv == heads) run_sdpa_row(row, d, bf16, k, ceiling_bf16, 5);
 #endif
         }
