@@ -33,8 +33,9 @@ const char* fused_kernel_name(FusedKernel kernel);
 bool fused_kernel_available(FusedKernel kernel);
 
 // The kernel the GPU path calls, process-wide. The default is cuDNN where it is available: on an
-// H200 (LibTorch 2.11, head dim 128) its forward + backward ran 1.15-1.7x FlashAttention-2's from 1K
-// to 64K tokens (README, loom-block-bench). Pairs cuDNN cannot take go to FlashAttention-2.
+// H200 (LibTorch 2.11, head dim 128) its forward + backward ran level with FlashAttention-2's at 1K
+// tokens and 1.6-1.8x it from 4K to 64K (README, loom-block-bench). Pairs cuDNN cannot take go to
+// FlashAttention-2.
 FusedKernel fused_kernel();
 void set_fused_kernel(FusedKernel kernel);
 
