@@ -52,40 +52,6 @@ int run_data_synth(const SynthArgs& args);
 int run_data_prepare(const std::vector<std::string>& inputs, const std::string& out);
 int run_data_inspect(const std::string& path);
 int run_summary(const std::string& run_dir);
-
-struct BenchArgs {
-  std::string json_out;
-  int64_t steps = 3;
-  std::vector<int64_t> d_models = {128, 256, 512};
-  int64_t seq_len = 4096;
-};
-int run_bench_train(const BenchArgs& args);
-
-struct BenchCommArgs {
-  std::string json_out;
-  int64_t min_bytes = 4 << 10, max_bytes = 256 << 20;  // sizes go up by 4x
-  int64_t reps = 5;                                     // at least this many timed repetitions
-  int64_t overlap_bytes = 64 << 20;
-};
-int run_bench_comm(const BenchCommArgs& args);
-
-struct BenchAttentionArgs {
-  std::string json_out;
-  std::vector<int64_t> seq_lens = {4096, 8192};
-  std::vector<int64_t> kv_heads = {4, 1};  // MHA and GQA 4:1
-  int64_t heads = 4, head_dim = 32, reps = 3, warmups = 1;
-};
-int run_bench_attention(const BenchAttentionArgs& args);
-
-struct BenchChunkwiseArgs {
-  std::string json_out;
-  std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384};
-  int64_t chunk_size = 512, d_model = 128, layers = 2, reps = 1;
-  double budget = 0.125;     // SpaCO: fraction of chunks visited
-  double headroom_mb = 64;   // the cap: the baseline process plus this much
-  std::string child;         // internal: measure this strategy in this process
-  int64_t child_length = 0;
-};
-int run_bench_chunkwise(const BenchChunkwiseArgs& args);
+int run_config_keys();
 
 }  // namespace loom

@@ -7,8 +7,9 @@
 
 #include "launch/commands.h"
 #include "optim/training_optimizer.h"
-#include "parallel/attention/attention_backend.h"
+#include "parallel/sequence/attention_choice.h"
 #include "parallel/mesh.h"
+#include "runtime/core/precision.h"
 #include "runtime/model/llama.h"
 #include "runtime/train/metrics_log.h"
 #include "runtime/train/trainer.h"
@@ -106,7 +107,7 @@ int run_train_dry(const TrainArgs& args) {
   std::printf("tensors on every rank (replicated over dp x sp):\n");
   const ParameterCount count = print_tensors(config.model);
   const int64_t params = count.total;
-  const auto element = static_cast<double>(config.train.element_bytes());
+  const auto element = static_cast<double>(resolve_precision(config).param_bytes());
   const int64_t micro = config.accumulation_steps() / shape.dp;
   const int64_t chunks = shape.sp > 1 ? 2 * shape.sp : 1;  // the zigzag layout pads to a multiple of 2 sp
   const int64_t tokens = (config.train.seq_len + chunks - 1) / chunks * chunks / shape.sp;

@@ -10,11 +10,11 @@
 #include <filesystem>
 #include <thread>
 
+#include "launch/bench/benchmarks.h"
 #include "launch/commands.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
 #include "runtime/core/host_allocator.h"
-#include "scripts/bench/lact_bench.h"
 
 namespace {
 
@@ -133,14 +133,21 @@ void add_export_import(CLI::App& app, loom::ExportArgs& e, loom::ImportArgs& i, 
   im->callback([&] { rc = loom::run_import(i); });
 }
 
+void add_config(CLI::App& app, int& rc) {
+  auto* config = app.add_subcommand("config", "what a YAML config may hold");
+  config->require_subcommand(1);
+  auto* keys = config->add_subcommand("keys", "every key with its default and allowed values (docs/configuration.md says what each means)");
+  keys->callback([&] { rc = loom::run_config_keys(); });
+}
+
 void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
   auto* cmd = app.add_subcommand("summary", "what a run produced: paths, loss curve, throughput, evaluation");
   cmd->add_option("run_dir", run_dir, "the run's run.dir")->required();
   cmd->callback([&] { rc = loom::run_summary(run_dir); });
 }
 
-void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loom::BenchAttentionArgs& attn,
-               loom::BenchChunkwiseArgs& cw, loom::LactBenchArgs& lact, int& rc) {
+void add_bench(CLI::App& app, loom::TrainBenchArgs& a, loom::CommBenchArgs& comm, loom::AttentionBenchArgs& attn,
+               loom::ChunkwiseBenchArgs& cw, loom::BlockBenchArgs& block, loom::LactBenchArgs& lact, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
@@ -183,6 +190,10 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   ch->add_option("--child", cw.child)->group("");  // one measurement, started by the benchmark itself
   ch->add_option("--child-length", cw.child_length)->group("");
   ch->callback([&] { rc = loom::run_bench_chunkwise(cw); });
+  auto* bl = bench->add_subcommand("block", "the attention block kernel alone, every path this build has (tiled, and on a GPU "
+                                             "cuDNN and FlashAttention-2), against the matmul ceiling");
+  bl->add_option("--tokens", block.lengths, "block lengths (default 1024 4096, and 16384 65536 on a GPU)")->check(positive);
+  bl->callback([&] { rc = loom::run_bench_block(block); });
   auto* la = bench->add_subcommand("lact", "LaCT's fast-weight chunk loop against the matmul ceiling per chunk size, and a "
                                            "LaCT model against full attention per length");
   la->add_option("--chunks", lact.chunks, "chunk sizes of the utilisation table")->check(positive);
@@ -195,7 +206,7 @@ void add_bench(CLI::App& app, loom::BenchArgs& a, loom::BenchCommArgs& comm, loo
   la->add_flag_callback("--no-model", [&] { lact.lengths.clear(); }, "skip the model table");
   la->add_option("--reps", lact.reps, "timed repetitions after a warm-up")->check(positive);
   la->add_option("--json", lact.json_out, "write the results as JSON here")->check(output_file);
-  la->callback([&] { rc = loom::run_lact_bench(lact); });
+  la->callback([&] { rc = loom::run_bench_lact(lact); });
 }
 
 }  // namespace
@@ -214,10 +225,11 @@ int main(int argc, char** argv) {
   loom::SynthArgs synth;
   loom::ExportArgs export_args;
   loom::ImportArgs import_args;
-  loom::BenchArgs bench;
-  loom::BenchCommArgs bench_comm;
-  loom::BenchAttentionArgs bench_attention;
-  loom::BenchChunkwiseArgs bench_chunkwise;
+  loom::TrainBenchArgs bench;
+  loom::CommBenchArgs bench_comm;
+  loom::AttentionBenchArgs bench_attention;
+  loom::ChunkwiseBenchArgs bench_chunkwise;
+  loom::BlockBenchArgs bench_block;
   loom::LactBenchArgs bench_lact;
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
@@ -226,8 +238,9 @@ int main(int argc, char** argv) {
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
   add_summary(app, run_dir, rc);
+  add_config(app, rc);
   add_export_import(app, export_args, import_args, rc);
-  add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, bench_lact, rc);
+  add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, bench_block, bench_lact, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,6 +4,7 @@
 #include "launch/commands.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "runtime/core/error.h"
+#include "runtime/core/precision.h"
 #include "runtime/core/safetensors.h"
 #include "runtime/core/text_file.h"
 #include "runtime/data/batch_loader.h"
@@ -26,7 +27,7 @@ LoadedModel load_model(const std::string& path) {
   check(!dir.empty(), "no checkpoint found at '" + path + "'");
   LoadedModel loaded{read_checkpoint_meta(dir), Llama(nullptr)};
   loaded.model = Llama(loaded.meta.config.model);
-  loaded.model->to(parse_dtype(loaded.meta.config.train.dtype));
+  loaded.model->to(resolve_precision(loaded.meta.config).param);
   load_weights(dir, loaded.model);
   return loaded;
 }

@@ -1,22 +1,12 @@
-// Muon: orthogonalised updates for matrices. newton_schulz maps a matrix G = U S Vᵀ to
-// approximately U Vᵀ (all singular values pushed towards 1) with a few odd-polynomial iterations
-// X <- a X + (b A + c A A) X, A = X Xᵀ, after scaling G to unit Frobenius norm. LaCT uses it on its
-// fast-weight updates (seco-lact.md, B.3) and it serves as an outer optimizer for 2-D weights.
+// Muon: orthogonalised updates for matrices (Jordan et al. 2024): SGD with momentum whose step is
+// the momentum orthogonalised by Newton-Schulz (kernels/newton_schulz.h).
 #pragma once
 #include <torch/torch.h>
 
+#include "kernels/newton_schulz.h"
 #include "runtime/core/named_tensors.h"
 
 namespace loom {
-
-enum class NsSchedule {
-  kPerIteration,  // LaCT's five (a, b, c) triples, one per iteration (5 steps)
-  kClassic,       // one triple (3.4445, -4.7750, 2.0315) repeated `steps` times
-};
-
-// g [..., m, n] (a batch of matrices) -> the orthogonalised matrices, same shape and dtype. The
-// iteration runs on the wider orientation (transposing tall matrices) in float32 or wider.
-torch::Tensor newton_schulz(const torch::Tensor& g, NsSchedule schedule = NsSchedule::kPerIteration, int steps = 5);
 
 // How an orthogonalised step (singular values near 1, so an element RMS near 1/sqrt(max(rows, cols)))
 // is scaled before the learning rate multiplies it.

@@ -53,28 +53,41 @@ MeshCoord mesh_coord(int64_t rank, const MeshShape& s) {
   return {rank / (s.sp * s.tp), (rank / s.tp) % s.sp, rank % s.tp};
 }
 
-Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) : shape_(shape), world_(std::move(world)) {
-  check(shape_.world() == world_->size(), "the mesh " + std::to_string(shape_.dp) + "x" + std::to_string(shape_.sp) + "x" +
-                                              std::to_string(shape_.tp) + " does not match the " +
-                                              std::to_string(world_->size()) + " ranks of the job");
+Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, const DeviceGroupFactory& device) : shape_(shape) {
+  check(shape_.world() == world->size(), "the mesh " + std::to_string(shape_.dp) + "x" + std::to_string(shape_.sp) + "x" +
+                                             std::to_string(shape_.tp) + " does not match the " +
+                                             std::to_string(world->size()) + " ranks of the job");
+  const auto keep = [this](std::unique_ptr<Communicator> c) {
+    owned_.push_back(std::move(c));
+    return owned_.back().get();
+  };
+  host_.world = keep(std::move(world));
   const MeshCoord c = coord();
   const auto s = shape_;
-  auto id = [](int64_t v) { return static_cast<int>(v); };
-  tp_ = world_->split(id(c.dp * s.sp + c.sp), id(c.tp), "tp");
-  sp_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp");
-  sp_back_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp_back");
-  sp_sync_ = world_->split(id(c.dp * s.tp + c.tp), id(c.sp), "sp_sync");
-  dp_ = world_->split(id(c.sp * s.tp + c.tp), id(c.dp), "dp");
-  dp_sp_ = world_->split(id(c.tp), id(c.dp * s.sp + c.sp), "dp_sp");
-  hosts_ = gather_hosts(*world_);
+  const auto split = [&](int64_t color, int64_t key, const char* name) {
+    return keep(host_.world->split(static_cast<int>(color), static_cast<int>(key), name));
+  };
+  host_.tp = split(c.dp * s.sp + c.sp, c.tp, "tp");
+  host_.sp = split(c.dp * s.tp + c.tp, c.sp, "sp");
+  host_.sp_back = split(c.dp * s.tp + c.tp, c.sp, "sp_back");
+  host_.sp_sync = split(c.dp * s.tp + c.tp, c.sp, "sp_sync");
+  host_.dp = split(c.sp * s.tp + c.tp, c.dp, "dp");
+  host_.dp_sp = split(c.tp, c.dp * s.sp + c.sp, "dp_sp");
+  device_ = host_;
+  if (device) {
+    for (Communicator** g : {&device_.world, &device_.dp, &device_.sp, &device_.sp_back, &device_.sp_sync, &device_.tp,
+                             &device_.dp_sp})
+      *g = keep(device(**g));
+  }
+  hosts_ = gather_hosts(*host_.world);
   for (size_t r = 0; r < hosts_.size(); ++r) {
     int64_t local = 0;
     for (size_t q = 0; q < r; ++q) local += hosts_[q] == hosts_[r];
     local_ranks_.push_back(local);
   }
   int node_color = 0;
-  while (hosts_[node_color] != hosts_[world_->rank()]) ++node_color;
-  node_ = world_->split(node_color, world_->rank(), "node");
+  while (hosts_[node_color] != hosts_[host_.world->rank()]) ++node_color;
+  node_ = split(node_color, host_.world->rank(), "node");
 }
 
 std::string Mesh::placement_table() const {

@@ -2,6 +2,7 @@
 // that talk most (tp, then sp) are neighbours and stay inside a node when ranks fill nodes in order.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,34 +26,50 @@ struct MeshCoord {
 };
 MeshCoord mesh_coord(int64_t rank, const MeshShape& shape);
 
+// One communicator per dimension of the mesh, for one kind of traffic.
+struct MeshGroups {
+  Communicator* world = nullptr;
+  Communicator* dp = nullptr;
+  Communicator* sp = nullptr;
+  // Two more over the sp group, so that independent streams of sp traffic do not queue behind each
+  // other: TokenRing's returned partials, and LaCT's fast-weight update sums (whose backward
+  // interleaves with attention's).
+  Communicator* sp_back = nullptr;
+  Communicator* sp_sync = nullptr;
+  Communicator* tp = nullptr;
+  // Ranks holding the same weights with different data: gradients are reduced over this group.
+  Communicator* dp_sp = nullptr;
+};
+
 class Mesh {
  public:
-  // Collective over `world`: splits it into the groups below.
-  Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape);
+  // A communicator over the same ranks as `host` (an MPI group) for device tensors: NCCL on GPUs.
+  using DeviceGroupFactory = std::function<std::unique_ptr<Communicator>(Communicator& host)>;
+
+  // Collective over `world`: splits it into the groups below. Without a factory the device groups
+  // are the host groups (CPU tensors travel over MPI).
+  Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, const DeviceGroupFactory& device = {});
 
   const MeshShape& shape() const { return shape_; }
-  MeshCoord coord() const { return mesh_coord(world_->rank(), shape_); }
-  bool is_root() const { return world_->rank() == 0; }
+  MeshCoord coord() const { return mesh_coord(host_.world->rank(), shape_); }
+  bool is_root() const { return host_.world->rank() == 0; }
 
-  Communicator& world() { return *world_; }
-  Communicator& dp() { return *dp_; }
-  Communicator& sp() { return *sp_; }
-  // A second communicator over the sp group, so two streams of sp traffic (TokenRing's queries and
-  // returned partials) progress independently.
-  Communicator& sp_back() { return *sp_back_; }
-  // A third, for LaCT's fast-weight update sums, whose backward interleaves with attention's.
-  Communicator& sp_sync() { return *sp_sync_; }
-  Communicator& tp() { return *tp_; }
-  // Ranks holding the same weights with different data: gradients are reduced over this group.
-  Communicator& dp_sp() { return *dp_sp_; }
-  Communicator& node() { return *node_; }
+  // Host groups carry CPU scalars and agreement: label counts, loss sums, the stop flag, barriers.
+  const MeshGroups& host() const { return host_; }
+  // Device groups carry the tensors training moves: gradients, attention's shards, LaCT's update
+  // sums, the initial weights. No CPU scalar is ever sent on them (NCCL refuses CPU tensors).
+  const MeshGroups& device() const { return device_; }
+  // The ranks of this node (host group).
+  Communicator& node() const { return *node_; }
 
   // One line per rank: mesh coordinates, host, local rank and device.
   std::string placement_table() const;
 
  private:
   MeshShape shape_;
-  std::unique_ptr<Communicator> world_, dp_, sp_, sp_back_, sp_sync_, tp_, dp_sp_, node_;
+  std::vector<std::unique_ptr<Communicator>> owned_;
+  MeshGroups host_, device_;
+  Communicator* node_ = nullptr;
   std::vector<std::string> hosts_;  // per world rank
   std::vector<int64_t> local_ranks_;
 };

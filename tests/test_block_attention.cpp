@@ -2,8 +2,8 @@
 // inside tiles, padding rows with no visible key, GQA, sliding windows, cross blocks, and the
 // log-sum-exp merge; on one intra-op thread and on two (query tiles then run in parallel and dK/dV
 // are summed over per-thread parts).
-#include "parallel/attention/block_attention.h"
-#include "parallel/attention/local_attention.h"
+#include "kernels/attention/block_attention.h"
+#include "kernels/attention/local_attention.h"
 #include "tests/test_util.h"
 
 namespace loom {

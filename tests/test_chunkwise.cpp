@@ -3,9 +3,9 @@
 // weighted by their probabilities), and the paper's fixed-count compensation is not.
 #include <cmath>
 
-#include "optim/chunkwise/chunkwise_backprop.h"
-#include "parallel/attention/local_attention.h"
-#include "parallel/attention/prefix_attention.h"
+#include "runtime/train/chunkwise/chunkwise_backprop.h"
+#include "kernels/attention/local_attention.h"
+#include "kernels/attention/prefix_attention.h"
 #include "tests/test_util.h"
 
 namespace loom {

@@ -1,6 +1,8 @@
 // Config loading: precedence (defaults < base file < file < --set), and errors that name the key,
 // the file and line, and what is allowed.
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include "runtime/core/config.h"
 #include "tests/test_util.h"
@@ -34,6 +36,45 @@ TEST(Config, ResolvedYamlReadsBackIdentically) {
   EXPECT_EQ(to_yaml(back), to_yaml(c));
   EXPECT_EQ(back.train.lr, c.train.lr);
   for (const auto& key : config_keys()) EXPECT_TRUE(back.origin.count(key)) << key << " was not written";
+}
+
+// docs/configuration.md lists every key once (section "Every key"), with the default and the
+// allowed values the declaration in config.cpp gives it: the page cannot drift from the code.
+TEST(Config, TheConfigurationPageListsEveryKeyWithItsDefaultAndRange) {
+  std::ifstream page(std::string(LOOM_SOURCE_DIR) + "/docs/configuration.md");
+  ASSERT_TRUE(page) << "docs/configuration.md is missing";
+  std::map<std::string, std::vector<std::string>> rows;  // key -> its cells after the key
+  bool in_table = false;  // the section "## Every key"
+  for (std::string line; std::getline(page, line);) {
+    if (line.rfind("## ", 0) == 0) in_table = line == "## Every key";
+    if (!in_table || line.rfind("| `", 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::stringstream in(line.substr(1));
+    for (std::string cell; std::getline(in, cell, '|');) {
+      const auto first = cell.find_first_not_of(' '), last = cell.find_last_not_of(' ');
+      cells.push_back(first == std::string::npos ? "" : cell.substr(first, last - first + 1));
+    }
+    const std::string key = cells[0].substr(1, cells[0].size() - 2);  // without the backquotes
+    EXPECT_FALSE(rows.count(key)) << key << " is listed twice";
+    rows[key] = {cells.begin() + 1, cells.end()};
+  }
+  const auto unquote = [](const std::string& cell) {
+    return cell.size() >= 2 && cell.front() == '`' && cell.back() == '`' ? cell.substr(1, cell.size() - 2) : cell;
+  };
+  for (const KeyInfo& k : describe_keys()) {
+    auto it = rows.find(k.key);
+    if (it == rows.end()) {
+      ADD_FAILURE() << k.key << " is not on the page; its row: | `" << k.key << "` | `" << k.default_value << "` | "
+                    << k.allowed << " | ... |";
+      continue;
+    }
+    ASSERT_GE(it->second.size(), 3u) << k.key << ": a row is | key | default | allowed | meaning |";
+    EXPECT_EQ(unquote(it->second[0]), k.default_value) << k.key << "'s default";
+    EXPECT_EQ(it->second[1], k.allowed) << k.key << "'s allowed values";
+    EXPECT_FALSE(it->second[2].empty()) << k.key << " has no meaning written";
+    rows.erase(it);
+  }
+  for (const auto& [key, cells] : rows) ADD_FAILURE() << key << " is on the page but is not a config key";
 }
 
 TEST(Config, UnknownKeyNamesKeyFileLineAndAlternatives) {

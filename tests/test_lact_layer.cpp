@@ -47,11 +47,11 @@ TEST(LactLayer, ChangingATokenChangesNothingBeforeIt) {
   const auto c = lact_config(5, 4);  // 23 tokens: chunks of 5, the last one partial
   auto layer = test::float64_module<LactLayer>(c);
   auto s = packed({23}, c.d_model);
-  const auto before = layer(s.x, s.pos, s.doc);
+  const auto before = layer->forward(s.x, s.pos, s.doc);
   for (int64_t p : {0, 4, 11, 22}) {
     auto x = s.x.clone();
     x[p] += 1.0;
-    const auto change = change_per_row(layer(x, s.pos, s.doc), before);
+    const auto change = change_per_row(layer->forward(x, s.pos, s.doc), before);
     if (p > 0) EXPECT_EQ(change.slice(0, 0, p).max().item<double>(), 0.0) << "token " << p << " leaked backwards";
     EXPECT_GT(change[p].item<double>(), 1e-6);
   }
@@ -66,7 +66,7 @@ TEST(LactLayer, WithoutRopeOnTheFastWeightsTheLayerIgnoresWhereTheDocumentStarts
     c.lact.rope = rope;
     auto layer = test::float64_module<LactLayer>(c);
     const auto s = packed({23}, c.d_model);
-    const double change = relative_error(layer(s.x, s.pos + 37, s.doc), layer(s.x, s.pos, s.doc));
+    const double change = relative_error(layer->forward(s.x, s.pos + 37, s.doc), layer->forward(s.x, s.pos, s.doc));
     if (rope) EXPECT_GT(change, 1e-6);
     else EXPECT_LT(change, 1e-12);
   }
@@ -81,7 +81,7 @@ TEST(LactLayer, WithoutUpdatesATokenReachesExactlyTheWindow) {
   auto s = packed({20}, c.d_model);
   auto x = s.x.clone();
   x[p] += 1.0;
-  const auto change = change_per_row(layer(x, s.pos, s.doc), layer(s.x, s.pos, s.doc));
+  const auto change = change_per_row(layer->forward(x, s.pos, s.doc), layer->forward(s.x, s.pos, s.doc));
   for (int64_t i = p; i < p + window; ++i) EXPECT_GT(change[i].item<double>(), 1e-8) << "position " << i;
   EXPECT_EQ(change.slice(0, p + window).max().item<double>(), 0.0) << "seen beyond the window";
 }
@@ -94,13 +94,13 @@ TEST(LactLayer, FastWeightsCarryPastTheWindowButNotIntoTheNextDocument) {
   auto s = packed({17, 12}, c.d_model);
   auto x = s.x.clone();
   x[1] += 1.0;
-  const auto change = change_per_row(layer(x, s.pos, s.doc), layer(s.x, s.pos, s.doc));
+  const auto change = change_per_row(layer->forward(x, s.pos, s.doc), layer->forward(s.x, s.pos, s.doc));
   EXPECT_GT(change.slice(0, 5, 17).min().item<double>(), 1e-8) << "chunks 1-3 should read the update of chunk 0";
   EXPECT_EQ(change.slice(0, 17).max().item<double>(), 0.0) << "the next document must not see it";
   // The second document alone gives what it gives packed behind the first.
   const auto alone = packed({12}, c.d_model);
-  const auto whole = layer(s.x, s.pos, s.doc).slice(0, 17);
-  EXPECT_LT(relative_error(layer(s.x.slice(0, 17), alone.pos, alone.doc), whole), 1e-12);
+  const auto whole = layer->forward(s.x, s.pos, s.doc).slice(0, 17);
+  EXPECT_LT(relative_error(layer->forward(s.x.slice(0, 17), alone.pos, alone.doc), whole), 1e-12);
 }
 
 TEST(LactLayer, GradientsMatchFiniteDifferences) {
@@ -110,7 +110,7 @@ TEST(LactLayer, GradientsMatchFiniteDifferences) {
     const auto s = packed({9, 6}, c.d_model);
     torch::manual_seed(13);
     const auto weights = torch::randn({s.x.size(0), c.d_model}, torch::kFloat64);
-    const auto loss = [&] { return (layer(s.x, s.pos, s.doc) * weights).sum(); };
+    const auto loss = [&] { return (layer->forward(s.x, s.pos, s.doc) * weights).sum(); };
     layer->zero_grad();
     loss().backward();
     for (const auto& item : layer->named_parameters()) {
@@ -175,7 +175,7 @@ TEST(LactLayer, RecomputationGivesIdenticalGradients) {
     c.lact.checkpoint = recompute;
     auto layer = test::float64_module<LactLayer>(c);
     const auto s = packed({11, 6}, c.d_model);
-    const auto out = layer(s.x, s.pos, s.doc);
+    const auto out = layer->forward(s.x, s.pos, s.doc);
     EXPECT_EQ(graph_has(out, "RecomputeFn"), recompute);
     out.pow(2).sum().backward();
     std::vector<torch::Tensor> run{out.detach()};
@@ -200,7 +200,7 @@ TEST(LactModel, InterleavesLactWithFullAttentionLayers) {
   EXPECT_FALSE(has("model.layers.1.self_attn.q_proj.weight"));
   EXPECT_TRUE(has("model.layers.3.lact.momentum.weight"));
   const auto tokens = torch::randint(0, c.vocab_size, {30});
-  const auto logits = model(tokens, torch::arange(30), torch::zeros({30}, torch::kInt64));
+  const auto logits = model->forward(tokens, torch::arange(30), torch::zeros({30}, torch::kInt64));
   EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{30, c.vocab_size}));
 }
 
@@ -215,7 +215,7 @@ TEST(LactModel, IncrementalGenerationEqualsTheFullForward) {
     torch::manual_seed(14);
     const int64_t n = 31;
     const auto tokens = torch::randint(0, c.vocab_size, {n}), positions = torch::arange(n);
-    const auto full = model(tokens, positions, torch::zeros({n}, torch::kInt64));
+    const auto full = model->forward(tokens, positions, torch::zeros({n}, torch::kInt64));
     KvCache cache;
     int64_t start = 0;
     for (int64_t piece : {7, 1, 1, 4, 9, 1, 8}) {
@@ -224,7 +224,7 @@ TEST(LactModel, IncrementalGenerationEqualsTheFullForward) {
       start += piece;
     }
     ASSERT_EQ(start, n);
-    EXPECT_EQ(cache.lact[1].pending_tokens, n % 4) << "the chunk in progress";
+    EXPECT_EQ(cache.layers[1].lact.pending_tokens, n % 4) << "the chunk in progress";
   }
 }
 

@@ -5,7 +5,8 @@
 #include "runtime/data/tokenizer.h"
 #include "runtime/model/generate.h"
 #include "runtime/model/llama.h"
-#include "runtime/train/packed_tensors.h"
+#include "runtime/model/lm_loss.h"
+#include "runtime/data/batch_loader.h"
 #include "tests/test_util.h"
 
 namespace loom {

@@ -1,7 +1,7 @@
 // The fused float32 softmax steps of the block kernel against the same steps as LibTorch ops in
 // float64 (and the vectorised exp they use against std::exp): a mask against scores set to -inf, a
 // row that has seen no key, rescaling, runs of rows of a larger state.
-#include "parallel/attention/tile_softmax.h"
+#include "kernels/attention/tile_softmax.h"
 
 #include <cmath>
 #include <limits>

@@ -226,14 +226,29 @@ struct Reader {
   }
 };
 
-struct KeyLister {
-  std::vector<std::string> keys;
+// What a key holds by default and what it allows, as text (docs/configuration.md shows both).
+struct KeyDescriber {
+  std::vector<KeyInfo> keys;
+  static std::string shortest(double x) {
+    if (x == kInf) return "inf";
+    char buf[32];
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
+  }
   template <class T>
-  void number(const char* key, T&, double, double) { keys.push_back(key); }
-  void text(const char* key, std::string&) { keys.push_back(key); }
-  void degree(const char* key, int64_t&) { keys.push_back(key); }
-  void flag(const char* key, bool&) { keys.push_back(key); }
-  void choice(const char* key, std::string&, std::initializer_list<const char*>) { keys.push_back(key); }
+  void number(const char* key, T& field, double lo, double hi) {
+    keys.push_back({key, shortest(static_cast<double>(field)), "[" + shortest(lo) + ", " + shortest(hi) + "]"});
+  }
+  void text(const char* key, std::string& field) { keys.push_back({key, field.empty() ? "(empty)" : field, "text"}); }
+  void degree(const char* key, int64_t& field) {
+    keys.push_back({key, field == ParallelConfig::kAuto ? "auto" : shortest(static_cast<double>(field)),
+                    "auto, [1, " + shortest(1 << 20) + "]"});
+  }
+  void flag(const char* key, bool& field) { keys.push_back({key, field ? "true" : "false", "true, false"}); }
+  void choice(const char* key, std::string& field, std::initializer_list<const char*> allowed) {
+    std::string list;
+    for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+    keys.push_back({key, field, list});
+  }
 };
 
 struct Writer {
@@ -329,10 +344,6 @@ std::string Config::where(const std::string& key) const {
   return (it == origin.end() ? std::string("default") : it->second) + ": " + key;
 }
 
-int64_t TrainConfig::element_bytes() const { return dtype == "float64" ? 8 : dtype == "bfloat16" ? 2 : 4; }
-
-int64_t TrainConfig::accumulate_bytes() const { return dtype == "float64" ? 8 : 4; }
-
 int64_t ModelConfig::ffn_dim() const {
   if (d_ff > 0) return d_ff;
   const int64_t raw = (8 * d_model + 2) / 3;
@@ -364,11 +375,17 @@ std::string to_yaml(const Config& config) {
   return std::string(out.c_str()) + "\n";
 }
 
+std::vector<KeyInfo> describe_keys() {
+  Config defaults;
+  KeyDescriber describer;
+  visit_fields(defaults, describer);
+  return describer.keys;
+}
+
 std::vector<std::string> config_keys() {
-  Config scratch;
-  KeyLister lister;
-  visit_fields(scratch, lister);
-  return lister.keys;
+  std::vector<std::string> keys;
+  for (const auto& k : describe_keys()) keys.push_back(k.key);
+  return keys;
 }
 
 }  // namespace loom

@@ -19,7 +19,7 @@ struct RunConfig {
   std::string init_from;     // checkpoint dir whose weights start a fresh run
 };
 
-// LaCT layers (seco-lact.md part B): window attention and fast weights sharing one QKV projection.
+// LaCT layers (Zhang et al., "Test-Time Training Done Right", 2025): window attention and fast weights sharing one QKV projection.
 struct LactConfig {
   int64_t every = 0;         // 0: none; k: layers k-1, 2k-1, ... are LaCT (1: all of them)
   int64_t chunk = 2048;      // tokens per fast-weight update
@@ -87,9 +87,6 @@ struct TrainConfig {
   std::string strategy = "full";   // full | seco | spaco: backprop over the whole sequence or chunk by chunk
   int64_t chunk_size = 1024;       // seco/spaco: tokens per chunk
   SpacoConfig spaco;
-
-  int64_t element_bytes() const;      // of train.dtype
-  int64_t accumulate_bytes() const;   // of the accumulators (out, lse, gradient partials): fp32, fp64 for float64
 };
 
 struct ParallelConfig {
@@ -147,5 +144,11 @@ std::string to_yaml(const Config& config);
 
 // All declared keys, in declaration order.
 std::vector<std::string> config_keys();
+
+// Every key with its default and what it allows, as text ("[1, 1024]", "adamw, muon", "text").
+struct KeyInfo {
+  std::string key, default_value, allowed;
+};
+std::vector<KeyInfo> describe_keys();
 
 }  // namespace loom

@@ -118,4 +118,9 @@ PackedBatch BatchLoader::take(bool materialize) {
   return b;
 }
 
+PackedTensors to_tensors(const PackedBatch& b) {
+  const auto as_tensor = [](const std::vector<int64_t>& values) { return torch::tensor(values, torch::dtype(torch::kInt64)); };
+  return {as_tensor(b.tokens), as_tensor(b.positions), as_tensor(b.doc_ids), as_tensor(b.labels), b.label_count};
+}
+
 }  // namespace loom

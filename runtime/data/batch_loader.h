@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/packed_tensors.h"
 #include "runtime/data/token_dataset.h"
 
 namespace loom {
@@ -22,6 +23,9 @@ struct PackedBatch {
   int64_t cut_docs = 0;               // of them, longer than the whole batch and cut at its end
   int64_t label_count = 0;
 };
+
+// The batch as the tensors the model reads.
+PackedTensors to_tensors(const PackedBatch& batch);
 
 // Where the loader stands: the next document is order(epoch)[index].
 struct LoaderCursor {

@@ -4,7 +4,7 @@
 #include <map>
 #include <optional>
 
-#include "optim/muon.h"
+#include "kernels/newton_schulz.h"
 #include "runtime/core/error.h"
 #include "runtime/model/recompute.h"
 

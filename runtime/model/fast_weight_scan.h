@@ -1,4 +1,4 @@
-// LaCT's causal chunk loop over one packed sequence (seco-lact.md, B.3-B.4): within each document,
+// LaCT's causal chunk loop over one packed sequence (Zhang et al. 2025; docs/lact.md): within each document,
 // chunk c's queries read the fast weights that chunks before it wrote ("apply, then update"); the
 // last chunk of a document, partial or not, is apply-only; every document starts again from the
 // initial weights (the reference code lets state leak across packed documents; Loom does not).

@@ -1,5 +1,5 @@
 // LaCT's fast-weight network and its hand-written inner update (Zhang et al., "Test-Time Training
-// Done Right", 2025; seco-lact.md, B.2-B.3). Per head, a SwiGLU without biases,
+// Done Right", 2025; docs/lact.md). Per head, a SwiGLU without biases,
 //   f(x) = W1 (SiLU(W0 x) ⊙ (W2 x)),   W0, W2: [dh, d],  W1: [d, dh],
 // is trained at test time on a chunk of (key, value) pairs to maximise Σ_i η_i ⟨f(k_i), v_i⟩, with a
 // separate per-token rate for each matrix. The descent directions are written out (no autograd

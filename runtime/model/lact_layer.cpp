@@ -1,17 +1,18 @@
 #include "runtime/model/lact_layer.h"
 
 #include <cmath>
+#include <optional>
 
+#include "kernels/attention/block_attention.h"
 #include "kernels/rms_norm.h"
-#include "parallel/attention/local_attention.h"
-#include "runtime/core/accumulation_dtype.h"
+#include "runtime/core/error.h"
+#include "runtime/core/precision.h"
 #include "runtime/model/fast_weight_scan.h"
 #include "runtime/model/normal_linear.h"
 #include "runtime/model/rope.h"
 
 namespace loom {
 namespace {
-
 
 // [N, heads * d] -> [heads, N, d]
 torch::Tensor by_head(const torch::Tensor& t, int64_t heads) {
@@ -23,9 +24,9 @@ torch::Tensor merge_heads(const torch::Tensor& t) { return t.transpose(0, 1).res
 
 }  // namespace
 
-LactLayerImpl::LactLayerImpl(const ModelConfig& c, int64_t layer)
-    : lact_(c.lact),
-      layer_(layer),
+LactLayerImpl::LactLayerImpl(const ModelConfig& c)
+    : core(std::make_shared<LocalAttention>(c.lact.window)),
+      lact_(c.lact),
       d_model_(c.d_model),
       attn_heads_(c.n_heads),
       heads_(c.lact.heads),
@@ -48,7 +49,7 @@ LactLayerImpl::LactLayerImpl(const ModelConfig& c, int64_t layer)
   k_scale_ = register_parameter("k_scale", torch::ones({d_model_}));
   k_offset_ = register_parameter("k_offset", torch::zeros({d_model_}));
   fast_norm_ = register_parameter("fast_norm", torch::ones({fast_dim_}));
-  // Initial fast weights as in the reference LM configs (seco-lact.md B.2).
+  // Initial fast weights as in the LaCT reference code's language-model configs.
   const int64_t r = lact_.lowrank;
   if (r > 0) {
     w0_left_ = register_parameter("w0_left", torch::randn({heads_, hidden_, r}) * (0.5 / std::sqrt(r)));
@@ -72,19 +73,27 @@ torch::Tensor LactLayerImpl::rope_heads(const torch::Tensor& t, const torch::Ten
   return apply_rope(t.view({t.size(0), attn_heads_, -1}), positions, rope_theta_).transpose(0, 1);
 }
 
-torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
-                                     const AttendFn* attend, const FastWeightSync* sync) {
+torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const SequenceShard& input) {
+  const auto& positions = input.tokens.positions;
   const auto parts = qkv(x).chunk(3, -1);
   const auto &q = parts[0], &k = parts[1], &v = parts[2];
   const auto qh = rope_heads(q, positions), kh = rope_heads(k, positions), vh = by_head(v, attn_heads_);
-  const double scale = 1.0 / std::sqrt(d_model_ / attn_heads_);
-  const auto attended =
-      attend ? (*attend)(layer_, qh, kh, vh, scale)
-             : local_attention(qh, kh, vh, {positions, doc_ids, positions, doc_ids, true, lact_.window}, scale);
+  const auto attended = core->attend(qh, kh, vh, 1.0 / std::sqrt(d_model_ / attn_heads_), input);
   const FastInputs f = fast_inputs(x, q, k, v, positions);
-  const auto fast = fast_weight_scan(initial_in(f.q.scalar_type()), f.q, f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta, doc_ids,
-                                     scan_options(), sync);
+  std::optional<FastWeightSync> sync;
+  if (input.sharded()) {
+    check(static_cast<bool>(update_sum), "a LaCT layer on a sequence shard needs its fast-weight update sum over the ranks; "
+                                         "install it with parallelize()");
+    const SequenceLayout& l = *input.layout;
+    sync = FastWeightSync{l.in_sequence_order(l.pos), l.in_sequence_order(l.doc), positions, update_sum};
+  }
+  const auto fast = fast_weight_scan(initial_in(f.q.scalar_type()), f.q, f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta,
+                                     input.tokens.doc_ids, scan_options(), sync ? &*sync : nullptr);
   return o_proj(merge_heads(attended) + fast_output(x, fast));
+}
+
+torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids) {
+  return forward(x, whole_sequence({{}, positions, doc_ids, {}, 0}));
 }
 
 torch::Tensor LactLayerImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& positions, LactCache& cache) {
@@ -133,7 +142,7 @@ FastWeights LactLayerImpl::initial_in(torch::ScalarType dtype) const {
 
 FastInputs LactLayerImpl::fast_inputs(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
                                       const torch::Tensor& v, const torch::Tensor& positions) const {
-  const auto dt = accumulation_dtype(x);
+  const auto dt = accumulation_dtype(x.scalar_type());
   const int64_t n = x.size(0);
   // SiLU, unit length per fast head, then RoPE on the attention heads' layout (as the reference;
   // model.lact.rope: false leaves them unrotated, so a key matches a query at any distance).

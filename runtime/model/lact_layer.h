@@ -1,5 +1,5 @@
-// LaCT's language-model layer (Zhang et al., "Test-Time Training Done Right", 2025; seco-lact.md
-// B.5), in place of a Llama layer's self-attention:
+// LaCT's language-model layer (Zhang et al., "Test-Time Training Done Right", 2025: the reference
+// code's LaCTSWIGLULayer), in place of a Llama layer's self-attention:
 //   q, k, v = split(qkv(x))                                     one projection for both branches
 //   attention: RoPE(q), RoPE(k), v -> causal sliding-window attention (block kernel, documents kept apart)
 //   fast weights: q' = SiLU(q s_q + o_q), k' = SiLU(k s_k + o_k), v' = SiLU(v), L2-normalised per
@@ -11,8 +11,11 @@
 #pragma once
 #include <torch/torch.h>
 
-#include "parallel/attention/attend_fn.h"
+#include <functional>
+#include <memory>
+
 #include "runtime/core/config.h"
+#include "runtime/model/core_attention.h"
 #include "runtime/model/fast_weight_scan.h"
 
 namespace loom {
@@ -34,18 +37,22 @@ struct FastInputs {
 
 class LactLayerImpl : public torch::nn::Module {
  public:
-  explicit LactLayerImpl(const ModelConfig& c, int64_t layer = 0);
-  // x [N, D] (after the block's RMSNorm), positions and doc ids [N] of one packed sequence -> [N, D].
-  // Context parallelism: x is this rank's share, `attend` the window attention over the ranks
-  // (called with this layer's index) and `sync` sums the fast-weight updates.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids,
-                        const AttendFn* attend = nullptr, const FastWeightSync* sync = nullptr);
+  explicit LactLayerImpl(const ModelConfig& c);
+  // x [n, D] (after the block's RMSNorm) of `input`'s tokens -> [n, D]. Context parallelism (input
+  // sharded): every fast-weight update sums the ranks' parts through `update_sum`.
+  torch::Tensor forward(const torch::Tensor& x, const SequenceShard& input);
+  // The same over a whole packed sequence on this rank: positions and doc ids [N].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& doc_ids);
   // Generation: x [n, D] are the next tokens of one document at `positions`; reads and extends the
   // cache, and equals the rows of forward() over the whole document so far.
   torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& positions, LactCache& cache);
   // The initial fast weights every document starts from: [heads, ...] (low rank + 0.5 I, or full).
   FastWeights initial_weights() const;
 
+  // The window attention: LocalAttention(window) unless a parallel plan installed another.
+  std::shared_ptr<CoreAttention> core;
+  // Sums a tensor over the sequence-parallel ranks, differentiably; installed by parallelize().
+  std::function<torch::Tensor(const torch::Tensor&)> update_sum;
   torch::nn::Linear qkv{nullptr}, o_proj{nullptr}, rates{nullptr}, momentum{nullptr}, ttt_scale{nullptr};
 
  private:
@@ -58,7 +65,6 @@ class LactLayerImpl : public torch::nn::Module {
   FastWeightScanOptions scan_options() const { return {lact_.chunk, lact_.muon, true, lact_.checkpoint}; }
 
   LactConfig lact_;
-  int64_t layer_;
   int64_t d_model_, attn_heads_, heads_, fast_dim_, hidden_;  // heads_: fast-weight heads
   double rope_theta_, eps_;
   torch::Tensor q_scale_, q_offset_, k_scale_, k_offset_, fast_norm_;

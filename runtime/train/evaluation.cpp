@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "runtime/data/batch_loader.h"
-#include "runtime/train/packed_tensors.h"
+#include "runtime/model/lm_loss.h"
 
 namespace loom {
 namespace {

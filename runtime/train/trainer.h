@@ -1,10 +1,8 @@
-// The training loop: data -> packed micro-batches -> forward/backward with the loss averaged over
-// every label token of the step -> clip -> AdamW -> metrics -> evaluation -> checkpoint.
+// The training loop: set up the run (training_run.h), then step after step (train_step.h) with
+// metrics, evaluation, checkpoints and the ranks' agreement to stop at every step boundary.
 #pragma once
 #include <cstdint>
 #include <string>
-
-#include <c10/core/ScalarType.h>
 
 #include "parallel/mesh.h"
 #include "runtime/core/config.h"
@@ -27,8 +25,5 @@ TrainSummary train(const Config& config, const TrainOptions& options = {});
 
 // Throws when the mesh needs a parallelism this version cannot train with yet.
 void check_trainable(const MeshShape& shape);
-
-// The dtype named by train.dtype.
-c10::ScalarType parse_dtype(const std::string& name);
 
 }  // namespace loom

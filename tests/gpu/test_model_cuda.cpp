@@ -32,7 +32,7 @@ TEST(ModelCuda, LlamaWithLactMatchesFloat64OnTheCpu) {
   const auto docs = torch::cat({torch::zeros({200}, torch::kInt64), torch::ones({130}, torch::kInt64)});
   const auto targets = torch::randint(0, c.vocab_size, {n});
   const auto loss_of = [&](Llama& model, torch::Device device) {
-    const auto logits = model(tokens.to(device), positions, docs);
+    const auto logits = model->forward(tokens.to(device), positions, docs);
     const auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat64), targets.to(device));
     loss.backward();
     return std::make_pair(logits.detach().cpu().to(torch::kFloat64), loss.item<double>());

@@ -1,12 +1,12 @@
 // The benchmark stand-ins that split an algorithm's time into computation and communication
-// (launch/exchange_replay.h), on a ring of real ranks: each rank sends to the next and receives
+// (launch/bench/exchange_replay.h), on a ring of real ranks: each rank sends to the next and receives
 // from the previous one.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <thread>
 
-#include "launch/exchange_replay.h"
+#include "launch/bench/exchange_replay.h"
 #include "parallel/comm/mpi_communicator.h"
 
 namespace loom {

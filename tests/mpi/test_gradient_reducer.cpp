@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "parallel/comm/mpi_communicator.h"
-#include "parallel/gradient_reducer.h"
+#include "parallel/data/gradient_reducer.h"
 
 namespace loom {
 namespace {

@@ -31,22 +31,53 @@ std::vector<int64_t> expected_members(const MeshShape& s, int64_t rank, char dim
   return out;
 }
 
-TEST(Mesh, GroupsFollowTheRankOrder) {
-  const int size = mpi_world(60)->size();
+void expect_groups_follow_the_rank_order(const MeshGroups& g, const MeshShape& shape, int rank, const std::string& name) {
+  EXPECT_EQ(members(*g.tp, rank), expected_members(shape, rank, 't')) << name;
+  for (Communicator* sp : {g.sp, g.sp_back, g.sp_sync}) EXPECT_EQ(members(*sp, rank), expected_members(shape, rank, 's')) << name;
+  EXPECT_EQ(members(*g.dp, rank), expected_members(shape, rank, 'd')) << name;
+  EXPECT_EQ(members(*g.dp_sp, rank), expected_members(shape, rank, 'x')) << name;
+  EXPECT_EQ(g.world->size(), shape.world()) << name;
+}
+
+std::vector<MeshShape> shapes_for(int size) {
   std::vector<MeshShape> shapes = {{size, 1, 1}, {1, size, 1}, {1, 1, size}};
   if (size == 4) shapes.push_back({2, 2, 1}), shapes.push_back({1, 2, 2}), shapes.push_back({2, 1, 2});
-  for (const auto& shape : shapes) {
+  return shapes;
+}
+
+TEST(Mesh, GroupsFollowTheRankOrder) {
+  const int size = mpi_world(60)->size();
+  for (const auto& shape : shapes_for(size)) {
     Mesh mesh(mpi_world(60), shape);
-    const int rank = mesh.world().rank();
+    const int rank = mesh.host().world->rank();
     const std::string name = std::to_string(shape.dp) + "x" + std::to_string(shape.sp) + "x" + std::to_string(shape.tp);
-    EXPECT_EQ(members(mesh.tp(), rank), expected_members(shape, rank, 't')) << name;
-    EXPECT_EQ(members(mesh.sp(), rank), expected_members(shape, rank, 's')) << name;
-    EXPECT_EQ(members(mesh.dp(), rank), expected_members(shape, rank, 'd')) << name;
-    EXPECT_EQ(members(mesh.dp_sp(), rank), expected_members(shape, rank, 'x')) << name;
+    expect_groups_follow_the_rank_order(mesh.host(), shape, rank, name);
+    // Without a device factory the tensors travel on the host groups themselves.
+    EXPECT_EQ(mesh.device().dp_sp, mesh.host().dp_sp);
     // One machine unless the cluster test says how many ranks each emulated node holds.
     const char* per_node = std::getenv("LOOM_TEST_RANKS_PER_NODE");
     EXPECT_EQ(mesh.node().size(), per_node ? std::atoi(per_node) : size);
     EXPECT_NE(mesh.placement_table().find("rank " + std::to_string(size - 1) + ": dp"), std::string::npos);
+  }
+}
+
+// With a factory (NCCL on GPUs) every device group is a communicator of its own over the ranks of
+// its host group, and a collective on it reaches exactly those ranks.
+TEST(Mesh, DeviceGroupsAreCommunicatorsOfTheirOwnOverTheSameRanks) {
+  const int size = mpi_world(60)->size();
+  for (const auto& shape : shapes_for(size)) {
+    int made = 0;
+    Mesh mesh(mpi_world(60), shape, [&](Communicator& host) {
+      ++made;
+      return host.split(0, host.rank(), host.name() + "_device");
+    });
+    const int rank = mesh.host().world->rank();
+    const std::string name = std::to_string(shape.dp) + "x" + std::to_string(shape.sp) + "x" + std::to_string(shape.tp);
+    EXPECT_EQ(made, 7) << name;
+    expect_groups_follow_the_rank_order(mesh.device(), shape, rank, name);
+    EXPECT_NE(mesh.device().dp_sp, mesh.host().dp_sp);
+    EXPECT_EQ(mesh.device().sp->name(), "sp_device");
+    EXPECT_EQ(mesh.host().sp->name(), "sp");
   }
 }
 

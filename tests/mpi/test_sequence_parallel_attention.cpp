@@ -2,15 +2,15 @@
 // rank: forward and gradients in float64 to 1e-10, causal (zigzag) and non-causal (contiguous),
 // MHA and GQA, one document and packed documents with boundaries inside chunks, lengths that do not
 // divide by 2N, sliding windows (with halo attention too); and the bytes each sends per direction
-// against the brief's formulas. The same tests run on CPU tensors over MPI (loom_mpi_tests) and on
+// against the formulas of docs/sequence-parallelism.md. The same tests run on CPU tensors over MPI (loom_mpi_tests) and on
 // CUDA tensors over NCCL (loom_nccl_tests, where the parameterised cases also run in bf16 through
 // the fused kernels, against float64 on the same bf16-rounded inputs).
 #include <gtest/gtest.h>
 
-#include "parallel/attention/halo_attention.h"
-#include "parallel/attention/local_attention.h"
-#include "parallel/attention/ring_attention.h"
-#include "parallel/attention/token_ring_attention.h"
+#include "parallel/sequence/halo_attention.h"
+#include "kernels/attention/local_attention.h"
+#include "parallel/sequence/ring_attention.h"
+#include "parallel/sequence/token_ring_attention.h"
 #include "tests/mpi/test_ranks.h"
 #include "tests/relative_error.h"
 
@@ -147,9 +147,9 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 // Non-causal MHA over one document whose length divides by N: every block is visible, so the
-// brief's per-step volumes hold exactly: ring sends 2·n·G·d·b per step in one direction; TokenRing
+// per-step volumes of docs/sequence-parallelism.md hold exactly: ring sends 2·n·G·d·b per step in one direction; TokenRing
 // n·H·d·b (Q) one way and n·H·(d + 1)·b (out and lse) the other, over N - 1 steps each; and the
-// backward volumes of brief §3.6 (with D = rowsum(dO∘O) travelling instead of O).
+// backward volumes derived there (with D = rowsum(dO∘O) travelling instead of O).
 TEST_F(SequenceParallelVolume, BytesPerDirectionMatchTheFormulas) {
   const int64_t ranks = world.size, n = 16, heads = 2, b = 8;
   const Case c{"volume", false, heads, heads, {ranks * n}};
@@ -235,13 +235,13 @@ TEST_F(SequenceParallelVolume, ShardsTravelOnlyAsFarAsTheyAreSeen) {
   }
 }
 
-// token_ring under causal zigzag moves only the rows that are seen (brief §3.3). One document,
+// token_ring under causal zigzag moves only the rows that are seen (docs/sequence-parallelism.md). One document,
 // chunk c: rank r's queries are chunks r and 2N - 1 - r. They travel to r - 1, r - 2, ...: earlier
 // ranks' keys all rows see, and once wrapped round to later ranks only the second chunk does. So
 // rank r passes on at step s the shard of rank r + s whole (2c rows) if it has not wrapped and is
 // not rank 0's (which never meets an earlier rank), else its second chunk (c rows); and it returns
 // the partial of 2c rows if r + s < N, of c rows if wrapped. For N = 4 (in chunks): Q sent 3, 6, 5,
-// 4 and partials 6, 5, 4, 3 by ranks 0 .. 3, as the brief counts.
+// 4 and partials 6, 5, 4, 3 by ranks 0 .. 3.
 TEST_F(SequenceParallelVolume, ZigzagMovesOnlyTheRowsThatAreSeen) {
   const int64_t ranks = world.size, chunk = 8, heads = 2, b = 8;
   const Case c{"zigzag returns", true, heads, heads, {2 * ranks * chunk}};

@@ -1,0 +1,94 @@
+#include "parallel/data/gradient_reducer.h"
+
+#include "runtime/core/error.h"
+
+namespace loom {
+
+GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator& group, int64_t bucket_bytes)
+    : params_(std::move(params)), group_(group), bucket_of_(params_.size()), slot_of_(params_.size()), arrived_(params_.size()) {
+  check(!params_.empty(), "GradientReducer needs parameters");
+  const auto dtype = params_.front().scalar_type();
+  int64_t elements = 0;  // of the bucket being filled
+  for (size_t i = params_.size(); i-- > 0;) {
+    const auto& p = params_[i];
+    check(p.scalar_type() == dtype, "data parallelism needs every parameter in one dtype");
+    if (buckets_.empty() || (elements > 0 && (elements + p.numel()) * static_cast<int64_t>(p.element_size()) > bucket_bytes)) {
+      buckets_.emplace_back();
+      elements = 0;
+    }
+    Bucket& b = buckets_.back();
+    bucket_of_[i] = buckets_.size() - 1;
+    slot_of_[i] = b.params.size();
+    b.params.push_back(i);
+    b.offsets.push_back(elements);
+    elements += p.numel();
+  }
+  for (auto& b : buckets_) {
+    const auto& last = params_[b.params.back()];
+    b.flat = torch::empty({b.offsets.back() + last.numel()}, last.options());
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& grad) { on_gradient(i, grad); }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+}
+
+void GradientReducer::arm() {
+  armed_ = true;
+  next_launch_ = 0;
+  std::fill(arrived_.begin(), arrived_.end(), false);
+  for (auto& b : buckets_) b.filled = 0;
+}
+
+// Runs inside the backward, before the gradient is accumulated into .grad, so the step's total
+// for this parameter is what .grad holds from earlier micro-batches plus `grad`.
+void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
+  if (!armed_ || arrived_[param]) return;
+  arrived_[param] = true;
+  Bucket& b = buckets_[bucket_of_[param]];
+  const auto& p = params_[param];
+  auto slot = b.flat.narrow(0, b.offsets[slot_of_[param]], p.numel());
+  const auto& earlier = p.grad();
+  if (earlier.defined()) torch::add_out(slot, earlier.reshape(-1), grad.reshape(-1));
+  else slot.copy_(grad.reshape(-1));
+  ++b.filled;
+  launch_ready_buckets();
+}
+
+void GradientReducer::launch_ready_buckets() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].filled == buckets_[next_launch_].params.size()) {
+    Bucket& b = buckets_[next_launch_++];
+    b.handle = group_.all_reduce(b.flat, ReduceOp::kSum);
+  }
+}
+
+void GradientReducer::finish() {
+  check(armed_, "GradientReducer::finish without arm()");
+  // A parameter the backward did not reach contributes what it has (or zero), so every rank still
+  // issues every bucket.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (arrived_[i]) continue;
+    arrived_[i] = true;
+    Bucket& b = buckets_[bucket_of_[i]];
+    auto slot = b.flat.narrow(0, b.offsets[slot_of_[i]], params_[i].numel());
+    if (params_[i].grad().defined()) slot.copy_(params_[i].grad().reshape(-1));
+    else slot.zero_();
+    ++b.filled;
+  }
+  launch_ready_buckets();
+  for (auto& b : buckets_) {
+    b.handle.wait();
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      auto& p = params_[b.params[k]];
+      auto reduced = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
+      if (p.grad().defined()) p.mutable_grad().copy_(reduced);
+      else p.mutable_grad() = reduced.clone();
+    }
+  }
+  armed_ = false;
+}
+
+}  // namespace loom

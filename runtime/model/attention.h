@@ -1,0 +1,39 @@
+// The attention sublayer of a Llama layer: q, k, v projections with grouped-query heads,
+// rotate-half RoPE on the positions inside each document, the core attention (core_attention.h),
+// and the output projection. Parameter names are Hugging Face's (q_proj, k_proj, v_proj, o_proj).
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "runtime/core/config.h"
+#include "runtime/model/core_attention.h"
+
+namespace loom {
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& c);
+  // x [n, D] of `input`'s tokens -> [n, D].
+  torch::Tensor forward(const torch::Tensor& x, const SequenceShard& input);
+  // Generation: x holds new tokens of one document at `positions`; their K/V are appended to the
+  // cache ([Hkv, T, d] after RoPE, empty at first) and they attend to every cached token.
+  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& positions, torch::Tensor& cache_k,
+                               torch::Tensor& cache_v, const torch::Tensor& cache_positions);
+
+  std::shared_ptr<CoreAttention> core;  // LocalAttention unless a parallel plan installed another
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  struct Heads {
+    torch::Tensor q, k, v;  // [H, n, d], the block kernel's layout, q and k after RoPE
+  };
+  Heads project(const torch::Tensor& x, const torch::Tensor& positions);
+  torch::Tensor output(const torch::Tensor& heads);  // [Hq, n, d] -> o_proj -> [n, D]
+
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+  double rope_theta_, scale_;
+};
+TORCH_MODULE(Attention);
+
+}  // namespace loom

@@ -1,0 +1,58 @@
+// SeCO / SpaCO: backprop along the sequence one chunk at a time (Li et al., "Training Long-Context
+// LLMs Efficiently via Chunk-wise Optimization", ACL Findings 2025, Algorithm 1; docs/chunkwise-backprop.md).
+//
+// The keys and values of a chunk are all that later chunks read from it, so they are gradient
+// checkpoints along the sequence:
+//   1. Without a graph, run the chunks in order, each attending to the cached K/V of the chunks
+//      before it, and keep every layer's K (after RoPE) and V of each chunk as leaf tensors (the LM
+//      head is skipped, except to report the loss of chunks the sweep will not visit).
+//   2. Walk the chunks in reverse. Rebuild one chunk's graph over the cached prefix and run one
+//      backward from several roots: the chunk's loss, and its fresh K/V seeded with the gradient
+//      that later chunks left in its leaves. This adds the chunk's share to the parameters' .grad
+//      and pushes its share into the leaves of earlier chunks. Then the chunk's graph, cache and
+//      leaf gradients are dropped.
+// Only one chunk's activations are alive at a time; the cost is one extra forward. The gradient
+// is the full-sequence gradient (SeCO) or the estimate that chunk_selection.h describes (SpaCO).
+#pragma once
+#include <torch/torch.h>
+
+#include "parallel/data/gradient_reducer.h"
+#include "runtime/core/packed_tensors.h"
+#include "runtime/model/llama.h"
+#include "runtime/model/lm_loss.h"
+#include "runtime/train/backprop.h"
+#include "runtime/train/chunkwise/chunk_selection.h"
+
+namespace loom {
+
+struct ChunkwiseResult {
+  double loss = 0;       // summed loss of the whole sequence (every chunk, visited or not), unscaled
+  int64_t chunks = 0;
+  int64_t visited = 0;   // chunks the reverse sweep rebuilt
+};
+
+// The number of chunks of `chunk_size` tokens (the last may be shorter) in `length` tokens.
+int64_t chunk_count(int64_t length, int64_t chunk_size);
+
+// Adds to the parameters' .grad the gradient of loss / loss_denominator over one packed sequence,
+// chunk by chunk, visiting the chunks `selection` keeps.
+ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, int64_t chunk_size,
+                                   const ChunkSelection& selection, double loss_denominator);
+
+// train.strategy seco or spaco as the trainer's Backprop. The gradient is complete only after the
+// sweep (each chunk runs a backward of its own), so the reducer is armed after it and reduces
+// everything when the step finishes it.
+class ChunkwiseBackprop : public Backprop {
+ public:
+  ChunkwiseBackprop(Llama& model, const TrainConfig& train, int64_t seed, GradientReducer* reducer)
+      : model_(model), train_(train), seed_(seed), reducer_(reducer) {}
+  Backpropagated run(const MicroBatch& batch, double denominator) override;
+
+ private:
+  Llama& model_;
+  TrainConfig train_;
+  int64_t seed_;
+  GradientReducer* reducer_;
+};
+
+}  // namespace loom

@@ -1,0 +1,23 @@
+// Full backprop: one forward and one backward over the micro-batch. With sequence parallelism each
+// rank takes its zigzag shard of the sequence (parallel/sequence/sequence_shard.h) and the layers
+// attend over the sp group as parallelize() installed; the FLOPs are shared evenly.
+#pragma once
+#include "parallel/data/gradient_reducer.h"
+#include "runtime/model/llama.h"
+#include "runtime/train/backprop.h"
+
+namespace loom {
+
+class FullBackprop : public Backprop {
+ public:
+  FullBackprop(Llama& model, int64_t sp, int64_t sp_rank, GradientReducer* reducer)
+      : model_(model), sp_(sp), sp_rank_(sp_rank), reducer_(reducer) {}
+  Backpropagated run(const MicroBatch& batch, double denominator) override;
+
+ private:
+  Llama& model_;
+  int64_t sp_, sp_rank_;
+  GradientReducer* reducer_;
+};
+
+}  // namespace loom

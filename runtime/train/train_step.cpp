@@ -1,0 +1,86 @@
+#include "runtime/train/train_step.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <thread>
+
+#include "optim/adamw.h"
+#include "runtime/core/error.h"
+#include "runtime/core/fault_injection.h"
+
+namespace loom {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The deliberate failures of the failure-handling tests (see fault_injection.h).
+void inject_rank_faults(int64_t step, int rank) {
+  if (fault_requested("throw", step, rank)) fail("injected failure (LOOM_FAULT) at step " + std::to_string(step));
+  if (fault_requested("kill", step, rank)) std::raise(SIGKILL);
+  if (fault_requested("signal", step, rank)) std::raise(SIGUSR1);
+  while (fault_requested("hang", step, rank)) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+// Data-parallel rank r takes micro-batches r, r + dp, ... of the step, so the global batch does not
+// depend on dp; the loader skips the others without building them.
+std::vector<MicroBatch> my_micro_batches(TrainingRun& run, int64_t step) {
+  const int64_t dp = run.mesh.shape().dp, dp_rank = run.mesh.coord().dp;
+  const int64_t accumulation = run.config.accumulation_steps();
+  std::vector<MicroBatch> mine;
+  for (int64_t a = 0; a < accumulation; ++a) {
+    if (a % dp == dp_rank) mine.push_back({to_tensors(run.loader.next()), step * accumulation + a, false});
+    else run.loader.skip();
+  }
+  if (!mine.empty()) mine.back().last = true;
+  return mine;
+}
+
+}  // namespace
+
+StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<MicroBatch> micro = my_micro_batches(run, step);
+  // The loss is averaged over every label token of the global step, not per micro-batch or per
+  // rank, so accumulation and data parallelism give the update of one big batch.
+  auto labels = torch::zeros({1}, torch::kInt64);
+  for (const auto& mb : micro) labels += mb.tokens.label_count;
+  all_reduce_now(*run.mesh.host().dp, labels);
+  const double denominator = static_cast<double>(std::max<int64_t>(1, labels.item<int64_t>()));
+  const auto params = run.model->parameters();
+  for (auto& p : params) p.mutable_grad() = torch::Tensor();
+  StepMetrics m;
+  m.step = step + 1;
+  const int rank = run.mesh.host().world->rank();
+  inject_rank_faults(m.step, rank);
+  auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs of this rank
+  for (const MicroBatch& mb : micro) {
+    const Backpropagated b = run.backprop->run(mb, denominator);
+    totals[0] += fault_requested("nan-loss", m.step, rank) ? NAN : b.loss;
+    totals[1] += b.tokens;
+    totals[2] += b.flops;
+  }
+  if (run.reducer) run.reducer->finish();
+  all_reduce_now(*run.mesh.host().dp_sp, totals);
+  m.loss = totals[0].item<double>() / denominator;
+  m.tokens = totals[1].item<int64_t>();
+  m.lr = run.schedule.at(step);
+  m.grad_norm = clip_grad_norm(params, run.config.train.grad_clip);
+  m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
+  if (m.skipped && run.config.train.on_nan == "stop") {
+    if (log) log->finish_line();
+    fail("step " + std::to_string(m.step) + ": the loss or gradient is not finite (loss " + std::to_string(m.loss) +
+         "). The last good checkpoint is " + (run.last_checkpoint().empty() ? "none" : run.last_checkpoint()) +
+         "; lower train.lr, or set train.on_nan=skip to skip such steps");
+  }
+  if (!m.skipped) run.optimizer.step(m.lr);
+  m.step_time_s = seconds_since(t0);
+  m.tokens_per_s = static_cast<double>(m.tokens) / m.step_time_s;
+  m.flops_per_s = totals[2].item<double>() / m.step_time_s;
+  m.peak_mem_bytes = peak_rss_bytes();
+  return m;
+}
+
+}  // namespace loom

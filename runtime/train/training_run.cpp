@@ -1,0 +1,146 @@
+#include "runtime/train/training_run.h"
+
+#include <cstdio>
+
+#include "runtime/model/parallelize.h"
+#include "runtime/train/checkpoint.h"
+#include "runtime/train/chunkwise/chunkwise_backprop.h"
+#include "runtime/train/evaluation.h"
+#include "runtime/train/full_backprop.h"
+
+namespace loom {
+namespace {
+
+Llama build_model(const Config& config, const Precision& precision) {
+  torch::manual_seed(config.run.seed);
+  Llama model(config.model);
+  model->to(precision.param);
+  if (!config.run.init_from.empty()) load_weights(resolve_checkpoint(config.run.init_from, config.run.dir), model);
+  return model;
+}
+
+std::unique_ptr<GradientReducer> make_reducer(const Config& config, const Mesh& mesh, Llama& model) {
+  Communicator& replicas = *mesh.device().dp_sp;
+  if (replicas.size() == 1) return nullptr;
+  std::vector<torch::Tensor> params;
+  for (const auto& [name, p] : model->parameter_list()) params.push_back(p);
+  return std::make_unique<GradientReducer>(params, replicas, static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)));
+}
+
+// The strategy train.strategy names; `reducer` is armed before the gradients of the step's last
+// micro-batch start to arrive.
+std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh, GradientReducer* reducer) {
+  if (config.train.strategy == "full") return std::make_unique<FullBackprop>(model, mesh.shape().sp, mesh.coord().sp, reducer);
+  return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, reducer);
+}
+
+std::string describe_strategy(const TrainConfig& t) {
+  if (t.strategy == "full") return "full sequence";
+  std::string text = t.strategy + ", chunks of " + std::to_string(t.chunk_size) + " tokens (" +
+                     std::to_string(chunk_count(t.seq_len, t.chunk_size)) + " per sequence)";
+  if (t.strategy == "spaco") {
+    char budget[32];
+    std::snprintf(budget, sizeof budget, "%g", t.spaco.budget);
+    text += ", " + t.spaco.sampling + " sampling of " + budget + " of them";
+    if (t.spaco.sampling == "fixed") text += ", compensation " + t.spaco.compensation + " (biased, see chunk_selection.h)";
+  }
+  return text;
+}
+
+}  // namespace
+
+TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& mesh)
+    : config(config),
+      data(data),
+      mesh(mesh),
+      precision(resolve_precision(config)),
+      model(build_model(config, precision)),
+      optimizer(model->parameter_list(), config.train),
+      schedule{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
+      train_docs(split_documents(data, Split::kTrain, config.data.val_fraction)),
+      val_docs(split_documents(data, Split::kValidation, config.data.val_fraction)),
+      loader(data, train_docs, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)),
+      attention(choose_attention(config, mesh.shape().sp)),
+      reducer(make_reducer(config, mesh, model)) {
+  const MeshGroups& g = mesh.device();
+  parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync});
+  backprop = make_backprop(config, model, mesh, reducer.get());
+}
+
+void TrainingRun::synchronise_weights() {
+  Communicator& world = *mesh.device().world;
+  if (world.size() == 1) return;
+  std::vector<CommHandle> pending;
+  for (const auto& [name, p] : model->parameter_list()) pending.push_back(world.broadcast(p.detach(), 0));
+  for (auto& h : pending) h.wait();
+}
+
+bool TrainingRun::agree_to_stop(bool mine) {
+  auto flag = torch::tensor({static_cast<int64_t>(mine)});
+  all_reduce_now(*mesh.host().world, flag, ReduceOp::kMax);
+  return flag.item<int64_t>() != 0;
+}
+
+int64_t TrainingRun::resume(const std::string& dir) {
+  const CheckpointMeta meta = read_checkpoint_meta(dir);
+  load_weights(dir, model);
+  optimizer.load_state(load_optimizer_state(dir));
+  loader.set_cursor(meta.cursor);
+  last_checkpoint_ = dir;
+  if (mesh.is_root()) std::printf("resumed from %s (step %ld)\n", dir.c_str(), meta.step);
+  return meta.step;
+}
+
+void TrainingRun::print_start() const {
+  if (!mesh.is_root()) return;
+  const auto& c = config;
+  std::printf("loom train: %s parameters | %s dense FLOPs/token (fwd) | %ld layers, d_model %ld, %ld/%ld heads | %s\n",
+              human_count(static_cast<double>(model->num_parameters())).c_str(),
+              human_count(model->dense_flops_per_token()).c_str(), c.model.n_layers, c.model.d_model, c.model.n_heads,
+              c.model.n_kv_heads, c.train.dtype.c_str());
+  std::printf("data: %s | %ld documents (%zu train, %zu validation) | %s tokens | step: %ld tokens = %ld x %ld\n",
+              c.data.path.c_str(), data.num_docs(), train_docs.size(), val_docs.size(),
+              human_count(static_cast<double>(data.tokens.size())).c_str(), c.train.tokens_per_step, c.accumulation_steps(),
+              c.train.seq_len);
+  const MeshShape& shape = mesh.shape();
+  std::printf("mesh: dp %ld x sp %ld x tp %ld = %ld ranks; each dp rank takes %ld of the %ld micro-batches\n%s", shape.dp,
+              shape.sp, shape.tp, shape.world(), c.accumulation_steps() / shape.dp, c.accumulation_steps(),
+              mesh.placement_table().c_str());
+  std::printf("attention: %s (%s)\n", attention.algorithm.c_str(), attention.reason.c_str());
+  if (shape.sp > 1 && c.model.lact.every > 0)
+    std::printf("LaCT layers: window of %ld by halo exchange (each rank gathers the keys its window reaches)\n",
+                c.model.lact.window);
+  std::printf("precision: %s\n", precision.describe().c_str());
+  std::printf("backprop: %s\n", describe_strategy(c.train).c_str());
+  std::printf("optimizer: %s\n", optimizer.describe().c_str());
+  std::printf("run dir: %s\n", c.run.dir.c_str());
+  std::fflush(stdout);
+}
+
+void TrainingRun::evaluate_now(int64_t step, MetricsLog& log) {
+  if (val_docs.empty() || !mesh.is_root()) return;
+  const EvalResult result = evaluate(model, data, val_docs, config.train.seq_len, config.eval.max_docs);
+  auto record = result.to_json();
+  record["step"] = step;
+  record["kind"] = "eval";
+  log.record(record);
+  log.finish_line();
+  std::printf("eval at step %ld: loss %.4f, perplexity %.3f", step, result.loss, result.perplexity);
+  if (result.has_answers) std::printf(", passkey retrieval %ld/%ld", result.correct, result.answered);
+  if (result.cut > 0) std::printf(" (%ld of %ld documents cut at train.seq_len)", result.cut, result.docs);
+  std::printf("\n");
+}
+
+// Weights and optimizer state are replicated, so rank 0 writes them; the barrier keeps every rank
+// from exiting (or a requeued job from resuming) before the checkpoint is complete.
+const std::string& TrainingRun::checkpoint(int64_t step) {
+  if (mesh.is_root()) {
+    save_checkpoint(config.run.dir, step, model, optimizer.state(), loader.cursor(), config);
+    prune_checkpoints(config.run.dir, config.checkpoint.keep_last);
+  }
+  barrier_now(*mesh.host().world);
+  last_checkpoint_ = checkpoint_dir(config.run.dir, step);
+  return last_checkpoint_;
+}
+
+}  // namespace loom
