@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The GPU checks: builds Loom's kernels, attention kernels, model, `gpu` tests and the benchmark
-# programs against the GPU machine's own CUDA LibTorch (the one inside its Python torch), then runs
-# the tests, loom-block-bench and loom-lact-bench. A kernels-only build (LOOM_KERNELS_ONLY), so the
-# machine needs no HDF5 or CLI11. With Open MPI (its PyPI wheel in .gpu-deps/) the build adds the
-# communication layer, and the NCCL and sequence-parallel tests run at 2 and 3 ranks sharing the
-# machine's GPU: each rank claims a host of its own (NCCL_HOSTID), so NCCL lets them share a device
-# and connects them over its socket transport.
+# The GPU checks: builds Loom's kernels, attention kernels, communicators, model, `gpu` tests and the
+# two benchmark programs of launch/bench against the GPU machine's own CUDA LibTorch (the one inside
+# its Python torch), then runs the tests, loom-block-bench and loom-lact-bench. A kernels-only build
+# (LOOM_KERNELS_ONLY), so the machine needs no HDF5 or CLI11. With Open MPI (its PyPI wheel in
+# .gpu-deps/) the build adds the MPI and NCCL backends, and the NCCL and sequence-parallel tests run
+# at 2 and 3 ranks sharing the machine's GPU: each rank claims a host of its own (NCCL_HOSTID), so
+# NCCL lets them share a device and connects them over its socket transport.
 #
 #   scripts/gpu-check.sh --fetch-deps   on a Debian 12 machine with apt and pip: puts what the
 #                                       kernels-only build still needs (yaml-cpp, nlohmann-json and

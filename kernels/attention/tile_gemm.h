@@ -3,8 +3,9 @@
 // head strides).
 //
 // Float32 on the CPU goes to oneDNN's sgemm where the build found it (LOOM_HAVE_DNNL): on the
-// kernel's tile shapes (K or N = 32, 128-256 rows) it ran at 1.5x OpenBLAS's rate, level with
-// OpenBLAS on a 2048² product. Everything else goes through torch::bmm / baddbmm.
+// kernel's small tile shapes (K or N = 32, 128-256 rows) it is well ahead of OpenBLAS, while the two
+// are level on large square products (docs/benchmarks/block-kernel.md). Everything else goes
+// through torch::bmm / baddbmm.
 #pragma once
 #include <torch/torch.h>
 

@@ -17,7 +17,7 @@ namespace loom {
 
 // Tile rows (queries and keys alike). The backward prefers smaller tiles than the forward: it runs
 // five matrix products per tile against the forward's two, and at head dimension 32 on the CPU
-// 128-row tiles were the faster ones there while the forward preferred 256 (docs/benchmarks).
+// 128-row tiles were the faster ones there while the forward preferred 256.
 constexpr int64_t kDefaultTile = 256;
 constexpr int64_t kDefaultBackwardTile = 128;
 

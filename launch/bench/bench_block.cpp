@@ -120,7 +120,7 @@ int run_bench_block(const BlockBenchArgs& args) {
 #endif
         }
         // The tiled kernel on the GPU is far behind the fused ones; a few rows keep it in view.
-        if (!gpu || tokens <= 4096) run_row(row, d, f32, "tiled-f32", ceiling_f32.matmul_flops, gpu ? 3 : 1);
+        if (!gpu || tokens <= 4096) run_row(row, d, f32, "tiled-f32", ceiling_f32.matmul_flops, 3);
       }
   return 0;
 }

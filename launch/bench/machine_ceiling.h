@@ -3,10 +3,13 @@
 //
 // The matmul ceiling is the fastest rate any GEMM library the build uses reaches: on the CPU
 // LibTorch's matmul (its BLAS: OpenBLAS on Debian) and oneDNN's sgemm (which the block kernel's
-// tiles call), at a few shapes; on a GPU cuBLAS through LibTorch in the dtype asked for. A kernel
-// that beats the ceiling took a path the ceiling did not measure: percent_of flags it. Next to it,
+// tiles call), at square and tile shapes, as one call on every thread and as every thread calling
+// on its own matrices (the block kernel's way); on a GPU cuBLAS through LibTorch in the dtype asked
+// for. A kernel that beats the ceiling took a path the ceiling did not measure, or the machine sped
+// up between the two: percent_of flags it. Next to it,
 // the processor's nominal peak where it can be derived from /proc/cpuinfo (cores x clock x FLOPs
-// per cycle of its vector ISA), which no measurement should exceed.
+// per cycle of its vector ISA): at cpuinfo's clock, usually the base one, so a boost clock lifts
+// measurements above it, and the summary then says which clock the ceiling implies.
 #pragma once
 #include <torch/torch.h>
 
@@ -29,11 +32,12 @@ struct MachineCeiling {
   std::vector<GemmRate> gemms;   // every library and shape measured
   double matmul_flops = 0;       // the highest of them: what fractions are read against
   double nominal_flops = 0;      // 0 where it cannot be derived
+  double nominal_ghz = 0;        // the clock it assumes (cpuinfo's, usually the base clock)
   std::string nominal_basis;     // how it was derived, e.g. "2 cores x 2.60 GHz x 32 (AVX2 FMA, 2 units)"
   double memory_bytes_s = 0;     // large tensor copy, bytes read + written per second (CPU only)
   int cores = 0;
 
-  // The highest library and shape, the nominal peak, the bandwidth, on one line.
+  // The ceiling with each library's best shape, then the nominal peak and the bandwidth: two lines.
   std::string summary() const;
 };
 

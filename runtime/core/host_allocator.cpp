@@ -1,6 +1,7 @@
 #include "runtime/core/host_allocator.h"
 
 #include <cstdlib>
+#include <initializer_list>
 
 #if defined(__GLIBC__)
 #include <malloc.h>

@@ -4,7 +4,6 @@
 #include "runtime/core/error.h"
 
 namespace loom {
-namespace {
 
 std::string dtype_name(c10::ScalarType t) {
   switch (t) {
@@ -15,8 +14,6 @@ std::string dtype_name(c10::ScalarType t) {
     default: return c10::toString(t);
   }
 }
-
-}  // namespace
 
 c10::ScalarType accumulation_dtype(c10::ScalarType dtype) {
   return dtype == c10::kDouble ? c10::kDouble : c10::kFloat;

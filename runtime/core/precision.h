@@ -24,8 +24,9 @@ struct Config;
 // float64 stays float64 (the exactness tests); float32, bfloat16 and float16 accumulate in float32.
 c10::ScalarType accumulation_dtype(c10::ScalarType dtype);
 
-// The dtype a config names (train.dtype): float32, float64 or bfloat16.
+// The dtype a config names (train.dtype): float32, float64 or bfloat16; and the name of a dtype.
 c10::ScalarType parse_dtype(const std::string& name);
+std::string dtype_name(c10::ScalarType dtype);
 
 struct Precision {
   c10::Device device{c10::kCPU};

@@ -9,26 +9,26 @@
 namespace loom {
 namespace {
 
+enum class Algorithm { kRing, kTokenRing, kHalo };
+
 // Attention over the sp group for a sequence shard; a whole sequence on this rank attends locally.
 class SequenceParallelAttention : public CoreAttention {
  public:
-  SequenceParallelAttention(std::string algorithm, int64_t window, const ParallelPlan& plan)
-      : algorithm_(std::move(algorithm)), local_(window), plan_(plan) {}
+  SequenceParallelAttention(Algorithm algorithm, int64_t window, const ParallelPlan& plan)
+      : algorithm_(algorithm), local_(window), plan_(plan) {}
 
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                        const SequenceShard& input) override {
     if (!input.sharded()) return local_.attend(q, k, v, scale, input);
-    if (algorithm_ == "halo") {
-      SequenceLayout windowed = *input.layout;
-      windowed.window = local_.window();
-      return halo_attention(q, k, v, windowed, scale, *plan_.sp);
-    }
-    if (algorithm_ == "ring") return ring_attention(q, k, v, *input.layout, scale, *plan_.sp);
-    return token_ring_attention(q, k, v, *input.layout, scale, *plan_.sp, *plan_.sp_back);
+    if (algorithm_ == Algorithm::kRing) return ring_attention(q, k, v, *input.layout, scale, *plan_.sp);
+    if (algorithm_ == Algorithm::kTokenRing) return token_ring_attention(q, k, v, *input.layout, scale, *plan_.sp, *plan_.sp_back);
+    SequenceLayout windowed = *input.layout;
+    windowed.window = local_.window();
+    return halo_attention(q, k, v, windowed, scale, *plan_.sp);
   }
 
  private:
-  std::string algorithm_;  // ring | token_ring | halo
+  Algorithm algorithm_;
   LocalAttention local_;
   ParallelPlan plan_;
 };
@@ -46,11 +46,12 @@ void parallelize(Llama& model, const ParallelPlan& plan) {
     if (layer.lact) {
       // A window reaches a few neighbouring rows: exchanging that halo moves far fewer bytes than
       // ring or TokenRing would, whichever of them the full-attention layers use.
-      layer.lact->core = std::make_shared<SequenceParallelAttention>("halo", model->config().lact.window, plan);
+      layer.lact->core = std::make_shared<SequenceParallelAttention>(Algorithm::kHalo, model->config().lact.window, plan);
       Communicator* sync = plan.sp_sync;
       layer.lact->update_sum = [sync](const torch::Tensor& t) { return differentiable::all_reduce(t, *sync); };
     } else {
-      layer.self_attn->core = std::make_shared<SequenceParallelAttention>(algorithm, 0, plan);
+      layer.self_attn->core = std::make_shared<SequenceParallelAttention>(
+          algorithm == "ring" ? Algorithm::kRing : Algorithm::kTokenRing, 0, plan);
     }
   }
 }

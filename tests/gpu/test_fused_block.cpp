@@ -83,7 +83,7 @@ void expect_matches_float64(const Inputs& in, const AttentionMask& mask) {
   for_each_kernel([&] { expect_kernel_matches_float64(in, mask); });
 }
 
-TEST(FlashBlock, CausalOneDocumentMhaAndGqa) {
+TEST(FusedBlock, CausalOneDocumentMhaAndGqa) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   ASSERT_TRUE(fused_kernel_available(FusedKernel::kFlash)) << "a CUDA LibTorch without ATen's flash kernels";
   torch::manual_seed(1);
@@ -93,7 +93,7 @@ TEST(FlashBlock, CausalOneDocumentMhaAndGqa) {
   }
 }
 
-TEST(FlashBlock, PackedDocumentsCausalAndNot) {
+TEST(FusedBlock, PackedDocumentsCausalAndNot) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   torch::manual_seed(2);
   const auto [pos, doc] = packed({300, 1, 399, 257});
@@ -102,7 +102,7 @@ TEST(FlashBlock, PackedDocumentsCausalAndNot) {
 
 // Sliding windows (LaCT's window attention): one document, and packed documents shorter and longer
 // than the window; every pair is a windowed diagonal or empty, so FlashAttention takes them all.
-TEST(FlashBlock, SlidingWindows) {
+TEST(FusedBlock, SlidingWindows) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   torch::manual_seed(7);
   for (const std::vector<int64_t>& docs : {std::vector<int64_t>{700}, std::vector<int64_t>{90, 1, 333, 200}}) {
@@ -115,7 +115,7 @@ TEST(FlashBlock, SlidingWindows) {
 
 // A zigzag shard pair of a 4-chunk sequence: rank 0's queries (chunks 0 and 3) against rank 1's keys
 // (chunks 1 and 2), padding included: every pair of runs full or empty, padding rows empty.
-TEST(FlashBlock, ZigzagShardsWithPadding) {
+TEST(FusedBlock, ZigzagShardsWithPadding) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   torch::manual_seed(3);
   const int64_t c = 128;
@@ -129,7 +129,7 @@ TEST(FlashBlock, ZigzagShardsWithPadding) {
 
 // Runs of a single query or key (cuDNN refuses one against one; such pairs go to FlashAttention
 // whichever kernel is chosen), against a long run on the other side.
-TEST(FlashBlock, SingleQueryOrKeyRuns) {
+TEST(FusedBlock, SingleQueryOrKeyRuns) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   torch::manual_seed(6);
   const auto one = torch::full({1}, 5, torch::kInt64), many = torch::arange(300), doc1 = torch::zeros({1}, torch::kInt64),
@@ -140,7 +140,7 @@ TEST(FlashBlock, SingleQueryOrKeyRuns) {
 
 // Key rows overlapping the query rows without being them is beyond FlashAttention's masks: the
 // tiled kernel takes it, on the GPU (float32 there, so it must agree to float32 accuracy).
-TEST(FlashBlock, OtherMasksFallBackToTheTiledKernelOnTheGpu) {
+TEST(FusedBlock, OtherMasksFallBackToTheTiledKernelOnTheGpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   torch::manual_seed(4);
   const auto q_pos = torch::arange(0, 200), k_pos = torch::arange(100, 300), docs = torch::zeros({200}, torch::kInt64);
@@ -154,7 +154,7 @@ TEST(FlashBlock, OtherMasksFallBackToTheTiledKernelOnTheGpu) {
 }
 
 // The autograd function the model uses, end to end on the GPU in bf16.
-TEST(FlashBlock, LocalAttentionGradientsOnTheGpu) {
+TEST(FusedBlock, LocalAttentionGradientsOnTheGpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device on this machine";
   torch::manual_seed(5);
   const auto [pos, doc] = packed({700, 324});
