@@ -28,7 +28,7 @@ LoadedModel load_model(const std::string& path) {
   LoadedModel loaded{read_checkpoint_meta(dir), Llama(nullptr)};
   loaded.model = Llama(loaded.meta.config.model);
   loaded.model->to(resolve_precision(loaded.meta.config).param);
-  load_weights(dir, loaded.model);
+  load_weights(dir, loaded.model->parameter_list());
   return loaded;
 }
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/core/error.h"
@@ -9,18 +10,22 @@
 namespace loom {
 namespace {
 
-// Every rank's host name, gathered (fixed-size records keep it one collective).
-std::vector<std::string> gather_hosts(Communicator& world) {
+// Every rank's `text`, gathered (fixed-size records keep it one collective).
+std::vector<std::string> gather_text(Communicator& world, const std::string& text) {
   constexpr int64_t kMax = 256;
-  char name[kMax] = {};
-  gethostname(name, kMax - 1);
   auto mine = torch::zeros({kMax}, torch::kUInt8);
-  std::memcpy(mine.data_ptr(), name, std::strlen(name));
+  std::memcpy(mine.data_ptr(), text.data(), std::min<size_t>(text.size(), kMax - 1));
   auto all = torch::empty({world.size() * kMax}, torch::kUInt8);
   world.all_gather(mine, all).wait();
-  std::vector<std::string> hosts;
-  for (int r = 0; r < world.size(); ++r) hosts.emplace_back(reinterpret_cast<const char*>(all.data_ptr<uint8_t>() + r * kMax));
-  return hosts;
+  std::vector<std::string> texts;
+  for (int r = 0; r < world.size(); ++r) texts.emplace_back(reinterpret_cast<const char*>(all.data_ptr<uint8_t>() + r * kMax));
+  return texts;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
 }
 
 }  // namespace
@@ -53,7 +58,9 @@ MeshCoord mesh_coord(int64_t rank, const MeshShape& s) {
   return {rank / (s.sp * s.tp), (rank / s.tp) % s.sp, rank % s.tp};
 }
 
-Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, const DeviceGroupFactory& device) : shape_(shape) {
+Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, c10::Device device,
+           const DeviceGroupFactory& device_groups)
+    : shape_(shape) {
   check(shape_.world() == world->size(), "the mesh " + std::to_string(shape_.dp) + "x" + std::to_string(shape_.sp) + "x" +
                                              std::to_string(shape_.tp) + " does not match the " +
                                              std::to_string(world->size()) + " ranks of the job");
@@ -74,12 +81,13 @@ Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, const De
   host_.dp = split(c.sp * s.tp + c.tp, c.dp, "dp");
   host_.dp_sp = split(c.tp, c.dp * s.sp + c.sp, "dp_sp");
   device_ = host_;
-  if (device) {
+  if (device_groups) {
     for (Communicator** g : {&device_.world, &device_.dp, &device_.sp, &device_.sp_back, &device_.sp_sync, &device_.tp,
                              &device_.dp_sp})
-      *g = keep(device(**g));
+      *g = keep(device_groups(**g));
   }
-  hosts_ = gather_hosts(*host_.world);
+  hosts_ = gather_text(*host_.world, host_name());
+  devices_ = gather_text(*host_.world, device.str());
   for (size_t r = 0; r < hosts_.size(); ++r) {
     int64_t local = 0;
     for (size_t q = 0; q < r; ++q) local += hosts_[q] == hosts_[r];
@@ -91,13 +99,12 @@ Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, const De
 }
 
 std::string Mesh::placement_table() const {
-  const bool cuda = torch::cuda::is_available();
   std::string table;
   for (size_t r = 0; r < hosts_.size(); ++r) {
     const MeshCoord c = mesh_coord(static_cast<int64_t>(r), shape_);
-    char line[512];
+    char line[640];
     std::snprintf(line, sizeof line, "  rank %zu: dp %ld sp %ld tp %ld | host %s | local rank %ld | %s\n", r, c.dp, c.sp, c.tp,
-                  hosts_[r].c_str(), local_ranks_[r], cuda ? ("cuda:" + std::to_string(local_ranks_[r])).c_str() : "cpu");
+                  hosts_[r].c_str(), local_ranks_[r], devices_[r].c_str());
     table += line;
   }
   return table;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
+
 #include "parallel/comm/communicator.h"
 #include "runtime/core/config.h"
 
@@ -46,9 +48,11 @@ class Mesh {
   // A communicator over the same ranks as `host` (an MPI group) for device tensors: NCCL on GPUs.
   using DeviceGroupFactory = std::function<std::unique_ptr<Communicator>(Communicator& host)>;
 
-  // Collective over `world`: splits it into the groups below. Without a factory the device groups
-  // are the host groups (CPU tensors travel over MPI).
-  Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, const DeviceGroupFactory& device = {});
+  // Collective over `world`: splits it into the groups below. `device` is where this rank computes
+  // (for the placement table). Without a factory the device groups are the host groups (CPU
+  // tensors travel over MPI).
+  Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, c10::Device device = c10::Device(c10::kCPU),
+       const DeviceGroupFactory& device_groups = {});
 
   const MeshShape& shape() const { return shape_; }
   MeshCoord coord() const { return mesh_coord(host_.world->rank(), shape_); }
@@ -62,7 +66,7 @@ class Mesh {
   // The ranks of this node (host group).
   Communicator& node() const { return *node_; }
 
-  // One line per rank: mesh coordinates, host, local rank and device.
+  // One line per rank: mesh coordinates, host, local rank and the device it computes on.
   std::string placement_table() const;
 
  private:
@@ -70,7 +74,7 @@ class Mesh {
   std::vector<std::unique_ptr<Communicator>> owned_;
   MeshGroups host_, device_;
   Communicator* node_ = nullptr;
-  std::vector<std::string> hosts_;  // per world rank
+  std::vector<std::string> hosts_, devices_;  // per world rank
   std::vector<int64_t> local_ranks_;
 };
 

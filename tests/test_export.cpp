@@ -34,7 +34,7 @@ struct SavedModel {
     config.train.seq_len = config.train.tokens_per_step = 256;
     config.model.max_seq_len = 256;
     model->to(torch::kFloat32);
-    save_checkpoint(run, 1, model, AdamW(model->parameter_list(), {}).state(), LoaderCursor{}, config);
+    save_checkpoint(run, 1, model->parameter_list(), AdamW(model->parameter_list(), {}).state(), LoaderCursor{}, config);
   }
 };
 
@@ -48,7 +48,7 @@ torch::Tensor logits(Llama& m) {
 Llama imported(const std::string& hf, const std::string& run) {
   const ModelConfig c = import_hf(hf, run);
   Llama m(c);
-  load_weights(resolve_checkpoint(run, run), m);
+  load_weights(resolve_checkpoint(run, run), m->parameter_list());
   return m;
 }
 

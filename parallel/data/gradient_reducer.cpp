@@ -5,14 +5,25 @@
 namespace loom {
 
 GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator& group, int64_t bucket_bytes)
-    : params_(std::move(params)), group_(group), bucket_of_(params_.size()), slot_of_(params_.size()), arrived_(params_.size()) {
+    : GradientReducer(params, params, params.empty() ? torch::kFloat32 : params.front().scalar_type(), group, bucket_bytes) {}
+
+GradientReducer::GradientReducer(std::vector<torch::Tensor> params, std::vector<torch::Tensor> targets, c10::ScalarType reduce_dtype,
+                                 Communicator& group, int64_t bucket_bytes)
+    : params_(std::move(params)),
+      targets_(std::move(targets)),
+      group_(group),
+      bucket_of_(params_.size()),
+      slot_of_(params_.size()),
+      arrived_(params_.size()) {
   check(!params_.empty(), "GradientReducer needs parameters");
+  check(targets_.size() == params_.size(), "GradientReducer needs one target per parameter");
   const auto dtype = params_.front().scalar_type();
+  const auto reduce_bytes = static_cast<int64_t>(c10::elementSize(reduce_dtype));
   int64_t elements = 0;  // of the bucket being filled
   for (size_t i = params_.size(); i-- > 0;) {
     const auto& p = params_[i];
     check(p.scalar_type() == dtype, "data parallelism needs every parameter in one dtype");
-    if (buckets_.empty() || (elements > 0 && (elements + p.numel()) * static_cast<int64_t>(p.element_size()) > bucket_bytes)) {
+    if (buckets_.empty() || (elements > 0 && (elements + p.numel()) * reduce_bytes > bucket_bytes)) {
       buckets_.emplace_back();
       elements = 0;
     }
@@ -25,7 +36,7 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
   }
   for (auto& b : buckets_) {
     const auto& last = params_[b.params.back()];
-    b.flat = torch::empty({b.offsets.back() + last.numel()}, last.options());
+    b.flat = torch::empty({b.offsets.back() + last.numel()}, last.options().dtype(reduce_dtype));
   }
   for (size_t i = 0; i < params_.size(); ++i) {
     hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& grad) { on_gradient(i, grad); }));
@@ -52,8 +63,12 @@ void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
   const auto& p = params_[param];
   auto slot = b.flat.narrow(0, b.offsets[slot_of_[param]], p.numel());
   const auto& earlier = p.grad();
-  if (earlier.defined()) torch::add_out(slot, earlier.reshape(-1), grad.reshape(-1));
-  else slot.copy_(grad.reshape(-1));
+  if (earlier.defined()) {
+    slot.copy_(earlier.reshape(-1));
+    slot.add_(grad.reshape(-1));
+  } else {
+    slot.copy_(grad.reshape(-1));
+  }
   ++b.filled;
   launch_ready_buckets();
 }
@@ -82,10 +97,10 @@ void GradientReducer::finish() {
   for (auto& b : buckets_) {
     b.handle.wait();
     for (size_t k = 0; k < b.params.size(); ++k) {
-      auto& p = params_[b.params[k]];
-      auto reduced = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(reduced);
-      else p.mutable_grad() = reduced.clone();
+      auto& t = targets_[b.params[k]];
+      const auto reduced = b.flat.narrow(0, b.offsets[k], t.numel()).view(t.sizes());
+      if (t.grad().defined()) t.mutable_grad().copy_(reduced);
+      else t.mutable_grad() = reduced.to(t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
     }
   }
   armed_ = false;

@@ -6,6 +6,10 @@
 // layers. Buckets start strictly in index order so every rank issues the same collectives in the
 // same order. The reduction is a plain sum: the trainer scales the loss by the global label count,
 // so the summed gradient is exactly the gradient of the global batch.
+//
+// The sums may be taken in a wider dtype than the gradients (float32 for bfloat16 parameters) and
+// written into the gradients of other tensors of that dtype (the optimizer's master weights), so
+// the reduction loses nothing to the parameters' narrow dtype.
 #pragma once
 #include <torch/torch.h>
 
@@ -17,14 +21,19 @@ namespace loom {
 
 class GradientReducer {
  public:
+  // Sums the parameters' gradients into their own .grad, in their dtype.
   GradientReducer(std::vector<torch::Tensor> params, Communicator& group, int64_t bucket_bytes);
+  // Sums them in `reduce_dtype` into the .grad of `targets` (one per parameter, the same shapes).
+  GradientReducer(std::vector<torch::Tensor> params, std::vector<torch::Tensor> targets, c10::ScalarType reduce_dtype,
+                  Communicator& group, int64_t bucket_bytes);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;  // the hooks point at this object
   GradientReducer& operator=(const GradientReducer&) = delete;
 
   // The next backward is the last of the step: reduce gradients as they become ready.
   void arm();
-  // Waits for every bucket and writes the reduced gradients into .grad. Call after that backward.
+  // Waits for every bucket and writes the reduced gradients into the targets' .grad. Call after that
+  // backward.
   void finish();
 
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
@@ -43,7 +52,7 @@ class GradientReducer {
   void on_gradient(size_t param, const torch::Tensor& grad);
   void launch_ready_buckets();
 
-  std::vector<torch::Tensor> params_;
+  std::vector<torch::Tensor> params_, targets_;
   Communicator& group_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_, slot_of_;

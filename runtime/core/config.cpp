@@ -65,6 +65,10 @@ void visit_fields(Config& c, Visitor& v) {
   v.choice("train.optimizer", c.train.optimizer, {"adamw", "muon"});
   v.number("train.muon_momentum", c.train.muon_momentum, 0, 0.999999);
   v.choice("train.dtype", c.train.dtype, {"float32", "float64", "bfloat16"});
+  v.choice("train.device", c.train.device, {"auto", "cpu", "cuda"});
+  v.choice("train.reduce_dtype", c.train.reduce_dtype, {"auto", "float32", "bfloat16"});
+  v.number("train.loss_chunk", c.train.loss_chunk, 0, 1 << 26);
+  v.choice("train.activation_checkpoint", c.train.activation_checkpoint, {"none", "full"});
   v.choice("train.on_nan", c.train.on_nan, {"stop", "skip"});
   v.number("train.threads", c.train.threads, 0, 1024);
   v.choice("train.strategy", c.train.strategy, {"full", "seco", "spaco"});
@@ -324,6 +328,9 @@ void validate(const Config& c) {
         c.where("train.strategy") + " = " + t.strategy + " with parallel.sp = " + std::to_string(c.parallel.sp) +
             ": chunk-wise backprop over a sequence-parallel group is planned but not in this version; use "
             "parallel.sp: 1 (data parallelism works), or train.strategy: full");
+  check(t.activation_checkpoint == "none" || t.strategy == "full",
+        c.where("train.activation_checkpoint") + " = " + t.activation_checkpoint + " with train.strategy = " + t.strategy +
+            ": chunk-wise backprop already keeps only one chunk's activations; use one of the two");
   check(t.seq_len <= m.max_seq_len, c.where("train.seq_len") + " = " + std::to_string(t.seq_len) +
                                         " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
 }

@@ -11,4 +11,12 @@ struct PackedTensors {
   int64_t label_count = 0;                           // labels of the whole sequence (before any sharding)
 };
 
+// The same with tokens and labels on `device`. Positions and document ids stay on the host, where
+// the attention kernels plan their blocks and RoPE computes its angles.
+inline PackedTensors on_device(PackedTensors t, const torch::Device& device) {
+  t.tokens = t.tokens.to(device);
+  if (t.labels.defined()) t.labels = t.labels.to(device);
+  return t;
+}
+
 }  // namespace loom

@@ -27,13 +27,17 @@ c10::ScalarType parse_dtype(const std::string& name) {
 }
 
 std::string Precision::describe() const {
-  return dtype_name(param) + " parameters, compute and gradients, " + dtype_name(accumulate) + " accumulation, on " + device.str();
+  return dtype_name(param) + " parameters and compute, " + dtype_name(master) + " master weights and optimizer state, " +
+         dtype_name(grad_reduce) + " gradient reduction, " + dtype_name(accumulate) + " accumulation, on " + device.str();
 }
 
-Precision resolve_precision(const Config& config) {
+Precision resolve_precision(const Config& config, c10::Device device) {
   Precision p;
-  p.param = p.compute = p.master = p.grad_reduce = parse_dtype(config.train.dtype);
+  p.device = device;
+  p.param = p.compute = parse_dtype(config.train.dtype);
   p.accumulate = accumulation_dtype(p.param);
+  p.master = p.accumulate;
+  p.grad_reduce = config.train.reduce_dtype == "auto" ? p.master : parse_dtype(config.train.reduce_dtype);
   return p;
 }
 

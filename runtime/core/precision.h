@@ -3,13 +3,13 @@
 //
 // The roles (after torchtitan's MixedPrecisionPolicy and llm.c's master weights):
 //   param        the dtype the model's parameters have while it computes (train.dtype)
-//   compute      activations between the layers
-//   master       the weights the optimizer updates and checkpoints hold
-//   grad_reduce  gradients as data parallelism sums them
-//   accumulate   attention partials (out, lse), norm statistics, losses and LaCT's fast-weight state
-// Today every role but accumulate is train.dtype: training runs on the CPU, where float32 is the
-// default and float64 serves the exactness tests. A bf16 GPU run will keep fp32 masters and reduce
-// gradients in fp32 by changing only resolve_precision.
+//   compute      activations between the layers (the same)
+//   master       the weights the optimizer updates and checkpoints hold, and the optimizer's state:
+//                float32 for bfloat16 parameters, the parameters' own dtype otherwise
+//   grad_reduce  gradients as data parallelism sums them (train.reduce_dtype; auto: the master's)
+//   accumulate   attention partials (out, lse), norm statistics, the loss and its softmax, and
+//                LaCT's fast-weight state: float32, float64 for float64
+// float64 runs keep every role in float64, which is what the exactness tests need.
 #pragma once
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
@@ -39,6 +39,6 @@ struct Precision {
   std::string describe() const;
 };
 
-Precision resolve_precision(const Config& config);
+Precision resolve_precision(const Config& config, c10::Device device = c10::Device(c10::kCPU));
 
 }  // namespace loom

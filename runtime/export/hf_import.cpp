@@ -10,6 +10,7 @@
 #include "optim/adamw.h"
 #include "runtime/core/error.h"
 #include "runtime/core/safetensors.h"
+#include "runtime/model/llama.h"
 #include "runtime/train/checkpoint.h"
 
 namespace loom {
@@ -122,7 +123,7 @@ ModelConfig import_hf(const std::string& hf_dir, const std::string& out_run_dir)
   config.model = m;
   config.run.dir = out_run_dir;
   config.train.seq_len = config.train.tokens_per_step = std::min(config.train.seq_len, m.max_seq_len);
-  save_checkpoint(out_run_dir, 0, model, AdamW(model->parameter_list(), {}).state(), LoaderCursor{}, config);
+  save_checkpoint(out_run_dir, 0, model->parameter_list(), AdamW(model->parameter_list(), {}).state(), LoaderCursor{}, config);
   return m;
 }
 

@@ -48,6 +48,9 @@ class DecoderLayerImpl : public torch::nn::Module {
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   std::shared_ptr<ResidualNorm> residual_norm;
+  // Keep only the layer's inputs and recompute its forward in the backward (activation
+  // checkpointing; parallelize() sets it).
+  bool recompute = false;
 
  private:
   Residual finish(const Residual& in, const torch::Tensor& mixed, RMSNormImpl& next_norm);

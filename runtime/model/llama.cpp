@@ -1,7 +1,9 @@
 #include "runtime/model/llama.h"
 
 #include "kernels/attention/attention_mask.h"
+#include "runtime/model/lm_loss.h"
 #include "runtime/model/normal_linear.h"
+#include "runtime/model/recompute.h"
 
 namespace loom {
 
@@ -31,14 +33,39 @@ RMSNormImpl& LlamaImpl::norm_after(int64_t i) {
   return i + 1 < num_layers() ? *layer(i + 1).input_layernorm : *model->norm;
 }
 
+Residual LlamaImpl::run_layer(int64_t i, const Residual& in, const SequenceShard& input) {
+  DecoderLayerImpl* l = &layer(i);
+  RMSNormImpl* next = &norm_after(i);
+  if (!l->recompute) return l->forward(in, input, *next);
+  // The backward runs the layer again, so what it reads must outlive this call: the modules belong
+  // to the model, the shard is copied (tensors and a shared layout).
+  const auto out = recompute_module_in_backward(
+      [l, next, input](const std::vector<torch::Tensor>& t) {
+        const Residual o = l->forward({t[0], t[1]}, input, *next);
+        return std::vector<torch::Tensor>{o.h, o.normed};
+      },
+      {in.h, in.normed});
+  return {out[0], out[1]};
+}
+
 torch::Tensor LlamaImpl::hidden(const SequenceShard& input) {
   Residual r = residual_norm_->apply({}, model->embed_tokens(input.tokens.tokens), *layer(0).input_layernorm);
-  for (int64_t i = 0; i < num_layers(); ++i) r = layer(i).forward(r, input, norm_after(i));
+  for (int64_t i = 0; i < num_layers(); ++i) r = run_layer(i, r, input);
   return r.normed;
+}
+
+torch::Tensor LlamaImpl::head_weight() const {
+  return config_.tie_embeddings ? model->embed_tokens->weight : lm_head->weight;
 }
 
 torch::Tensor LlamaImpl::logits(const torch::Tensor& hidden) {
   return config_.tie_embeddings ? torch::matmul(hidden, model->embed_tokens->weight.t()) : lm_head(hidden);
+}
+
+torch::Tensor LlamaImpl::loss(const SequenceShard& input, int64_t head_rows) {
+  const auto h = hidden(input);
+  if (head_rows == 0) return summed_loss(logits(h), input.tokens.labels);
+  return chunked_head_loss(h, head_weight(), input.tokens.labels, head_rows);
 }
 
 torch::Tensor LlamaImpl::forward(const SequenceShard& input) { return logits(hidden(input)); }

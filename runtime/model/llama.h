@@ -49,6 +49,11 @@ class LlamaImpl : public torch::nn::Module {
   // callers that need the layers without the head (chunk-wise backprop's first pass keeps only K/V).
   torch::Tensor hidden(const SequenceShard& input);
   torch::Tensor logits(const torch::Tensor& hidden);
+  // The summed loss of input's labelled tokens (lm_loss.h): through the whole logits, or with
+  // head_rows > 0 that many rows of them at a time.
+  torch::Tensor loss(const SequenceShard& input, int64_t head_rows = 0);
+  // The LM head's weight [vocab, D]: its own, or the embedding's when tied.
+  torch::Tensor head_weight() const;
 
   // Generation: runs the new tokens against the cache (which they then join) -> logits [n, vocab].
   torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache);
@@ -59,6 +64,7 @@ class LlamaImpl : public torch::nn::Module {
   void set_residual_norm(std::shared_ptr<ResidualNorm> rn);
 
   const ModelConfig& config() const { return config_; }
+  torch::Device device() const { return model->embed_tokens->weight.device(); }
   int64_t num_parameters() const;
   NamedTensors parameter_list() const;  // under their Hugging Face names
   // Matmul FLOPs of one token's forward outside attention scores (2 per multiply-add).
@@ -72,6 +78,7 @@ class LlamaImpl : public torch::nn::Module {
 
  private:
   RMSNormImpl& norm_after(int64_t layer);  // the next layer's input norm, or the final norm
+  Residual run_layer(int64_t layer, const Residual& in, const SequenceShard& input);
   ModelConfig config_;
   std::shared_ptr<ResidualNorm> residual_norm_;  // the embedding's boundary
 };

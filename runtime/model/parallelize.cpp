@@ -36,6 +36,7 @@ class SequenceParallelAttention : public CoreAttention {
 }  // namespace
 
 void parallelize(Llama& model, const ParallelPlan& plan) {
+  for (int64_t i = 0; i < model->num_layers(); ++i) model->layer(i).recompute = plan.activation_checkpoint;
   const std::string& algorithm = plan.sequence_attention;
   check(algorithm == "local" || algorithm == "ring" || algorithm == "token_ring",
         "unknown sequence-parallel attention '" + algorithm + "'");

@@ -43,8 +43,8 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
   return (checkpoints_dir(run_dir) / ("step-" + std::to_string(step))).string();
 }
 
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const NamedTensors& optimizer_state,
-                            const LoaderCursor& cursor, const Config& config) {
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const NamedTensors& weights,
+                            const NamedTensors& optimizer_state, const LoaderCursor& cursor, const Config& config) {
   const fs::path root = checkpoints_dir(run_dir);
   const fs::path final_dir = checkpoint_dir(run_dir, step);
   const fs::path tmp_dir = root / (".tmp-step-" + std::to_string(step));
@@ -53,7 +53,7 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llam
   fs::create_directories(tmp_dir);
 
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"loom_checkpoint_version", std::to_string(kCheckpointVersion)}};
-  write_safetensors((tmp_dir / "model.safetensors").string(), model->parameter_list(), meta);
+  write_safetensors((tmp_dir / "model.safetensors").string(), weights, meta);
   crash_if_requested(step);
   auto opt_state = optimizer_state;
   opt_state.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
@@ -120,18 +120,17 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   return meta;
 }
 
-void load_weights(const std::string& dir, Llama& model) {
+void load_weights(const std::string& dir, const NamedTensors& into) {
   const SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
   torch::NoGradGuard no_grad;
   size_t used = 0;
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
+  for (const auto& [name, tensor] : into) {
     check(file.contains(name), "checkpoint '" + dir + "' has no tensor '" + name + "': it was saved from another model architecture");
     const auto& info = file.info(name);
-    check(info.shape == item.value().sizes().vec(),
+    check(info.shape == tensor.sizes().vec(),
           "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(info.shape)) + " but the model expects " +
-              c10::str(item.value().sizes()) + ": the checkpoint is from another model shape (check the model: section)");
-    item.value().copy_(file.load(name));
+              c10::str(tensor.sizes()) + ": the checkpoint is from another model shape (check the model: section)");
+    tensor.copy_(file.load(name));
     ++used;
   }
   check(used == file.names().size(), "checkpoint '" + dir + "' holds tensors this model does not have (e.g. tied vs untied embeddings)");

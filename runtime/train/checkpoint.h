@@ -13,7 +13,6 @@
 #include "runtime/core/config.h"
 #include "runtime/core/named_tensors.h"
 #include "runtime/data/batch_loader.h"
-#include "runtime/model/llama.h"
 
 namespace loom {
 
@@ -31,9 +30,11 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step);
 
 // Writes checkpoint `step` and returns its folder. LOOM_FAULT=checkpoint-write@<step> aborts the
 // process half-way through writing that step's checkpoint (the crash-safety test's switch).
-// `optimizer_state` is the optimizer's state() (checkpoints do not depend on which optimizer).
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const Llama& model, const NamedTensors& optimizer_state,
-                            const LoaderCursor& cursor, const Config& config);
+// `weights` are the model's weights under their Hugging Face names (the trainer's master weights),
+// `optimizer_state` the optimizer's state() (checkpoints do not depend on which optimizer); both may
+// live on any device.
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const NamedTensors& weights,
+                            const NamedTensors& optimizer_state, const LoaderCursor& cursor, const Config& config);
 
 // Removes all but the newest `keep_last` checkpoints.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
@@ -44,9 +45,9 @@ std::string resolve_checkpoint(const std::string& path, const std::string& run_d
 
 CheckpointMeta read_checkpoint_meta(const std::string& dir);
 
-// Copies the stored weights into `model`; a missing, extra or differently shaped tensor is an error
-// that names it.
-void load_weights(const std::string& dir, Llama& model);
+// Copies the stored weights into `into` (a model's parameter_list(), or master weights), casting to
+// their dtype and device; a missing, extra or differently shaped tensor is an error that names it.
+void load_weights(const std::string& dir, const NamedTensors& into);
 
 // Restores the torch RNG state and returns the optimizer state to give the optimizer's load_state().
 NamedTensors load_optimizer_state(const std::string& dir);

@@ -78,12 +78,12 @@ EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<in
   double loss_sum = 0;
   while (loader.cursor().index < static_cast<int64_t>(subset.size())) {
     const PackedBatch batch = loader.next();
-    const PackedTensors t = to_tensors(batch);
+    const PackedTensors t = on_device(to_tensors(batch), model->device());
     const auto logits = model->forward(t.tokens, t.positions, t.doc_ids);
     loss_sum += summed_loss(logits, t.labels).item<double>();
     result.tokens += t.label_count;
     result.cut += batch.cut_docs;
-    if (result.has_answers) score_answers(data, batch, logits.argmax(-1), tally, result);
+    if (result.has_answers) score_answers(data, batch, logits.argmax(-1).cpu(), tally, result);
   }
   model->train();
   result.loss = loss_sum / static_cast<double>(std::max<int64_t>(1, result.tokens));

@@ -1,15 +1,15 @@
 #include "runtime/train/full_backprop.h"
 
-#include "runtime/model/lm_loss.h"
 
 namespace loom {
 
 Backpropagated FullBackprop::run(const MicroBatch& batch, double denominator) {
-  const SequenceShard shard = sp_ == 1 ? whole_sequence(batch.tokens) : shard_sequence(batch.tokens, sp_, sp_rank_);
+  SequenceShard shard = sp_ == 1 ? whole_sequence(batch.tokens) : shard_sequence(batch.tokens, sp_, sp_rank_);
+  shard.tokens = on_device(shard.tokens, model_->device());
   Backpropagated result;
   result.flops = model_->training_flops(batch.tokens) / static_cast<double>(sp_);
   result.tokens = (shard.tokens.doc_ids >= 0).sum().item<int64_t>();
-  const auto loss = summed_loss(model_->forward(shard), shard.tokens.labels);
+  const auto loss = model_->loss(shard, head_rows_);
   // Armed now, the reducer starts each bucket's all-reduce as soon as its gradients are complete,
   // while the backward goes on with earlier layers.
   if (reducer_ && batch.last) reducer_->arm();

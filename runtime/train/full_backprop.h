@@ -10,13 +10,14 @@ namespace loom {
 
 class FullBackprop : public Backprop {
  public:
-  FullBackprop(Llama& model, int64_t sp, int64_t sp_rank, GradientReducer* reducer)
-      : model_(model), sp_(sp), sp_rank_(sp_rank), reducer_(reducer) {}
+  // head_rows: the LM head and loss take that many rows of logits at a time (0: all at once).
+  FullBackprop(Llama& model, int64_t sp, int64_t sp_rank, int64_t head_rows, GradientReducer* reducer)
+      : model_(model), sp_(sp), sp_rank_(sp_rank), head_rows_(head_rows), reducer_(reducer) {}
   Backpropagated run(const MicroBatch& batch, double denominator) override;
 
  private:
   Llama& model_;
-  int64_t sp_, sp_rank_;
+  int64_t sp_, sp_rank_, head_rows_;
   GradientReducer* reducer_;
 };
 

@@ -49,8 +49,7 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
   for (const auto& mb : micro) labels += mb.tokens.label_count;
   all_reduce_now(*run.mesh.host().dp, labels);
   const double denominator = static_cast<double>(std::max<int64_t>(1, labels.item<int64_t>()));
-  const auto params = run.model->parameters();
-  for (auto& p : params) p.mutable_grad() = torch::Tensor();
+  run.masters.zero_grads();
   StepMetrics m;
   m.step = step + 1;
   const int rank = run.mesh.host().world->rank();
@@ -62,12 +61,14 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
     totals[1] += b.tokens;
     totals[2] += b.flops;
   }
+  // The reducer writes the summed gradients into the masters'; without one they are taken over.
   if (run.reducer) run.reducer->finish();
+  else run.masters.take_grads();
   all_reduce_now(*run.mesh.host().dp_sp, totals);
   m.loss = totals[0].item<double>() / denominator;
   m.tokens = totals[1].item<int64_t>();
   m.lr = run.schedule.at(step);
-  m.grad_norm = clip_grad_norm(params, run.config.train.grad_clip);
+  m.grad_norm = clip_grad_norm(run.masters.master_tensors(), run.config.train.grad_clip);
   m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
   if (m.skipped && run.config.train.on_nan == "stop") {
     if (log) log->finish_line();
@@ -75,7 +76,10 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
          "). The last good checkpoint is " + (run.last_checkpoint().empty() ? "none" : run.last_checkpoint()) +
          "; lower train.lr, or set train.on_nan=skip to skip such steps");
   }
-  if (!m.skipped) run.optimizer.step(m.lr);
+  if (!m.skipped) {
+    run.optimizer.step(m.lr);
+    run.masters.write_back();
+  }
   m.step_time_s = seconds_since(t0);
   m.tokens_per_s = static_cast<double>(m.tokens) / m.step_time_s;
   m.flops_per_s = totals[2].item<double>() / m.step_time_s;

@@ -7,6 +7,10 @@
 
 #include "parallel/comm/mpi_communicator.h"
 #include "parallel/mesh.h"
+#if defined(LOOM_HAVE_NCCL)
+#include "parallel/comm/nccl_communicator.h"
+#endif
+#include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/text_file.h"
 #include "runtime/train/checkpoint.h"
@@ -37,6 +41,19 @@ void prepare_run_dir(const Config& config, const TrainOptions& options) {
   write_text_file((dir / "config.resolved.yaml").string(), to_yaml(config));
 }
 
+// The device groups of the mesh: NCCL communicators on GPUs, the MPI host groups themselves on the CPU.
+Mesh::DeviceGroupFactory device_groups(c10::Device device, int64_t world_size, double timeout_s) {
+  if (!device.is_cuda() || world_size == 1) return {};
+#if defined(LOOM_HAVE_NCCL)
+  return [device, timeout_s](Communicator& host) {
+    return nccl_communicator(host.split(0, host.rank(), host.name()), device.index(), timeout_s);
+  };
+#else
+  fail("train.device = cuda on " + std::to_string(world_size) + " ranks needs the NCCL backend, which this build lacks "
+       "(configure where the CUDA toolkit and NCCL are found), or run with train.device: cpu");
+#endif
+}
+
 TokenDataset load_training_data(const Config& config) {
   check(!config.data.path.empty(), "data.path is not set: point it at an HDF5 dataset (make one with `loom data synth` or `loom data prepare`)");
   TokenDataset data = read_dataset(config.data.path);
@@ -61,11 +78,12 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   auto world = mpi_world(config.parallel.timeout_s);
   const MeshShape shape = resolve_mesh_shape(config, world->size());
   check_trainable(shape);
-  Mesh mesh(std::move(world), shape);
+  const c10::Device device = choose_device(config.train.device, launcher_local_rank());
+  Mesh mesh(std::move(world), shape, device, device_groups(device, shape.world(), config.parallel.timeout_s));
   if (mesh.is_root()) prepare_run_dir(config, options);
   barrier_now(*mesh.host().world);
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
-  TrainingRun run(config, data, mesh);
+  TrainingRun run(config, data, mesh, device);
   const std::string resume_from = options.resume.empty() ? "" : resolve_checkpoint(options.resume, config.run.dir);
   const int64_t start = resume_from.empty() ? 0 : run.resume(resume_from);
   run.synchronise_weights();

@@ -11,26 +11,36 @@
 namespace loom {
 namespace {
 
+// Initialised on the host from the run's seed (the same weights whatever the device), then moved.
 Llama build_model(const Config& config, const Precision& precision) {
   torch::manual_seed(config.run.seed);
   Llama model(config.model);
-  model->to(precision.param);
-  if (!config.run.init_from.empty()) load_weights(resolve_checkpoint(config.run.init_from, config.run.dir), model);
+  model->to(precision.device, precision.param);
   return model;
 }
 
-std::unique_ptr<GradientReducer> make_reducer(const Config& config, const Mesh& mesh, Llama& model) {
+// Gradients are summed in the policy's reduction dtype straight into the masters' gradients.
+std::unique_ptr<GradientReducer> make_reducer(const Config& config, const Mesh& mesh, Llama& model,
+                                              const MasterWeights& masters, const Precision& precision) {
   Communicator& replicas = *mesh.device().dp_sp;
   if (replicas.size() == 1) return nullptr;
   std::vector<torch::Tensor> params;
   for (const auto& [name, p] : model->parameter_list()) params.push_back(p);
-  return std::make_unique<GradientReducer>(params, replicas, static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)));
+  return std::make_unique<GradientReducer>(params, masters.master_tensors(), precision.grad_reduce, replicas,
+                                           static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)));
+}
+
+// Weights from a checkpoint into the masters, and from them into the model.
+void load_into(const std::string& dir, MasterWeights& masters) {
+  load_weights(dir, masters.masters());
+  masters.write_back();
 }
 
 // The strategy train.strategy names; `reducer` is armed before the gradients of the step's last
 // micro-batch start to arrive.
 std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh, GradientReducer* reducer) {
-  if (config.train.strategy == "full") return std::make_unique<FullBackprop>(model, mesh.shape().sp, mesh.coord().sp, reducer);
+  if (config.train.strategy == "full")
+    return std::make_unique<FullBackprop>(model, mesh.shape().sp, mesh.coord().sp, config.train.loss_chunk, reducer);
   return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, reducer);
 }
 
@@ -49,21 +59,23 @@ std::string describe_strategy(const TrainConfig& t) {
 
 }  // namespace
 
-TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& mesh)
+TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& mesh, c10::Device device)
     : config(config),
       data(data),
       mesh(mesh),
-      precision(resolve_precision(config)),
+      precision(resolve_precision(config, device)),
       model(build_model(config, precision)),
-      optimizer(model->parameter_list(), config.train),
+      masters(model->parameter_list(), precision.master),
+      optimizer(masters.masters(), config.train),
       schedule{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
       train_docs(split_documents(data, Split::kTrain, config.data.val_fraction)),
       val_docs(split_documents(data, Split::kValidation, config.data.val_fraction)),
       loader(data, train_docs, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)),
       attention(choose_attention(config, mesh.shape().sp)),
-      reducer(make_reducer(config, mesh, model)) {
+      reducer(make_reducer(config, mesh, model, masters, precision)) {
+  if (!config.run.init_from.empty()) load_into(resolve_checkpoint(config.run.init_from, config.run.dir), masters);
   const MeshGroups& g = mesh.device();
-  parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync});
+  parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync, config.train.activation_checkpoint == "full"});
   backprop = make_backprop(config, model, mesh, reducer.get());
 }
 
@@ -71,8 +83,9 @@ void TrainingRun::synchronise_weights() {
   Communicator& world = *mesh.device().world;
   if (world.size() == 1) return;
   std::vector<CommHandle> pending;
-  for (const auto& [name, p] : model->parameter_list()) pending.push_back(world.broadcast(p.detach(), 0));
+  for (const auto& [name, m] : masters.masters()) pending.push_back(world.broadcast(m.detach(), 0));
   for (auto& h : pending) h.wait();
+  masters.write_back();
 }
 
 bool TrainingRun::agree_to_stop(bool mine) {
@@ -83,7 +96,7 @@ bool TrainingRun::agree_to_stop(bool mine) {
 
 int64_t TrainingRun::resume(const std::string& dir) {
   const CheckpointMeta meta = read_checkpoint_meta(dir);
-  load_weights(dir, model);
+  load_into(dir, masters);
   optimizer.load_state(load_optimizer_state(dir));
   loader.set_cursor(meta.cursor);
   last_checkpoint_ = dir;
@@ -135,7 +148,7 @@ void TrainingRun::evaluate_now(int64_t step, MetricsLog& log) {
 // from exiting (or a requeued job from resuming) before the checkpoint is complete.
 const std::string& TrainingRun::checkpoint(int64_t step) {
   if (mesh.is_root()) {
-    save_checkpoint(config.run.dir, step, model, optimizer.state(), loader.cursor(), config);
+    save_checkpoint(config.run.dir, step, masters.masters(), optimizer.state(), loader.cursor(), config);
     prune_checkpoints(config.run.dir, config.checkpoint.keep_last);
   }
   barrier_now(*mesh.host().world);

@@ -1,13 +1,14 @@
-// One training run set up and ready to step: the mesh's groups, the model with its parallel plan,
-// the optimizer and schedule, the data and its loader, the gradient reducer and the backprop
-// strategy; plus what the loop asks of it between steps (resume, agreement to stop, evaluation,
-// checkpoints). One step itself is train_step.h.
+// One training run set up and ready to step: the mesh's groups, the model on its device with its
+// parallel plan, the master weights, the optimizer and schedule, the data and its loader, the
+// gradient reducer and the backprop strategy; plus what the loop asks of it between steps (resume,
+// agreement to stop, evaluation, checkpoints). One step itself is train_step.h.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "optim/lr_schedule.h"
+#include "optim/master_weights.h"
 #include "optim/training_optimizer.h"
 #include "parallel/data/gradient_reducer.h"
 #include "parallel/mesh.h"
@@ -24,7 +25,7 @@ namespace loom {
 
 class TrainingRun {
  public:
-  TrainingRun(const Config& config, const TokenDataset& data, Mesh& mesh);
+  TrainingRun(const Config& config, const TokenDataset& data, Mesh& mesh, c10::Device device);
 
   // Continues from checkpoint `dir`; returns its step.
   int64_t resume(const std::string& dir);
@@ -44,6 +45,7 @@ class TrainingRun {
   Mesh& mesh;
   const Precision precision;
   Llama model;
+  MasterWeights masters;  // what the optimizer steps and checkpoints hold
   TrainingOptimizer optimizer;
   LrSchedule schedule;
   const std::vector<int64_t> train_docs, val_docs;

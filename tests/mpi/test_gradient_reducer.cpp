@@ -46,5 +46,30 @@ TEST(GradientReducer, SumsGradientsOverRanksAndMicroBatches) {
   }
 }
 
+// With bfloat16 parameters the sums are taken in float32 and land in the float32 master weights'
+// gradients: the sum of every rank's bfloat16 gradients to float32 precision, which a sum in
+// bfloat16 would round away.
+TEST(GradientReducer, SumsBfloat16GradientsInFloat32IntoTheMasters) {
+  auto world = mpi_world(60);
+  const int rank = world->rank(), size = world->size();
+  const auto grad_of = [](int r) {
+    torch::manual_seed(50 + r);
+    return torch::randn({256}).to(torch::kBFloat16);
+  };
+  auto p = torch::zeros({256}, torch::kBFloat16).requires_grad_();
+  auto master = torch::zeros({256}, torch::kFloat32);
+  GradientReducer reducer({p}, {master}, torch::kFloat32, *world, 1 << 20);
+  reducer.arm();
+  (p * grad_of(rank)).sum().backward();
+  reducer.finish();
+  auto expected = torch::zeros({256}, torch::kFloat64);
+  for (int r = 0; r < size; ++r) expected += grad_of(r).to(torch::kFloat64);
+  ASSERT_TRUE(master.grad().defined());
+  EXPECT_EQ(master.grad().scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::allclose(master.grad().to(torch::kFloat64), expected, 1e-6, 1e-6));
+  EXPECT_FALSE(torch::allclose(expected.to(torch::kBFloat16).to(torch::kFloat64), expected, 1e-6, 1e-6))
+      << "the sums need more than bfloat16's precision, or the test shows nothing";
+}
+
 }  // namespace
 }  // namespace loom

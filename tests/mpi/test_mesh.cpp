@@ -58,6 +58,7 @@ TEST(Mesh, GroupsFollowTheRankOrder) {
     const char* per_node = std::getenv("LOOM_TEST_RANKS_PER_NODE");
     EXPECT_EQ(mesh.node().size(), per_node ? std::atoi(per_node) : size);
     EXPECT_NE(mesh.placement_table().find("rank " + std::to_string(size - 1) + ": dp"), std::string::npos);
+    EXPECT_NE(mesh.placement_table().find("| cpu\n"), std::string::npos) << "the device each rank computes on";
   }
 }
 
@@ -67,7 +68,7 @@ TEST(Mesh, DeviceGroupsAreCommunicatorsOfTheirOwnOverTheSameRanks) {
   const int size = mpi_world(60)->size();
   for (const auto& shape : shapes_for(size)) {
     int made = 0;
-    Mesh mesh(mpi_world(60), shape, [&](Communicator& host) {
+    Mesh mesh(mpi_world(60), shape, c10::Device(c10::kCPU), [&](Communicator& host) {
       ++made;
       return host.split(0, host.rank(), host.name() + "_device");
     });
