@@ -11,6 +11,7 @@
 #include "parallel/mesh.h"
 #include "runtime/core/precision.h"
 #include "runtime/model/llama.h"
+#include "runtime/model/parallelize.h"
 #include "runtime/train/metrics_log.h"
 #include "runtime/train/trainer.h"
 
@@ -31,11 +32,13 @@ std::string shape_text(const torch::Tensor& t) {
 
 struct ParameterCount {
   int64_t total = 0, muon = 0;  // muon: what train.optimizer: muon gives to Muon (one moment, not two)
+  int64_t rank0 = 0;            // what tp rank 0 holds of them
 };
 
-// The model's tensors, from a model of the same widths with one layer of each kind (a 70B config
-// must not allocate 70B parameters to print its shapes), each layer standing for all of its kind.
-ParameterCount print_tensors(const ModelConfig& config) {
+// The model's tensors as tp rank 0 holds them, from a model of the same widths with one layer of each
+// kind (a 70B config must not allocate 70B parameters to print its shapes), each layer standing for
+// all of its kind.
+ParameterCount print_tensors(const ModelConfig& config, int64_t tp) {
   const int64_t lact_layers = config.lact.every > 0 ? config.n_layers / config.lact.every : 0;
   const int64_t attention_layers = config.n_layers - lact_layers;
   ModelConfig sample = config;
@@ -55,9 +58,11 @@ ParameterCount print_tensors(const ModelConfig& config) {
       const std::string which = lact_layers == 0 ? "0.." + std::to_string(config.n_layers - 1) : lact ? "LaCT" : "attention";
       shown = std::regex_replace(name, layer, ".layers.{" + which + "}.");
     }
+    const torch::Tensor mine = take_shard(p, tensor_parallel_shard(name, p.sizes(), tp, 0));
     count.total += p.numel() * copies;
+    count.rank0 += mine.numel() * copies;
     if (is_muon_parameter(name, p)) count.muon += p.numel() * copies;
-    std::printf("  %-55s %-16s x%ld\n", shown.c_str(), shape_text(p).c_str(), copies);
+    std::printf("  %-55s %-16s x%ld\n", shown.c_str(), shape_text(mine).c_str(), copies);
   }
   return count;
 }
@@ -104,31 +109,41 @@ int run_train_dry(const TrainArgs& args) {
   }
   if (world > 16) std::printf("  ... (%ld more)\n", world - 16);
 
-  std::printf("tensors on every rank (replicated over dp x sp):\n");
-  const ParameterCount count = print_tensors(config.model);
-  const int64_t params = count.total;
-  const auto element = static_cast<double>(resolve_precision(config).param_bytes());
+  if (shape.tp == 1) std::printf("tensors on every rank (replicated over dp x sp):\n");
+  else std::printf("tensors of tp rank 0 (the other tp ranks hold slices of the same shapes; replicated over dp x sp):\n");
+  const ParameterCount count = print_tensors(config.model, shape.tp);
+  const int64_t params = count.rank0;
+  const Precision precision = resolve_precision(config);
+  const auto element = static_cast<double>(precision.param_bytes());
+  const auto master = static_cast<double>(c10::elementSize(precision.master));
   const int64_t micro = config.accumulation_steps() / shape.dp;
   const int64_t chunks = shape.sp > 1 ? 2 * shape.sp : 1;  // the zigzag layout pads to a multiple of 2 sp
   const int64_t tokens = (config.train.seq_len + chunks - 1) / chunks * chunks / shape.sp;
-  std::printf("parameters: %s (%s in %s)\n", human_count(static_cast<double>(params)).c_str(),
-              bytes_text(static_cast<double>(params) * element).c_str(), config.train.dtype.c_str());
+  std::printf("parameters: %s (%s in %s)", human_count(static_cast<double>(count.total)).c_str(),
+              bytes_text(static_cast<double>(count.total) * element).c_str(), config.train.dtype.c_str());
+  if (shape.tp > 1) std::printf("; %s on each tp rank", human_count(static_cast<double>(params)).c_str());
+  std::printf("\n");
   std::printf("per rank and step: %ld micro-batch(es) of %ld tokens\n", micro, tokens);
   const AttentionChoice attention = choose_attention(config, shape.sp);
   std::printf("attention: %s (%s)\n", attention.algorithm.c_str(), attention.reason.c_str());
 
   const double weights = static_cast<double>(params) * element;
-  const double buckets = shape.dp * shape.sp > 1 ? weights : 0;
-  const double muon = config.train.optimizer == "muon" ? static_cast<double>(count.muon) * element : 0;
-  const double moments = 2 * weights - muon;  // AdamW keeps two per parameter, Muon one
-  const double activations = config.train.strategy == "full" ? activation_bytes(config, tokens, element)
-                                                              : chunkwise_bytes(config, tokens, element);
-  std::printf("memory per rank (estimate): weights %s + gradients %s + %s moments %s + reduction buckets %s + "
-              "activations of one micro-batch (%s) %s = %s\n",
-              bytes_text(weights).c_str(), bytes_text(weights).c_str(), config.train.optimizer.c_str(),
-              bytes_text(moments).c_str(), bytes_text(buckets).c_str(), config.train.strategy.c_str(),
-              bytes_text(activations).c_str(), bytes_text(2 * weights + moments + buckets + activations).c_str());
-  check_trainable(shape);
+  // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
+  const double masters = precision.master == precision.param ? 0 : static_cast<double>(params) * master;
+  const double buckets = shape.world() > 1 ? static_cast<double>(params) * c10::elementSize(precision.grad_reduce) : 0;
+  const double muon = config.train.optimizer == "muon" ? static_cast<double>(count.muon) * master : 0;
+  const double moments = 2 * static_cast<double>(params) * master - muon;  // AdamW keeps two per parameter, Muon one
+  // Tensor parallelism splits the heads, the MLP's columns and the residual stream's rows.
+  const double activations = (config.train.strategy == "full" ? activation_bytes(config, tokens, element)
+                                                               : chunkwise_bytes(config, tokens, element)) /
+                             static_cast<double>(shape.tp);
+  std::printf("memory per rank (estimate): weights %s + gradients %s + master weights %s + %s moments %s + reduction "
+              "buckets %s + activations of one micro-batch (%s) %s = %s\n",
+              bytes_text(weights).c_str(), bytes_text(weights).c_str(), bytes_text(masters).c_str(),
+              config.train.optimizer.c_str(), bytes_text(moments).c_str(), bytes_text(buckets).c_str(),
+              config.train.strategy.c_str(), bytes_text(activations).c_str(),
+              bytes_text(2 * weights + masters + moments + buckets + activations).c_str());
+  check_trainable(config, shape);
   std::printf("the config is valid for %ld ranks\n", world);
   return 0;
 }

@@ -56,16 +56,24 @@ void AdamW::load_state(const NamedTensors& state) {
   steps_ = it->second.item<int64_t>();
 }
 
-double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+double grad_norm_squared(const std::vector<torch::Tensor>& params) {
   torch::NoGradGuard no_grad;
   double sum_sq = 0.0;
   for (const auto& p : params)
     if (p.grad().defined()) sum_sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
-  const double norm = std::sqrt(sum_sq);
-  if (max_norm > 0 && norm > max_norm) {
-    for (const auto& p : params)
-      if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
-  }
+  return sum_sq;
+}
+
+void scale_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm) {
+  if (max_norm <= 0 || norm <= max_norm) return;
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params)
+    if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  const double norm = std::sqrt(grad_norm_squared(params));
+  scale_gradients(params, norm, max_norm);
   return norm;
 }
 

@@ -42,4 +42,9 @@ class AdamW {
 // norm before clipping.
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
+// Its two halves, for a norm whose squares are summed over several ranks: the sum of the
+// gradients' squares (float64), and their scaling by max_norm / norm when norm exceeds max_norm.
+double grad_norm_squared(const std::vector<torch::Tensor>& params);
+void scale_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm);
+
 }  // namespace loom

@@ -101,6 +101,44 @@ TEST_F(DataParallel, ActivationCheckpointingOnTwoSequenceParallelRanksMatchesOne
   expect_same_weights("one/checkpoints/step-3", "sp2-recompute/checkpoints/step-3");
 }
 
+// Tensor parallelism end to end (3 float64 steps): tp = 2 and 4, dp 2 x tp 2 and sp 2 x tp 2 give
+// the parameters of one process, gathered whole into the checkpoint.
+TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
+  ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
+  const std::string four_kv = " --set model.n_kv_heads=4";  // tp = 4 divides the KV heads
+  ASSERT_EQ(test::run_loom(train_args("one-kv4", four_kv)).exit_code, 0);
+  struct Layout { const char* run; int ranks; std::string sets; const char* reference; };
+  for (const Layout& l : {Layout{"tp2", 2, "--set parallel.tp=2", "one"},
+                          Layout{"tp4", 4, "--set parallel.tp=4" + four_kv, "one-kv4"},
+                          Layout{"dp2-tp2", 4, "--set parallel.tp=2 --set parallel.dp=2", "one"},
+                          Layout{"sp2-tp2", 4, "--set parallel.tp=2 --set parallel.sp=2 --set parallel.attention=token_ring", "one"}}) {
+    const std::string run = l.run;
+    const auto r = test::run_loom_ranks(l.ranks, train_args(run, l.sets));
+    ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
+    expect_same_weights(std::string(l.reference) + "/checkpoints/step-3", run + "/checkpoints/step-3");
+  }
+}
+
+// Checkpoints hold whole tensors whatever the tp degree: a tp = 2 checkpoint resumes on one rank and
+// a one-rank checkpoint on tp = 2, both continuing as the uninterrupted run does.
+TEST_F(DataParallel, ACheckpointMovesBetweenTensorParallelDegrees) {
+  const std::string five = "--set train.steps=5 --set checkpoint.interval=2";
+  ASSERT_EQ(test::run_loom(train_args("straight", five)).exit_code, 0);
+  ASSERT_EQ(test::run_loom_ranks(2, train_args("tp2", five + " --set parallel.tp=2")).exit_code, 0);
+  const auto down = test::run_loom(train_args("tp2-to-1", five + " --resume " + dir_.path("tp2") + "/checkpoints/step-2"));
+  ASSERT_EQ(down.exit_code, 0) << down.output;
+  const auto up = test::run_loom_ranks(2, train_args("1-to-tp2", five + " --set parallel.tp=2 --resume " + dir_.path("straight") +
+                                                                  "/checkpoints/step-2"));
+  ASSERT_EQ(up.exit_code, 0) << up.output;
+  const auto straight = losses(dir_.path("straight"));
+  for (const char* run : {"tp2-to-1", "1-to-tp2"}) {
+    const auto got = losses(dir_.path(run));
+    ASSERT_EQ(got.size(), 3u) << run;
+    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(got[i], straight[i + 2], 1e-10 * straight[i + 2]) << run << " step " << i + 3;
+    expect_same_weights("straight/checkpoints/step-5", std::string(run) + "/checkpoints/step-5");
+  }
+}
+
 // LaCT's context parallelism end to end: window attention over the ranks (halo exchange) and
 // fast-weight updates summed over them (chunks of 40 tokens cut across the zigzag shards, documents
 // of 150-400 tokens packed into 256-token sequences), with a full-attention layer between, equal
@@ -223,9 +261,21 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   EXPECT_EQ(sp.exit_code, 0) << sp.output;
   EXPECT_NE(sp.output.find("mesh dp 2 x sp 2 x tp 1"), std::string::npos) << sp.output;
   EXPECT_NE(sp.output.find("attention: ring (auto: "), std::string::npos) << sp.output;  // GQA 4:2 in float64
+  // Tensor parallelism: rank 0's slices (q_proj [4 heads x 8, 32] -> [16, 32]; a 259-row vocabulary
+  // -> 130 rows), and what it does not combine with yet named.
   const auto tp = test::run_loom("train --dry-run --world 4 --set parallel.tp=2 --config " + config);
-  EXPECT_EQ(tp.exit_code, 1);
-  EXPECT_NE(tp.output.find("tensor-parallel layers are not in this version"), std::string::npos) << tp.output;
+  EXPECT_EQ(tp.exit_code, 0) << tp.output;
+  const auto line_of = [&](const std::string& name) {
+    const auto at = tp.output.find(name);
+    return at == std::string::npos ? std::string() : tp.output.substr(at, tp.output.find('\n', at) - at);
+  };
+  EXPECT_NE(line_of("self_attn.q_proj.weight").find("[16, 32]"), std::string::npos) << tp.output;
+  EXPECT_NE(line_of("model.embed_tokens.weight").find("[130, 32]"), std::string::npos) << tp.output;
+  for (const char* expected : {"mesh dp 2 x sp 1 x tp 2", "on each tp rank", "valid for 4 ranks"})
+    EXPECT_NE(tp.output.find(expected), std::string::npos) << expected << "\n" << tp.output;
+  const auto tp_muon = test::run_loom("train --dry-run --world 2 --set parallel.tp=2 --set train.optimizer=muon --config " + config);
+  EXPECT_EQ(tp_muon.exit_code, 1);
+  EXPECT_NE(tp_muon.output.find("Muon orthogonalises whole matrices"), std::string::npos) << tp_muon.output;
 
   // LaCT layers between attention layers: one layer of each kind stands for its kind, and the
   // parameter count is the whole model's.

@@ -10,27 +10,27 @@ namespace loom {
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
     : core(std::make_shared<LocalAttention>()),
-      n_heads_(c.n_heads),
-      n_kv_heads_(c.n_kv_heads),
+      heads(c.n_heads),
+      kv_heads(c.n_kv_heads),
       head_dim_(c.head_dim()),
       rope_theta_(c.rope_theta),
       scale_(1.0 / std::sqrt(static_cast<double>(c.head_dim()))) {
-  q_proj = register_module("q_proj", normal_linear(c.d_model, n_heads_ * head_dim_, c.init_std));
-  k_proj = register_module("k_proj", normal_linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
-  v_proj = register_module("v_proj", normal_linear(c.d_model, n_kv_heads_ * head_dim_, c.init_std));
-  o_proj = register_module("o_proj", normal_linear(n_heads_ * head_dim_, c.d_model, c.init_std));
+  q_proj = register_module("q_proj", normal_linear(c.d_model, heads * head_dim_, c.init_std));
+  k_proj = register_module("k_proj", normal_linear(c.d_model, kv_heads * head_dim_, c.init_std));
+  v_proj = register_module("v_proj", normal_linear(c.d_model, kv_heads * head_dim_, c.init_std));
+  o_proj = register_module("o_proj", normal_linear(heads * head_dim_, c.d_model, c.init_std));
 }
 
 AttentionImpl::Heads AttentionImpl::project(const torch::Tensor& x, const torch::Tensor& positions) {
   const int64_t n = x.size(0);
   // [N, H, d] -> RoPE on the positions inside each document -> [H, N, d].
-  return {apply_rope(q_proj(x).view({n, n_heads_, head_dim_}), positions, rope_theta_).transpose(0, 1),
-          apply_rope(k_proj(x).view({n, n_kv_heads_, head_dim_}), positions, rope_theta_).transpose(0, 1),
-          v_proj(x).view({n, n_kv_heads_, head_dim_}).transpose(0, 1)};
+  return {apply_rope(q_proj(x).view({n, heads, head_dim_}), positions, rope_theta_).transpose(0, 1),
+          apply_rope(k_proj(x).view({n, kv_heads, head_dim_}), positions, rope_theta_).transpose(0, 1),
+          v_proj(x).view({n, kv_heads, head_dim_}).transpose(0, 1)};
 }
 
-torch::Tensor AttentionImpl::output(const torch::Tensor& heads) {
-  return o_proj(heads.transpose(0, 1).reshape({heads.size(1), n_heads_ * head_dim_}));
+torch::Tensor AttentionImpl::output(const torch::Tensor& out) {
+  return o_proj(out.transpose(0, 1).reshape({out.size(1), heads * head_dim_}));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const SequenceShard& input) {

@@ -23,15 +23,18 @@ class AttentionImpl : public torch::nn::Module {
 
   std::shared_ptr<CoreAttention> core;  // LocalAttention unless a parallel plan installed another
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  // The query and KV heads this rank computes: all of them, or its share under tensor parallelism
+  // (parallelize() cuts the projections to match).
+  int64_t heads, kv_heads;
 
  private:
   struct Heads {
     torch::Tensor q, k, v;  // [H, n, d], the block kernel's layout, q and k after RoPE
   };
   Heads project(const torch::Tensor& x, const torch::Tensor& positions);
-  torch::Tensor output(const torch::Tensor& heads);  // [Hq, n, d] -> o_proj -> [n, D]
+  torch::Tensor output(const torch::Tensor& out);  // [Hq, n, d] -> o_proj -> [n, D]
 
-  int64_t n_heads_, n_kv_heads_, head_dim_;
+  int64_t head_dim_;
   double rope_theta_, scale_;
 };
 TORCH_MODULE(Attention);

@@ -1,6 +1,7 @@
 #include "runtime/model/llama.h"
 
 #include "kernels/attention/attention_mask.h"
+#include "parallel/tensor/vocab_parallel.h"
 #include "runtime/model/lm_loss.h"
 #include "runtime/model/normal_linear.h"
 #include "runtime/model/recompute.h"
@@ -48,8 +49,18 @@ Residual LlamaImpl::run_layer(int64_t i, const Residual& in, const SequenceShard
   return {out[0], out[1]};
 }
 
+void LlamaImpl::split_vocabulary(const TensorShard& shard, Communicator& tp) {
+  vocab_ = shard;
+  tp_ = &tp;
+}
+
+torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens) {
+  if (!vocab_.split()) return model->embed_tokens(tokens);
+  return vocab_parallel_embedding(tokens, model->embed_tokens->weight, vocab_);
+}
+
 torch::Tensor LlamaImpl::hidden(const SequenceShard& input) {
-  Residual r = residual_norm_->apply({}, model->embed_tokens(input.tokens.tokens), *layer(0).input_layernorm);
+  Residual r = residual_norm_->apply({}, embed(input.tokens.tokens), *layer(0).input_layernorm);
   for (int64_t i = 0; i < num_layers(); ++i) r = run_layer(i, r, input);
   return r.normed;
 }
@@ -59,11 +70,13 @@ torch::Tensor LlamaImpl::head_weight() const {
 }
 
 torch::Tensor LlamaImpl::logits(const torch::Tensor& hidden) {
-  return config_.tie_embeddings ? torch::matmul(hidden, model->embed_tokens->weight.t()) : lm_head(hidden);
+  const auto mine = config_.tie_embeddings ? torch::matmul(hidden, model->embed_tokens->weight.t()) : lm_head(hidden);
+  return vocab_.split() ? gather_vocab(mine, vocab_, *tp_) : mine;
 }
 
 torch::Tensor LlamaImpl::loss(const SequenceShard& input, int64_t head_rows) {
   const auto h = hidden(input);
+  if (vocab_.split()) return vocab_parallel_loss(h, head_weight(), input.tokens.labels, vocab_, *tp_);
   if (head_rows == 0) return summed_loss(logits(h), input.tokens.labels);
   return chunked_head_loss(h, head_weight(), input.tokens.labels, head_rows);
 }
@@ -77,7 +90,7 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens, const torch::Tenso
 torch::Tensor LlamaImpl::forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache) {
   cache.positions = cache.length() ? torch::cat({cache.positions, positions}) : positions;
   cache.layers.resize(static_cast<size_t>(num_layers()));
-  Residual r = residual_norm_->apply({}, model->embed_tokens(tokens), *layer(0).input_layernorm);
+  Residual r = residual_norm_->apply({}, embed(tokens), *layer(0).input_layernorm);
   for (int64_t i = 0; i < num_layers(); ++i)
     r = layer(i).forward_cached(r, positions, cache.positions, cache.layers[static_cast<size_t>(i)], norm_after(i));
   return logits(r.normed);

@@ -17,6 +17,8 @@
 
 #include "runtime/core/config.h"
 #include "runtime/core/named_tensors.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/tensor/tensor_shard.h"
 #include "runtime/model/decoder_layer.h"
 
 namespace loom {
@@ -50,7 +52,7 @@ class LlamaImpl : public torch::nn::Module {
   torch::Tensor hidden(const SequenceShard& input);
   torch::Tensor logits(const torch::Tensor& hidden);
   // The summed loss of input's labelled tokens (lm_loss.h): through the whole logits, or with
-  // head_rows > 0 that many rows of them at a time.
+  // head_rows > 0 that many rows of them at a time; vocab-parallel when the vocabulary is split.
   torch::Tensor loss(const SequenceShard& input, int64_t head_rows = 0);
   // The LM head's weight [vocab, D]: its own, or the embedding's when tied.
   torch::Tensor head_weight() const;
@@ -62,6 +64,10 @@ class LlamaImpl : public torch::nn::Module {
   int64_t num_layers() const { return static_cast<int64_t>(model->layers->size()); }
   // Every residual boundary (the embedding's and both of each layer's) goes through `rn`.
   void set_residual_norm(std::shared_ptr<ResidualNorm> rn);
+  // Tensor parallelism (parallelize.h): the embedding's and the LM head's rows are this rank's
+  // `shard` of the vocabulary; the embedding then gives partial sums, the loss is vocab-parallel
+  // and logits() gathers the slices from the ranks of `tp`.
+  void split_vocabulary(const TensorShard& shard, Communicator& tp);
 
   const ModelConfig& config() const { return config_; }
   torch::Device device() const { return model->embed_tokens->weight.device(); }
@@ -78,9 +84,12 @@ class LlamaImpl : public torch::nn::Module {
 
  private:
   RMSNormImpl& norm_after(int64_t layer);  // the next layer's input norm, or the final norm
+  torch::Tensor embed(const torch::Tensor& tokens);
   Residual run_layer(int64_t layer, const Residual& in, const SequenceShard& input);
   ModelConfig config_;
   std::shared_ptr<ResidualNorm> residual_norm_;  // the embedding's boundary
+  TensorShard vocab_;                            // not split() without tensor parallelism
+  Communicator* tp_ = nullptr;
 };
 TORCH_MODULE(Llama);
 

@@ -4,6 +4,7 @@
 #include "parallel/sequence/halo_attention.h"
 #include "parallel/sequence/ring_attention.h"
 #include "parallel/sequence/token_ring_attention.h"
+#include "parallel/tensor/reduce_add_norm.h"
 #include "runtime/core/error.h"
 
 namespace loom {
@@ -33,14 +34,61 @@ class SequenceParallelAttention : public CoreAttention {
   ParallelPlan plan_;
 };
 
+// The residual boundary with sequence-sharded norms: `h` is this rank's rows of the stream, `delta`
+// this rank's partial sums of every row.
+class TensorParallelResidualNorm : public ResidualNorm {
+ public:
+  explicit TensorParallelResidualNorm(Communicator& tp) : tp_(tp) {}
+  Residual apply(const torch::Tensor& h, const torch::Tensor& delta, RMSNormImpl& norm) override {
+    const ReducedNorm r = reduce_add_norm(delta, h, norm.weight, norm.eps(), tp_);
+    return {r.residual, r.normed};
+  }
+
+ private:
+  Communicator& tp_;
+};
+
+bool ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+TensorLayout split_tensors(Llama& model, Communicator& tp) {
+  check(model->config().lact.every == 0, "parallel.tp > 1 with LaCT layers is not supported yet; use parallel.tp: 1");
+  TensorLayout layout;
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : model->parameter_list()) {
+    const TensorShard shard = tensor_parallel_shard(name, p.sizes(), tp.size(), tp.rank());
+    if (!shard.split()) continue;
+    p.set_data(take_shard(p.detach(), shard));
+    layout[name] = shard;
+  }
+  for (int64_t i = 0; i < model->num_layers(); ++i) {
+    AttentionImpl& attention = *model->layer(i).self_attn;
+    attention.heads /= tp.size();
+    attention.kv_heads /= tp.size();
+  }
+  model->split_vocabulary(layout.at("model.embed_tokens.weight"), tp);
+  model->set_residual_norm(std::make_shared<TensorParallelResidualNorm>(tp));
+  return layout;
+}
+
 }  // namespace
 
-void parallelize(Llama& model, const ParallelPlan& plan) {
+TensorShard tensor_parallel_shard(const std::string& name, c10::IntArrayRef shape, int64_t ranks, int64_t rank) {
+  for (const char* column : {"q_proj.weight", "k_proj.weight", "v_proj.weight", "gate_proj.weight", "up_proj.weight"})
+    if (ends_with(name, column)) return split_evenly(0, shape[0], ranks, rank);
+  if (name == "model.embed_tokens.weight" || name == "lm_head.weight") return split_evenly(0, shape[0], ranks, rank);
+  if (ends_with(name, "o_proj.weight") || ends_with(name, "down_proj.weight")) return split_evenly(1, shape[1], ranks, rank);
+  return {};  // the norms: every rank holds them
+}
+
+TensorLayout parallelize(Llama& model, const ParallelPlan& plan) {
   for (int64_t i = 0; i < model->num_layers(); ++i) model->layer(i).recompute = plan.activation_checkpoint;
+  const TensorLayout layout = plan.tp && plan.tp->size() > 1 ? split_tensors(model, *plan.tp) : TensorLayout{};
   const std::string& algorithm = plan.sequence_attention;
   check(algorithm == "local" || algorithm == "ring" || algorithm == "token_ring",
         "unknown sequence-parallel attention '" + algorithm + "'");
-  if (algorithm == "local") return;
+  if (algorithm == "local") return layout;
   check(plan.sp && plan.sp_back && plan.sp_sync, "a sequence-parallel plan needs its sp, sp_back and sp_sync communicators");
   for (int64_t i = 0; i < model->num_layers(); ++i) {
     DecoderLayerImpl& layer = model->layer(i);
@@ -55,6 +103,7 @@ void parallelize(Llama& model, const ParallelPlan& plan) {
           algorithm == "ring" ? Algorithm::kRing : Algorithm::kTokenRing, 0, plan);
     }
   }
+  return layout;
 }
 
 }  // namespace loom

@@ -5,11 +5,16 @@
 //   - on every attention layer: ring (pass-KV) or TokenRing (pass-Q) attention over the sp group;
 //   - on every LaCT layer: halo attention for its sliding window, and the sum of each fast-weight
 //     update over the ranks (a differentiable all-reduce on its own communicator);
+//   - with tp > 1, tensor parallelism (Megatron's layout): q, k, v, gate and up column-parallel (this
+//     rank's heads and MLP columns), o_proj and down_proj row-parallel (their outputs are partial
+//     sums), the embedding and LM head split by vocabulary, and every residual boundary a
+//     reduce-scatter, add + RMSNorm on this rank's rows and all-gather (parallel/tensor/
+//     reduce_add_norm.h): between layers the residual stream is split over the tp ranks by tokens;
 //   - asked to, activation checkpointing on every layer (each keeps only its inputs and recomputes
 //     its forward in the backward);
-// and leaves the rest as it is (local attention, local residual boundaries). Layers run what is
-// installed whenever their input is a sequence shard; on a whole sequence (evaluation on one rank)
-// they attend locally. Later plans add tensor-parallel layers and their residual boundaries here.
+// and leaves the rest as it is (local attention, local residual boundaries). Sequence-parallel
+// layers run what is installed whenever their input is a sequence shard; on a whole sequence
+// (evaluation) they attend locally. Tensor-parallel layers always need every rank of tp.
 #pragma once
 #include <string>
 
@@ -27,8 +32,14 @@ struct ParallelPlan {
   Communicator* sp_back = nullptr;
   Communicator* sp_sync = nullptr;
   bool activation_checkpoint = false;  // train.activation_checkpoint: full
+  Communicator* tp = nullptr;          // the tensor-parallel group (tensor parallelism when larger than 1)
 };
 
-void parallelize(Llama& model, const ParallelPlan& plan);
+// How tensor parallelism over `ranks` splits the model parameter `name` of `shape` for `rank`.
+TensorShard tensor_parallel_shard(const std::string& name, c10::IntArrayRef shape, int64_t ranks, int64_t rank);
+
+// Returns how the parameters were split (empty without tensor parallelism): checkpoints gather
+// them by it into whole tensors and split whole tensors by it on loading.
+TensorLayout parallelize(Llama& model, const ParallelPlan& plan);
 
 }  // namespace loom

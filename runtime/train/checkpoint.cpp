@@ -120,17 +120,20 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   return meta;
 }
 
-void load_weights(const std::string& dir, const NamedTensors& into) {
+void load_weights(const std::string& dir, const NamedTensors& into, const TensorLayout& layout) {
   const SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
   torch::NoGradGuard no_grad;
   size_t used = 0;
   for (const auto& [name, tensor] : into) {
     check(file.contains(name), "checkpoint '" + dir + "' has no tensor '" + name + "': it was saved from another model architecture");
     const auto& info = file.info(name);
-    check(info.shape == tensor.sizes().vec(),
+    const TensorShard shard = shard_of(layout, name);
+    auto whole = tensor.sizes().vec();
+    if (shard.split()) whole[static_cast<size_t>(shard.dim)] = shard.whole;
+    check(info.shape == whole,
           "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(info.shape)) + " but the model expects " +
-              c10::str(tensor.sizes()) + ": the checkpoint is from another model shape (check the model: section)");
-    tensor.copy_(file.load(name));
+              c10::str(c10::IntArrayRef(whole)) + ": the checkpoint is from another model shape (check the model: section)");
+    tensor.copy_(take_shard(file.load(name), shard));
     ++used;
   }
   check(used == file.names().size(), "checkpoint '" + dir + "' holds tensors this model does not have (e.g. tied vs untied embeddings)");

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "parallel/tensor/tensor_shard.h"
 #include "runtime/core/config.h"
 #include "runtime/core/named_tensors.h"
 #include "runtime/data/batch_loader.h"
@@ -46,8 +47,10 @@ std::string resolve_checkpoint(const std::string& path, const std::string& run_d
 CheckpointMeta read_checkpoint_meta(const std::string& dir);
 
 // Copies the stored weights into `into` (a model's parameter_list(), or master weights), casting to
-// their dtype and device; a missing, extra or differently shaped tensor is an error that names it.
-void load_weights(const std::string& dir, const NamedTensors& into);
+// their dtype and device, and taking this rank's slice of the tensors `layout` splits (tensor
+// parallelism; checkpoints hold whole tensors); a missing, extra or differently shaped tensor is an
+// error that names it.
+void load_weights(const std::string& dir, const NamedTensors& into, const TensorLayout& layout = {});
 
 // Restores the torch RNG state and returns the optimizer state to give the optimizer's load_state().
 NamedTensors load_optimizer_state(const std::string& dir);

@@ -12,7 +12,8 @@ Backpropagated FullBackprop::run(const MicroBatch& batch, double denominator) {
   const auto loss = model_->loss(shard, head_rows_);
   // Armed now, the reducer starts each bucket's all-reduce as soon as its gradients are complete,
   // while the backward goes on with earlier layers.
-  if (reducer_ && batch.last) reducer_->arm();
+  if (batch.last)
+    for (auto* r : reducers_) r->arm();
   (loss / denominator).backward();
   result.loss = loss.item<double>();
   return result;

@@ -11,14 +11,14 @@ namespace loom {
 class FullBackprop : public Backprop {
  public:
   // head_rows: the LM head and loss take that many rows of logits at a time (0: all at once).
-  FullBackprop(Llama& model, int64_t sp, int64_t sp_rank, int64_t head_rows, GradientReducer* reducer)
-      : model_(model), sp_(sp), sp_rank_(sp_rank), head_rows_(head_rows), reducer_(reducer) {}
+  FullBackprop(Llama& model, int64_t sp, int64_t sp_rank, int64_t head_rows, std::vector<GradientReducer*> reducers)
+      : model_(model), sp_(sp), sp_rank_(sp_rank), head_rows_(head_rows), reducers_(std::move(reducers)) {}
   Backpropagated run(const MicroBatch& batch, double denominator) override;
 
  private:
   Llama& model_;
   int64_t sp_, sp_rank_, head_rows_;
-  GradientReducer* reducer_;
+  std::vector<GradientReducer*> reducers_;
 };
 
 }  // namespace loom

@@ -61,14 +61,12 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
     totals[1] += b.tokens;
     totals[2] += b.flops;
   }
-  // The reducer writes the summed gradients into the masters'; without one they are taken over.
-  if (run.reducer) run.reducer->finish();
-  else run.masters.take_grads();
+  run.finish_reductions();
   all_reduce_now(*run.mesh.host().dp_sp, totals);
   m.loss = totals[0].item<double>() / denominator;
   m.tokens = totals[1].item<int64_t>();
   m.lr = run.schedule.at(step);
-  m.grad_norm = clip_grad_norm(run.masters.master_tensors(), run.config.train.grad_clip);
+  m.grad_norm = run.clip_gradients();
   m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
   if (m.skipped && run.config.train.on_nan == "stop") {
     if (log) log->finish_line();

@@ -65,11 +65,16 @@ TokenDataset load_training_data(const Config& config) {
 
 }  // namespace
 
-// Training with tp above 1 needs tensor-parallel layers that a later Loom version adds; the mesh,
-// launch and dry run already accept the degree.
-void check_trainable(const MeshShape& shape) {
-  check(shape.tp == 1, "parallel.tp = " + std::to_string(shape.tp) +
-                           ": tensor-parallel layers are not in this version of Loom yet; train with parallel.tp: 1");
+void check_trainable(const Config& config, const MeshShape& shape) {
+  if (shape.tp == 1) return;
+  const std::string tp = config.where("parallel.tp") + " = " + std::to_string(shape.tp);
+  check(config.model.ffn_dim() % shape.tp == 0, tp + " must divide the MLP's hidden size " +
+                                                   std::to_string(config.model.ffn_dim()) + " (model.d_ff)");
+  check(config.model.lact.every == 0, tp + " with LaCT layers (model.lact.every) is not in this version; use parallel.tp: 1");
+  check(config.train.optimizer == "adamw", tp + " with train.optimizer = muon: Muon orthogonalises whole matrices, and "
+                                                "tensor parallelism splits them; use adamw, or parallel.tp: 1");
+  check(config.train.strategy == "full", tp + " with train.strategy = " + config.train.strategy +
+                                             ": chunk-wise backprop with tensor parallelism is not in this version");
 }
 
 TrainSummary train(const Config& config, const TrainOptions& options) {
@@ -77,7 +82,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   const TokenDataset data = load_training_data(config);
   auto world = mpi_world(config.parallel.timeout_s);
   const MeshShape shape = resolve_mesh_shape(config, world->size());
-  check_trainable(shape);
+  check_trainable(config, shape);
   const c10::Device device = choose_device(config.train.device, launcher_local_rank());
   Mesh mesh(std::move(world), shape, device, device_groups(device, shape.world(), config.parallel.timeout_s));
   if (mesh.is_root()) prepare_run_dir(config, options);
@@ -99,7 +104,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     if (log) log->step(m, m.step % config.log.interval == 0 || m.step == config.train.steps);
     summary.last_loss = m.loss;
     summary.steps_done = m.step;
-    if (log && config.eval.interval > 0 && m.step % config.eval.interval == 0) run.evaluate_now(m.step, *log);
+    if (config.eval.interval > 0 && m.step % config.eval.interval == 0) run.evaluate_now(m.step, log ? &*log : nullptr);
     // A preemption signal may reach only some ranks (or reach them at different steps): they agree
     // at every step boundary, so all of them save the same step.
     const bool stop = run.agree_to_stop(g_stop_signal != 0);

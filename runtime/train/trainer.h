@@ -23,7 +23,8 @@ struct TrainSummary {
 // Runs on the ranks the process was launched with (mpirun / srun), or as one process.
 TrainSummary train(const Config& config, const TrainOptions& options = {});
 
-// Throws when the mesh needs a parallelism this version cannot train with yet.
-void check_trainable(const MeshShape& shape);
+// Throws when the mesh and the config combine what this version cannot train yet (tensor
+// parallelism with LaCT, Muon or chunk-wise backprop), or what cannot work (tp not dividing the MLP).
+void check_trainable(const Config& config, const MeshShape& shape);
 
 }  // namespace loom

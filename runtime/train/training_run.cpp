@@ -1,5 +1,6 @@
 #include "runtime/train/training_run.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "runtime/model/parallelize.h"
@@ -11,37 +12,58 @@
 namespace loom {
 namespace {
 
-// Initialised on the host from the run's seed (the same weights whatever the device), then moved.
-Llama build_model(const Config& config, const Precision& precision) {
+// Initialised on the host from the run's seed (the same weights whatever the device and layout),
+// then moved and cut as the parallel plan says.
+Llama build_model(const Config& config, const Precision& precision, const Mesh& mesh, const AttentionChoice& attention,
+                  TensorLayout& layout) {
   torch::manual_seed(config.run.seed);
   Llama model(config.model);
   model->to(precision.device, precision.param);
+  const MeshGroups& g = mesh.device();
+  layout = parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync, config.train.activation_checkpoint == "full",
+                               g.tp});
   return model;
 }
 
-// Gradients are summed in the policy's reduction dtype straight into the masters' gradients.
-std::unique_ptr<GradientReducer> make_reducer(const Config& config, const Mesh& mesh, Llama& model,
-                                              const MasterWeights& masters, const Precision& precision) {
-  Communicator& replicas = *mesh.device().dp_sp;
-  if (replicas.size() == 1) return nullptr;
-  std::vector<torch::Tensor> params;
-  for (const auto& [name, p] : model->parameter_list()) params.push_back(p);
-  return std::make_unique<GradientReducer>(params, masters.master_tensors(), precision.grad_reduce, replicas,
-                                           static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)));
+// Gradients are summed in the policy's reduction dtype straight into the masters' gradients: the
+// tensor-parallel slices over the replicas of the same slice, what every rank holds whole over
+// every rank (each rank's gradient of a norm is its own rows' share).
+std::vector<std::unique_ptr<GradientReducer>> make_reducers(const Config& config, const Mesh& mesh, Llama& model,
+                                                            const MasterWeights& masters, const Precision& precision,
+                                                            const TensorLayout& layout) {
+  std::vector<std::unique_ptr<GradientReducer>> reducers;
+  const auto bucket_bytes = static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20));
+  const auto add = [&](Communicator& group, bool whole) {
+    std::vector<torch::Tensor> params, targets;
+    const auto all = model->parameter_list();
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (!layout.empty() && shard_of(layout, all[i].first).split() == whole) continue;
+      params.push_back(all[i].second);
+      targets.push_back(masters.masters()[i].second);
+    }
+    if (group.size() > 1 && !params.empty())
+      reducers.push_back(std::make_unique<GradientReducer>(params, targets, precision.grad_reduce, group, bucket_bytes));
+  };
+  add(*mesh.device().dp_sp, false);
+  if (!layout.empty()) add(*mesh.device().world, true);
+  return reducers;
 }
 
-// Weights from a checkpoint into the masters, and from them into the model.
-void load_into(const std::string& dir, MasterWeights& masters) {
-  load_weights(dir, masters.masters());
+// Weights from a checkpoint into the masters (this rank's slices), and from them into the model.
+void load_into(const std::string& dir, MasterWeights& masters, const TensorLayout& layout) {
+  load_weights(dir, masters.masters(), layout);
   masters.write_back();
 }
 
-// The strategy train.strategy names; `reducer` is armed before the gradients of the step's last
-// micro-batch start to arrive.
-std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh, GradientReducer* reducer) {
+// The strategy train.strategy names; the reducers are armed before the gradients of the step's
+// last micro-batch start to arrive.
+std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh,
+                                        const std::vector<std::unique_ptr<GradientReducer>>& reducers) {
+  std::vector<GradientReducer*> arm;
+  for (const auto& r : reducers) arm.push_back(r.get());
   if (config.train.strategy == "full")
-    return std::make_unique<FullBackprop>(model, mesh.shape().sp, mesh.coord().sp, config.train.loss_chunk, reducer);
-  return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, reducer);
+    return std::make_unique<FullBackprop>(model, mesh.shape().sp, mesh.coord().sp, config.train.loss_chunk, arm);
+  return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, arm);
 }
 
 std::string describe_strategy(const TrainConfig& t) {
@@ -64,28 +86,41 @@ TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& m
       data(data),
       mesh(mesh),
       precision(resolve_precision(config, device)),
-      model(build_model(config, precision)),
+      attention(choose_attention(config, mesh.shape().sp)),
+      model(build_model(config, precision, mesh, attention, layout)),
       masters(model->parameter_list(), precision.master),
       optimizer(masters.masters(), config.train),
       schedule{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
       train_docs(split_documents(data, Split::kTrain, config.data.val_fraction)),
       val_docs(split_documents(data, Split::kValidation, config.data.val_fraction)),
       loader(data, train_docs, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)),
-      attention(choose_attention(config, mesh.shape().sp)),
-      reducer(make_reducer(config, mesh, model, masters, precision)) {
-  if (!config.run.init_from.empty()) load_into(resolve_checkpoint(config.run.init_from, config.run.dir), masters);
-  const MeshGroups& g = mesh.device();
-  parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync, config.train.activation_checkpoint == "full"});
-  backprop = make_backprop(config, model, mesh, reducer.get());
+      reducers(make_reducers(config, mesh, model, masters, precision, layout)),
+      backprop(make_backprop(config, model, mesh, reducers)) {
+  if (!config.run.init_from.empty()) load_into(resolve_checkpoint(config.run.init_from, config.run.dir), masters, layout);
 }
 
 void TrainingRun::synchronise_weights() {
-  Communicator& world = *mesh.device().world;
-  if (world.size() == 1) return;
+  Communicator& replicas = *mesh.device().dp_sp;
+  if (replicas.size() == 1) return;
   std::vector<CommHandle> pending;
-  for (const auto& [name, m] : masters.masters()) pending.push_back(world.broadcast(m.detach(), 0));
+  for (const auto& [name, m] : masters.masters()) pending.push_back(replicas.broadcast(m.detach(), 0));
   for (auto& h : pending) h.wait();
   masters.write_back();
+}
+
+double TrainingRun::clip_gradients() {
+  std::vector<torch::Tensor> whole, sliced;
+  for (const auto& [name, m] : masters.masters()) (holds_whole(name) ? whole : sliced).push_back(m);
+  auto squares = torch::tensor({grad_norm_squared(sliced)}, torch::kFloat64);
+  if (mesh.shape().tp > 1) all_reduce_now(*mesh.host().tp, squares);
+  const double norm = std::sqrt(grad_norm_squared(whole) + squares.item<double>());
+  scale_gradients(masters.master_tensors(), norm, config.train.grad_clip);
+  return norm;
+}
+
+void TrainingRun::finish_reductions() {
+  masters.take_grads();
+  for (auto& r : reducers) r->finish();
 }
 
 bool TrainingRun::agree_to_stop(bool mine) {
@@ -96,8 +131,8 @@ bool TrainingRun::agree_to_stop(bool mine) {
 
 int64_t TrainingRun::resume(const std::string& dir) {
   const CheckpointMeta meta = read_checkpoint_meta(dir);
-  load_into(dir, masters);
-  optimizer.load_state(load_optimizer_state(dir));
+  load_into(dir, masters, layout);
+  optimizer.load_state(take_named(load_optimizer_state(dir), layout));
   loader.set_cursor(meta.cursor);
   last_checkpoint_ = dir;
   if (mesh.is_root()) std::printf("resumed from %s (step %ld)\n", dir.c_str(), meta.step);
@@ -130,26 +165,34 @@ void TrainingRun::print_start() const {
   std::fflush(stdout);
 }
 
-void TrainingRun::evaluate_now(int64_t step, MetricsLog& log) {
-  if (val_docs.empty() || !mesh.is_root()) return;
+void TrainingRun::evaluate_now(int64_t step, MetricsLog* log) {
+  const MeshCoord c = mesh.coord();
+  if (val_docs.empty() || c.dp != 0 || c.sp != 0) return;
   const EvalResult result = evaluate(model, data, val_docs, config.train.seq_len, config.eval.max_docs);
+  if (!log) return;
   auto record = result.to_json();
   record["step"] = step;
   record["kind"] = "eval";
-  log.record(record);
-  log.finish_line();
+  log->record(record);
+  log->finish_line();
   std::printf("eval at step %ld: loss %.4f, perplexity %.3f", step, result.loss, result.perplexity);
   if (result.has_answers) std::printf(", passkey retrieval %ld/%ld", result.correct, result.answered);
   if (result.cut > 0) std::printf(" (%ld of %ld documents cut at train.seq_len)", result.cut, result.docs);
   std::printf("\n");
 }
 
-// Weights and optimizer state are replicated, so rank 0 writes them; the barrier keeps every rank
-// from exiting (or a requeued job from resuming) before the checkpoint is complete.
+// The replicas hold the same weights and optimizer state, so the ranks of rank 0's tensor-parallel
+// group gather them whole and rank 0 writes them; the barrier keeps every rank from exiting (or a
+// requeued job from resuming) before the checkpoint is complete.
 const std::string& TrainingRun::checkpoint(int64_t step) {
-  if (mesh.is_root()) {
-    save_checkpoint(config.run.dir, step, masters.masters(), optimizer.state(), loader.cursor(), config);
-    prune_checkpoints(config.run.dir, config.checkpoint.keep_last);
+  const MeshCoord c = mesh.coord();
+  if (c.dp == 0 && c.sp == 0) {
+    const NamedTensors weights = gather_named(masters.masters(), layout, *mesh.device().tp);
+    const NamedTensors state = gather_named(optimizer.state(), layout, *mesh.device().tp);
+    if (mesh.is_root()) {
+      save_checkpoint(config.run.dir, step, weights, state, loader.cursor(), config);
+      prune_checkpoints(config.run.dir, config.checkpoint.keep_last);
+    }
   }
   barrier_now(*mesh.host().world);
   last_checkpoint_ = checkpoint_dir(config.run.dir, step);

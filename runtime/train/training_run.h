@@ -29,32 +29,45 @@ class TrainingRun {
 
   // Continues from checkpoint `dir`; returns its step.
   int64_t resume(const std::string& dir);
-  // Every replica starts from rank 0's weights, whatever produced them (seeded init, init_from, resume).
+  // Every replica starts from the weights of the first rank holding the same slices, whatever
+  // produced them (seeded init, init_from, resume).
   void synchronise_weights();
   void print_start() const;
   // True on every rank when any rank asks to stop, so all of them save the same step and exit.
   bool agree_to_stop(bool mine);
-  // Rank 0 evaluates on the held-out documents; the others wait for it at the next collective.
-  void evaluate_now(int64_t step, MetricsLog& log);
-  // Writes the checkpoint of `step` (rank 0; every rank waits for it) and returns its folder.
+  // Rank 0 evaluates on the held-out documents (with the other ranks of its tensor-parallel group);
+  // the others wait for it at the next collective.
+  // `log` is rank 0's (null elsewhere).
+  void evaluate_now(int64_t step, MetricsLog* log);
+  // Writes the checkpoint of `step` (rank 0, whole tensors gathered from its tensor-parallel group;
+  // every rank waits for it) and returns its folder.
   const std::string& checkpoint(int64_t step);
+  // The global norm of the masters' gradients (slices summed over the tensor-parallel group),
+  // clipped to train.grad_clip; returns the norm before clipping.
+  double clip_gradients();
+  // Waits for the step's gradient reductions: the masters' gradients then hold the sums.
+  void finish_reductions();
   const std::string& last_checkpoint() const { return last_checkpoint_; }
 
   const Config& config;
   const TokenDataset& data;
   Mesh& mesh;
   const Precision precision;
+  const AttentionChoice attention;
+  TensorLayout layout;  // how tensor parallelism split the parameters (empty without it)
   Llama model;
   MasterWeights masters;  // what the optimizer steps and checkpoints hold
   TrainingOptimizer optimizer;
   LrSchedule schedule;
   const std::vector<int64_t> train_docs, val_docs;
   BatchLoader loader;
-  const AttentionChoice attention;
-  std::unique_ptr<GradientReducer> reducer;  // null without data or sequence parallelism
+  // Gradients summed over the ranks holding the same parameters: the tensor-parallel slices over
+  // the dp x sp replicas, the parameters every rank holds whole (the norms) over every rank.
+  std::vector<std::unique_ptr<GradientReducer>> reducers;
   std::unique_ptr<Backprop> backprop;
 
  private:
+  bool holds_whole(const std::string& name) const { return !shard_of(layout, name).split(); }
   std::string last_checkpoint_;
 };
 

@@ -178,7 +178,8 @@ Backpropagated ChunkwiseBackprop::run(const MicroBatch& batch, double denominato
   result.tokens = (batch.tokens.doc_ids >= 0).sum().item<int64_t>();
   result.flops = model_->training_flops(batch.tokens);
   result.loss = chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size, selection, denominator).loss;
-  if (reducer_ && batch.last) reducer_->arm();
+  if (batch.last)
+    for (auto* r : reducers_) r->arm();
   return result;
 }
 

@@ -44,15 +44,15 @@ ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, 
 // everything when the step finishes it.
 class ChunkwiseBackprop : public Backprop {
  public:
-  ChunkwiseBackprop(Llama& model, const TrainConfig& train, int64_t seed, GradientReducer* reducer)
-      : model_(model), train_(train), seed_(seed), reducer_(reducer) {}
+  ChunkwiseBackprop(Llama& model, const TrainConfig& train, int64_t seed, std::vector<GradientReducer*> reducers)
+      : model_(model), train_(train), seed_(seed), reducers_(std::move(reducers)) {}
   Backpropagated run(const MicroBatch& batch, double denominator) override;
 
  private:
   Llama& model_;
   TrainConfig train_;
   int64_t seed_;
-  GradientReducer* reducer_;
+  std::vector<GradientReducer*> reducers_;
 };
 
 }  // namespace loom

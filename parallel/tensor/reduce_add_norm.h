@@ -1,0 +1,32 @@
+// The residual boundary of tensor parallelism with sequence-sharded norms (Megatron's sequence
+// parallelism; TokenWeave's reordering of the all-reduce around the norm, Gond et al., arXiv
+// 2505.11329): between layers the residual stream is split over the tp ranks by tokens, and a
+// row-parallel layer's partial sums become the next layer's input in one operation:
+//   s = reduce-scatter(partial)                 this rank's rows, summed over the tp ranks
+//   residual' = residual + s                    only this rank's rows of the residual exist here
+//   normed = all-gather(RMSNorm(residual') * gamma)   every rank gets every row
+// Each row is reduced and normalised by one rank and broadcast, so every rank's `normed` is bitwise
+// the same. The reduction sums in float32 or wider whatever the rows' dtype, rounding once. The
+// backward is one node too: reduce-scatter the incoming gradient of `normed` (each rank holds its
+// partial sum of it), the norm's backward on this rank's rows, all-gather the gradient of the
+// partial sums. The rows are padded to a multiple of the tp degree.
+#pragma once
+#include <torch/torch.h>
+
+#include "parallel/comm/communicator.h"
+
+namespace loom {
+
+struct ReducedNorm {
+  torch::Tensor residual;  // this rank's rows [ceil(N / tp), D]
+  torch::Tensor normed;    // all rows [N, D]
+};
+
+// partial [N, D] (this rank's partial sums of every row), residual [ceil(N / tp), D] or undefined
+// (the embedding's boundary: the residual starts as the reduced sum), gamma [D]. Differentiable in
+// partial, residual and gamma (gamma's gradient is this rank's rows' share: sum it over the ranks).
+// `tp` must outlive the backward.
+ReducedNorm reduce_add_norm(const torch::Tensor& partial, const torch::Tensor& residual, const torch::Tensor& gamma,
+                            double eps, Communicator& tp);
+
+}  // namespace loom
