@@ -147,7 +147,7 @@ void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
 }
 
 void add_bench(CLI::App& app, loom::TrainBenchArgs& a, loom::CommBenchArgs& comm, loom::AttentionBenchArgs& attn,
-               loom::ChunkwiseBenchArgs& cw, loom::BlockBenchArgs& block, loom::LactBenchArgs& lact, int& rc) {
+               loom::TensorBenchArgs& tensor, loom::ChunkwiseBenchArgs& cw, loom::BlockBenchArgs& block, loom::LactBenchArgs& lact, int& rc) {
   auto* bench = app.add_subcommand("bench", "benchmarks: ratios measured side by side in one run");
   bench->require_subcommand(1);
   auto* t = bench->add_subcommand("train", "training throughput against the machine's matmul ceiling");
@@ -175,6 +175,15 @@ void add_bench(CLI::App& app, loom::TrainBenchArgs& a, loom::CommBenchArgs& comm
       ->check(non_negative);
   at->add_option("--json", attn.json_out, "write the results as JSON here")->check(output_file);
   at->callback([&] { rc = loom::run_bench_attention(attn); });
+  auto* tn = bench->add_subcommand("tensor", "a tensor-parallel layer stack with and without token splitting (TokenWeave), "
+                                             "compute and communication apart (start on the tp ranks with launch/loom-run)");
+  tn->add_option("--seq-len", tensor.seq_lens, "sequence lengths")->check(positive);
+  tn->add_option("--d-model", tensor.d_model, "model width (heads of 64)")->check(positive);
+  tn->add_option("--layers", tensor.layers, "layers")->check(positive);
+  tn->add_option("--reps", tensor.reps, "timed repetitions")->check(positive);
+  tn->add_option("--warmups", tensor.warmups, "untimed runs before them (0 for the longest sequences)")->check(non_negative);
+  tn->add_option("--json", tensor.json_out, "write the results as JSON here")->check(output_file);
+  tn->callback([&] { rc = loom::run_bench_tensor(tensor); });
   auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop, SeCO and SpaCO, and the longest "
                                                 "sequence each trains within one memory cap");
   ch->add_option("--lengths", cw.lengths, "sequence lengths (one document each)")->check(positive);
@@ -228,6 +237,7 @@ int main(int argc, char** argv) {
   loom::TrainBenchArgs bench;
   loom::CommBenchArgs bench_comm;
   loom::AttentionBenchArgs bench_attention;
+  loom::TensorBenchArgs bench_tensor;
   loom::ChunkwiseBenchArgs bench_chunkwise;
   loom::BlockBenchArgs bench_block;
   loom::LactBenchArgs bench_lact;
@@ -240,7 +250,7 @@ int main(int argc, char** argv) {
   add_summary(app, run_dir, rc);
   add_config(app, rc);
   add_export_import(app, export_args, import_args, rc);
-  add_bench(app, bench, bench_comm, bench_attention, bench_chunkwise, bench_block, bench_lact, rc);
+  add_bench(app, bench, bench_comm, bench_attention, bench_tensor, bench_chunkwise, bench_block, bench_lact, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

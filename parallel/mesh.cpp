@@ -75,6 +75,7 @@ Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, c10::Dev
     return keep(host_.world->split(static_cast<int>(color), static_cast<int>(key), name));
   };
   host_.tp = split(c.dp * s.sp + c.sp, c.tp, "tp");
+  host_.tp_weave = split(c.dp * s.sp + c.sp, c.tp, "tp_weave");
   host_.sp = split(c.dp * s.tp + c.tp, c.sp, "sp");
   host_.sp_back = split(c.dp * s.tp + c.tp, c.sp, "sp_back");
   host_.sp_sync = split(c.dp * s.tp + c.tp, c.sp, "sp_sync");
@@ -83,7 +84,7 @@ Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, c10::Dev
   device_ = host_;
   if (device_groups) {
     for (Communicator** g : {&device_.world, &device_.dp, &device_.sp, &device_.sp_back, &device_.sp_sync, &device_.tp,
-                             &device_.dp_sp})
+                             &device_.tp_weave, &device_.dp_sp})
       *g = keep(device_groups(**g));
   }
   hosts_ = gather_text(*host_.world, host_name());

@@ -39,6 +39,9 @@ struct MeshGroups {
   Communicator* sp_back = nullptr;
   Communicator* sp_sync = nullptr;
   Communicator* tp = nullptr;
+  // One more over the tp group for TokenWeave's residual boundaries, which run on a worker thread
+  // while the layers (and the vocabulary-parallel loss) use `tp` on the training thread.
+  Communicator* tp_weave = nullptr;
   // Ranks holding the same weights with different data: gradients are reduced over this group.
   Communicator* dp_sp = nullptr;
 };

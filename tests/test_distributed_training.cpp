@@ -102,7 +102,8 @@ TEST_F(DataParallel, ActivationCheckpointingOnTwoSequenceParallelRanksMatchesOne
 }
 
 // Tensor parallelism end to end (3 float64 steps): tp = 2 and 4, dp 2 x tp 2 and sp 2 x tp 2 give
-// the parameters of one process, gathered whole into the checkpoint.
+// the parameters of one process, gathered whole into the checkpoint; so do tp = 2 and dp 2 x tp 2
+// with every sequence split in two interleaved halves (TokenWeave).
 TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
   ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
   const std::string four_kv = " --set model.n_kv_heads=4";  // tp = 4 divides the KV heads
@@ -111,10 +112,14 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
   for (const Layout& l : {Layout{"tp2", 2, "--set parallel.tp=2", "one"},
                           Layout{"tp4", 4, "--set parallel.tp=4" + four_kv, "one-kv4"},
                           Layout{"dp2-tp2", 4, "--set parallel.tp=2 --set parallel.dp=2", "one"},
-                          Layout{"sp2-tp2", 4, "--set parallel.tp=2 --set parallel.sp=2 --set parallel.attention=token_ring", "one"}}) {
+                          Layout{"sp2-tp2", 4, "--set parallel.tp=2 --set parallel.sp=2 --set parallel.attention=token_ring", "one"},
+                          Layout{"tp2-weave", 2, "--set parallel.tp=2 --set parallel.token_weave=on", "one"},
+                          Layout{"dp2-tp2-weave", 4, "--set parallel.tp=2 --set parallel.dp=2 --set parallel.token_weave=on", "one"}}) {
     const std::string run = l.run;
     const auto r = test::run_loom_ranks(l.ranks, train_args(run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
+    const bool weave = l.sets.find("token_weave=on") != std::string::npos;
+    EXPECT_EQ(r.output.find("token splitting:") != std::string::npos, weave) << r.output;
     expect_same_weights(std::string(l.reference) + "/checkpoints/step-3", run + "/checkpoints/step-3");
   }
 }

@@ -18,8 +18,9 @@ std::map<int64_t, std::vector<int64_t>> positions_by_doc(const torch::Tensor& po
   return by_doc;
 }
 
-// How many keys each query row sees.
-std::vector<int64_t> pairs_per_query(const AttentionMask& m) {
+}  // namespace
+
+std::vector<int64_t> visible_pairs_per_query(const AttentionMask& m) {
   const auto keys_by_doc = positions_by_doc(m.k_pos, m.k_doc);
   std::vector<int64_t> pairs(m.q_pos.size(0), 0);
   const auto qp = m.q_pos.accessor<int64_t, 1>(), qd = m.q_doc.accessor<int64_t, 1>();
@@ -34,19 +35,17 @@ std::vector<int64_t> pairs_per_query(const AttentionMask& m) {
   return pairs;
 }
 
-}  // namespace
-
 AttentionMask AttentionMask::self(const torch::Tensor& positions, const torch::Tensor& doc_ids, bool causal) {
   return {positions, doc_ids, positions, doc_ids, causal};
 }
 
 int64_t visible_pairs(const AttentionMask& m) {
-  const auto pairs = pairs_per_query(m);
+  const auto pairs = visible_pairs_per_query(m);
   return std::accumulate(pairs.begin(), pairs.end(), int64_t{0});
 }
 
 torch::Tensor visible_queries(const AttentionMask& m) {
-  const auto pairs = pairs_per_query(m);
+  const auto pairs = visible_pairs_per_query(m);
   std::vector<int64_t> rows;
   for (size_t i = 0; i < pairs.size(); ++i)
     if (pairs[i] > 0) rows.push_back(static_cast<int64_t>(i));

@@ -5,6 +5,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace loom {
 
 struct AttentionMask {
@@ -19,6 +21,8 @@ struct AttentionMask {
 
 // The number of (query, key) pairs the mask lets through: the attention FLOPs are 4 * d * Hq * pairs.
 int64_t visible_pairs(const AttentionMask& mask);
+// The same per query row.
+std::vector<int64_t> visible_pairs_per_query(const AttentionMask& mask);
 
 // The keys the mask lets at least one query see: int64 indices into the key rows, ascending.
 torch::Tensor visible_keys(const AttentionMask& mask);

@@ -4,6 +4,7 @@
 //   train      training FLOP/s of a few model widths (bench_train.cpp)
 //   comm       the communicator's collectives next to raw MPI, and overlap (bench_comm.cpp)
 //   attention  local, ring and token_ring attention with compute, communication and waits apart (bench_attention.cpp)
+//   tensor     a tensor-parallel layer stack with and without token splitting, compute and communication apart (bench_tensor.cpp)
 //   chunkwise  memory and time of full backprop, SeCO and SpaCO (bench_chunkwise.cpp)
 //   block      the block kernel alone, every path the build has (bench_block.cpp)
 //   lact       LaCT's chunk loop per chunk size, and a LaCT model against full attention (bench_lact.cpp)
@@ -38,6 +39,13 @@ struct AttentionBenchArgs {
   int64_t heads = 4, head_dim = 32, reps = 3, warmups = 1;
 };
 int run_bench_attention(const AttentionBenchArgs& args);
+
+struct TensorBenchArgs {
+  std::string json_out;
+  std::vector<int64_t> seq_lens = {4096, 8192, 16384};
+  int64_t d_model = 512, layers = 2, reps = 3, warmups = 1;
+};
+int run_bench_tensor(const TensorBenchArgs& args);
 
 struct ChunkwiseBenchArgs {
   std::string json_out;

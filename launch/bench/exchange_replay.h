@@ -1,20 +1,22 @@
-// Splitting a sequence-parallel algorithm's time into its computation and its communication, for
-// the benchmarks' "fraction of communication hidden":
-//   - RecordingCommunicator forwards every point-to-point exchange to a real communicator and keeps
-//     its shape (peers, sizes, dtypes, channel);
+// Splitting a parallel algorithm's time into its computation and its communication, for the
+// benchmarks' "fraction of communication hidden". The algorithms' exchanges are their point-to-point
+// transfers and, for tensor parallelism's boundaries, reduce-scatters and all-gathers:
+//   - RecordingCommunicator forwards every exchange to a real communicator and keeps its shape
+//     (peers, sizes, dtypes, channel);
 //   - ExchangeReplay issues the recorded exchanges again on the real communicators with nothing
 //     computed between them: each communicator's exchanges run one after another, as they do in
 //     the algorithm (each waits for its previous one), and different communicators concurrently;
 //   - NullCommunicator completes every exchange at once without moving a byte (receive buffers are
-//     zero-filled), so the algorithm runs its computation alone;
+//     and reduced or gathered outputs zero-filled), so the algorithm runs its computation alone;
 //   - WaitTimingCommunicator forwards every exchange and adds up the time the caller spends blocked
 //     in their wait(): the communication the computation did not hide, read inside the real run
 //     rather than as the difference of two separately timed runs (which, at a few per cent of a
 //     step, is within the noise of a shared machine).
-// The algorithms only exchange, so the other operations are refused.
+// The other operations (all-reduce, all-to-all, broadcast, barrier, split) are refused.
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,13 +26,15 @@
 namespace loom {
 
 struct RecordedExchange {
+  enum class Kind { kPointToPoint, kReduceScatter, kAllGather };
+  Kind kind = Kind::kPointToPoint;
   struct Op {
     P2POp::Kind kind;
     int peer;
     std::vector<int64_t> shape;
     torch::ScalarType dtype;
   };
-  std::vector<Op> ops;
+  std::vector<Op> ops;  // point to point: the sends and receives; a collective: its input, then output
   int channel = 0;
 };
 
@@ -46,14 +50,14 @@ class ExchangeOnlyCommunicator : public Communicator {
 
  protected:
   CommHandle start_all_reduce(torch::Tensor, ReduceOp) override;
-  CommHandle start_reduce_scatter(torch::Tensor, torch::Tensor, ReduceOp) override;
-  CommHandle start_all_gather(torch::Tensor, torch::Tensor) override;
   CommHandle start_all_to_all(torch::Tensor, const std::vector<int64_t>&, torch::Tensor, const std::vector<int64_t>&) override;
   CommHandle start_broadcast(torch::Tensor, int) override;
   CommHandle start_barrier() override;
 
   Communicator& real_;
 };
+
+// Each stand-in below implements the three exchanges.
 
 class RecordingCommunicator : public ExchangeOnlyCommunicator {
  public:
@@ -62,6 +66,8 @@ class RecordingCommunicator : public ExchangeOnlyCommunicator {
 
  protected:
   CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+  CommHandle start_reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override;
+  CommHandle start_all_gather(torch::Tensor input, torch::Tensor output) override;
 
  private:
   std::vector<RecordedExchange> recorded_;
@@ -73,6 +79,8 @@ class NullCommunicator : public ExchangeOnlyCommunicator {
 
  protected:
   CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+  CommHandle start_reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override;
+  CommHandle start_all_gather(torch::Tensor input, torch::Tensor output) override;
 };
 
 class WaitTimingCommunicator : public ExchangeOnlyCommunicator {
@@ -84,6 +92,8 @@ class WaitTimingCommunicator : public ExchangeOnlyCommunicator {
 
  protected:
   CommHandle start_exchange(const std::vector<P2POp>& ops, int channel) override;
+  CommHandle start_reduce_scatter(torch::Tensor input, torch::Tensor output, ReduceOp op) override;
+  CommHandle start_all_gather(torch::Tensor input, torch::Tensor output) override;
 
  private:
   std::shared_ptr<double> waited_ = std::make_shared<double>(0);  // shared with handles still pending
@@ -97,12 +107,8 @@ class ExchangeReplay {
   void run();
 
  private:
-  struct Stream {
-    Communicator* comm;
-    std::vector<std::vector<P2POp>> exchanges;
-    std::vector<int> channels;
-  };
-  std::vector<Stream> streams_;
+  // Per communicator, its exchanges ready to issue, each with its buffers.
+  std::vector<std::vector<std::function<CommHandle()>>> streams_;
 };
 
 }  // namespace loom

@@ -13,7 +13,10 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <future>
+
 #include "parallel/comm/communicator.h"
+#include "parallel/tensor/boundary_worker.h"
 
 namespace loom {
 
@@ -28,5 +31,32 @@ struct ReducedNorm {
 // `tp` must outlive the backward.
 ReducedNorm reduce_add_norm(const torch::Tensor& partial, const torch::Tensor& residual, const torch::Tensor& gamma,
                             double eps, Communicator& tp);
+
+// The same running on a BoundaryWorker while the caller computes (TokenWeave's overlap): start()
+// returns at once, and wait() must come before the outputs are read. Each backward runs on the
+// worker too; the gradients it sends back pass through a node that waits for it, and those nodes
+// take autograd priorities reserved before the forward computes anything, so the backward runs
+// every computation that is ready before it blocks on the worker. `tp` must be used by the worker
+// alone, and every rank must start the same boundaries in the same order.
+struct PendingNorm {
+  ReducedNorm out;
+  std::shared_future<void> done;
+  const ReducedNorm& wait() const {
+    done.get();
+    return out;
+  }
+};
+
+class AsyncBoundaries {
+ public:
+  // For at most `count` boundaries, started in the forward that follows.
+  AsyncBoundaries(Communicator& tp, BoundaryWorker& worker, int64_t count);
+  PendingNorm start(const torch::Tensor& partial, const torch::Tensor& residual, const torch::Tensor& gamma, double eps);
+
+ private:
+  Communicator& tp_;
+  BoundaryWorker& worker_;
+  uint64_t next_priority_, end_priority_;
+};
 
 }  // namespace loom

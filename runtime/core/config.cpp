@@ -81,6 +81,8 @@ void visit_fields(Config& c, Visitor& v) {
   v.degree("parallel.dp", c.parallel.dp);
   v.number("parallel.sp", c.parallel.sp, 1, 1 << 20);
   v.number("parallel.tp", c.parallel.tp, 1, 1 << 20);
+  v.choice("parallel.token_weave", c.parallel.token_weave, {"auto", "on", "off"});
+  v.number("parallel.token_weave_min_tokens", c.parallel.token_weave_min_tokens, 0, 1 << 26);
   v.choice("parallel.attention", c.parallel.attention, {"local", "ring", "token_ring", "auto"});
   v.number("parallel.bucket_mb", c.parallel.bucket_mb, 0.001, 1 << 16);
   v.number("parallel.timeout_s", c.parallel.timeout_s, 1, kInf);
@@ -331,6 +333,14 @@ void validate(const Config& c) {
   check(t.activation_checkpoint == "none" || t.strategy == "full",
         c.where("train.activation_checkpoint") + " = " + t.activation_checkpoint + " with train.strategy = " + t.strategy +
             ": chunk-wise backprop already keeps only one chunk's activations; use one of the two");
+  const std::string weave = c.where("parallel.token_weave") + " = on";
+  check(c.parallel.token_weave != "on" || c.parallel.sp == 1,
+        weave + " with parallel.sp = " + std::to_string(c.parallel.sp) +
+            ": token splitting cuts whole sequences, and sequence parallelism already splits them; use "
+            "parallel.token_weave: auto (it splits where it can) or off");
+  check(c.parallel.token_weave != "on" || t.activation_checkpoint == "none",
+        weave + " with train.activation_checkpoint = full: the interleaved layers keep their activations; use "
+                "parallel.token_weave: auto (it steps aside for checkpointing) or train.activation_checkpoint: none");
   check(t.seq_len <= m.max_seq_len, c.where("train.seq_len") + " = " + std::to_string(t.seq_len) +
                                         " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
 }

@@ -98,6 +98,10 @@ struct ParallelConfig {
   int64_t dp = kAuto;              // data-parallel degree; auto = world / (sp x tp)
   int64_t sp = 1;                  // sequence-parallel degree
   int64_t tp = 1;                  // tensor-parallel degree
+  // TokenWeave's token splitting with tp > 1: auto splits sequences of at least
+  // token_weave_min_tokens tokens, on splits every sequence it can, off never splits.
+  std::string token_weave = "auto";
+  int64_t token_weave_min_tokens = 1024;
   std::string attention = "auto";  // local | ring | token_ring | auto (local when sp = 1)
   double bucket_mb = 25;           // gradient all-reduce bucket size
   double timeout_s = 600;          // a collective that takes longer aborts the job

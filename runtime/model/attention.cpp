@@ -38,6 +38,15 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const SequenceShard
   return output(core->attend(h.q, h.k, h.v, scale_, input));
 }
 
+torch::Tensor AttentionImpl::forward_half(const torch::Tensor& x, const SequenceShard& half, const KeyBlock* earlier,
+                                          KeyBlock* keys) {
+  const auto& t = half.tokens;
+  const Heads h = project(x, t.positions);
+  *keys = {h.k, h.v, t.positions, t.doc_ids};
+  if (!earlier) return output(core->attend(h.q, h.k, h.v, scale_, half));
+  return output(prefix_attention(h.q, h.k, h.v, t.positions, t.doc_ids, {*earlier}, 1, scale_));
+}
+
 torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& positions, torch::Tensor& cache_k,
                                             torch::Tensor& cache_v, const torch::Tensor& cache_positions) {
   const Heads h = project(x, positions);

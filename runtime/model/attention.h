@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "kernels/attention/prefix_attention.h"
 #include "runtime/core/config.h"
 #include "runtime/model/core_attention.h"
 
@@ -16,6 +17,10 @@ class AttentionImpl : public torch::nn::Module {
   AttentionImpl(const ModelConfig& c);
   // x [n, D] of `input`'s tokens -> [n, D].
   torch::Tensor forward(const torch::Tensor& x, const SequenceShard& input);
+  // Token splitting (token_weave.h): x [n, D] of the tokens of `half`, whose queries also see the
+  // keys of `earlier` (the half before them in the sequence; null for the first half). Their own
+  // keys and values (after RoPE) go to `keys`, for the half after them.
+  torch::Tensor forward_half(const torch::Tensor& x, const SequenceShard& half, const KeyBlock* earlier, KeyBlock* keys);
   // Generation: x holds new tokens of one document at `positions`; their K/V are appended to the
   // cache ([Hkv, T, d] after RoPE, empty at first) and they attend to every cached token.
   torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& positions, torch::Tensor& cache_k,

@@ -59,7 +59,17 @@ torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens) {
   return vocab_parallel_embedding(tokens, model->embed_tokens->weight, vocab_);
 }
 
+WovenModel LlamaImpl::woven() {
+  std::vector<DecoderLayerImpl*> layers;
+  for (int64_t i = 0; i < num_layers(); ++i) layers.push_back(&layer(i));
+  return {config_, [this](const torch::Tensor& tokens) { return embed(tokens); }, layers, *model->norm};
+}
+
 torch::Tensor LlamaImpl::hidden(const SequenceShard& input) {
+  if (weave_) {
+    const auto woven = token_weave_hidden(this->woven(), input, *weave_);
+    if (woven.defined()) return woven;
+  }
   Residual r = residual_norm_->apply({}, embed(input.tokens.tokens), *layer(0).input_layernorm);
   for (int64_t i = 0; i < num_layers(); ++i) r = run_layer(i, r, input);
   return r.normed;

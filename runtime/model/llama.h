@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "runtime/core/config.h"
@@ -20,6 +21,7 @@
 #include "parallel/comm/communicator.h"
 #include "parallel/tensor/tensor_shard.h"
 #include "runtime/model/decoder_layer.h"
+#include "runtime/model/token_weave.h"
 
 namespace loom {
 
@@ -68,6 +70,16 @@ class LlamaImpl : public torch::nn::Module {
   // `shard` of the vocabulary; the embedding then gives partial sums, the loss is vocab-parallel
   // and logits() gathers the slices from the ranks of `tp`.
   void split_vocabulary(const TensorShard& shard, Communicator& tp);
+  // Token splitting (runtime/model/token_weave.h): the layers run interleaved over two halves of the tokens
+  // wherever the plan splits them.
+  void weave_tokens(const TokenWeavePlan& plan) { weave_ = plan; }
+  // This model as the interleaved layers see it.
+  WovenModel woven();
+
+  // The embedding of `tokens` (this rank's partial sums when the vocabulary is split), and the norm
+  // the residual boundary after layer `layer` applies: the next layer's input norm, or the final one.
+  torch::Tensor embed(const torch::Tensor& tokens);
+  RMSNormImpl& norm_after(int64_t layer);
 
   const ModelConfig& config() const { return config_; }
   torch::Device device() const { return model->embed_tokens->weight.device(); }
@@ -83,13 +95,12 @@ class LlamaImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};
 
  private:
-  RMSNormImpl& norm_after(int64_t layer);  // the next layer's input norm, or the final norm
-  torch::Tensor embed(const torch::Tensor& tokens);
   Residual run_layer(int64_t layer, const Residual& in, const SequenceShard& input);
   ModelConfig config_;
   std::shared_ptr<ResidualNorm> residual_norm_;  // the embedding's boundary
   TensorShard vocab_;                            // not split() without tensor parallelism
   Communicator* tp_ = nullptr;
+  std::optional<TokenWeavePlan> weave_;
 };
 TORCH_MODULE(Llama);
 

@@ -10,6 +10,9 @@
 //     sums), the embedding and LM head split by vocabulary, and every residual boundary a
 //     reduce-scatter, add + RMSNorm on this rank's rows and all-gather (parallel/tensor/
 //     reduce_add_norm.h): between layers the residual stream is split over the tp ranks by tokens;
+//   - with tp > 1 and a token-weave plan, TokenWeave's token splitting (runtime/model/token_weave.h):
+//     the layers interleave over two halves of each sequence, one half's boundaries running on the
+//     plan's worker while the other half computes;
 //   - asked to, activation checkpointing on every layer (each keeps only its inputs and recomputes
 //     its forward in the backward);
 // and leaves the rest as it is (local attention, local residual boundaries). Sequence-parallel
@@ -33,6 +36,9 @@ struct ParallelPlan {
   Communicator* sp_sync = nullptr;
   bool activation_checkpoint = false;  // train.activation_checkpoint: full
   Communicator* tp = nullptr;          // the tensor-parallel group (tensor parallelism when larger than 1)
+  // Token splitting when its worker is set (and tp > 1); its communicator is one more over the tp
+  // ranks, used by the worker alone. Not with activation checkpointing.
+  TokenWeavePlan token_weave;
 };
 
 // How tensor parallelism over `ranks` splits the model parameter `name` of `shape` for `rank`.

@@ -1,5 +1,6 @@
 #include "runtime/train/training_run.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -12,16 +13,33 @@
 namespace loom {
 namespace {
 
+// The shortest sequence token splitting cuts: `on` cuts whatever leaves each half a row per rank.
+int64_t weave_min_tokens(const Config& config, const MeshShape& shape) {
+  const int64_t at_least = 2 * shape.tp;
+  return config.parallel.token_weave == "on" ? at_least : std::max(config.parallel.token_weave_min_tokens, at_least);
+}
+
+// TokenWeave's token splitting runs with tensor parallelism on whole sequences long enough, unless
+// switched off or activation checkpointing is on (config.cpp refuses `on` with either).
+bool splits_tokens(const Config& config, const MeshShape& shape) {
+  return shape.tp > 1 && config.parallel.token_weave != "off" && shape.sp == 1 &&
+         config.train.activation_checkpoint == "none" && config.train.seq_len >= weave_min_tokens(config, shape);
+}
+
+std::unique_ptr<BoundaryWorker> make_boundary_worker(const Config& config, const MeshShape& shape) {
+  return splits_tokens(config, shape) ? std::make_unique<BoundaryWorker>() : nullptr;
+}
+
 // Initialised on the host from the run's seed (the same weights whatever the device and layout),
 // then moved and cut as the parallel plan says.
 Llama build_model(const Config& config, const Precision& precision, const Mesh& mesh, const AttentionChoice& attention,
-                  TensorLayout& layout) {
+                  BoundaryWorker* boundary_worker, TensorLayout& layout) {
   torch::manual_seed(config.run.seed);
   Llama model(config.model);
   model->to(precision.device, precision.param);
   const MeshGroups& g = mesh.device();
   layout = parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync, config.train.activation_checkpoint == "full",
-                               g.tp});
+                               g.tp, {g.tp_weave, boundary_worker, weave_min_tokens(config, mesh.shape())}});
   return model;
 }
 
@@ -87,7 +105,8 @@ TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& m
       mesh(mesh),
       precision(resolve_precision(config, device)),
       attention(choose_attention(config, mesh.shape().sp)),
-      model(build_model(config, precision, mesh, attention, layout)),
+      boundary_worker(make_boundary_worker(config, mesh.shape())),
+      model(build_model(config, precision, mesh, attention, boundary_worker.get(), layout)),
       masters(model->parameter_list(), precision.master),
       optimizer(masters.masters(), config.train),
       schedule{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
@@ -158,6 +177,9 @@ void TrainingRun::print_start() const {
   if (shape.sp > 1 && c.model.lact.every > 0)
     std::printf("LaCT layers: window of %ld by halo exchange (each rank gathers the keys its window reaches)\n",
                 c.model.lact.window);
+  if (boundary_worker)
+    std::printf("token splitting: sequences of at least %ld tokens run as two interleaved halves (TokenWeave)\n",
+                weave_min_tokens(c, shape));
   std::printf("precision: %s\n", precision.describe().c_str());
   std::printf("backprop: %s\n", describe_strategy(c.train).c_str());
   std::printf("optimizer: %s\n", optimizer.describe().c_str());

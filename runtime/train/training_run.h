@@ -13,6 +13,7 @@
 #include "parallel/data/gradient_reducer.h"
 #include "parallel/mesh.h"
 #include "parallel/sequence/attention_choice.h"
+#include "parallel/tensor/boundary_worker.h"
 #include "runtime/core/config.h"
 #include "runtime/core/precision.h"
 #include "runtime/data/batch_loader.h"
@@ -54,6 +55,8 @@ class TrainingRun {
   Mesh& mesh;
   const Precision precision;
   const AttentionChoice attention;
+  // Runs TokenWeave's residual boundaries beside the training thread (null when tokens are not split).
+  std::unique_ptr<BoundaryWorker> boundary_worker;
   TensorLayout layout;  // how tensor parallelism split the parameters (empty without it)
   Llama model;
   MasterWeights masters;  // what the optimizer steps and checkpoints hold

@@ -78,5 +78,29 @@ TEST_F(ExchangeStandIns, ReplayRunsTheRecordedExchangesAgainOnTheRealCommunicato
   EXPECT_EQ(world->counters().of_kind("p2p").sent, 3 * sent_once);
 }
 
+// Tensor parallelism's boundaries: reduce-scatter and all-gather are recorded in order with their
+// shapes, answered with zeros by the null stand-in, and replayed as the same collectives.
+TEST_F(ExchangeStandIns, CollectivesAreRecordedNulledAndReplayedToo) {
+  const auto rows = torch::ones({size * 3, 4}, torch::kFloat32);
+  auto part = torch::full({3, 4}, 5.0f), whole = torch::full({size * 3, 4}, 5.0f);
+  NullCommunicator null(*world);
+  null.reduce_scatter(rows, part, ReduceOp::kSum).wait();
+  null.all_gather(part, whole).wait();
+  EXPECT_EQ(part.abs().sum().item<float>() + whole.abs().sum().item<float>(), 0.0f);
+
+  RecordingCommunicator recording(*world);
+  recording.reduce_scatter(rows, part, ReduceOp::kSum).wait();
+  EXPECT_EQ(part[0][0].item<float>(), static_cast<float>(size)) << "forwarded to the real communicator";
+  recording.all_gather(part, whole).wait();
+  ASSERT_EQ(recording.recorded().size(), 2u);
+  EXPECT_EQ(recording.recorded()[0].kind, RecordedExchange::Kind::kReduceScatter);
+  EXPECT_EQ(recording.recorded()[1].kind, RecordedExchange::Kind::kAllGather);
+  EXPECT_EQ(recording.recorded()[1].ops[1].shape, (std::vector<int64_t>{size * 3, 4}));
+  const auto rs = world->counters().of_kind("reduce_scatter").sent, ag = world->counters().of_kind("all_gather").sent;
+  ExchangeReplay({{world.get(), &recording.recorded()}}).run();
+  EXPECT_EQ(world->counters().of_kind("reduce_scatter").sent, 2 * rs);
+  EXPECT_EQ(world->counters().of_kind("all_gather").sent, 2 * ag);
+}
+
 }  // namespace
 }  // namespace loom

@@ -32,7 +32,7 @@ std::vector<int64_t> expected_members(const MeshShape& s, int64_t rank, char dim
 }
 
 void expect_groups_follow_the_rank_order(const MeshGroups& g, const MeshShape& shape, int rank, const std::string& name) {
-  EXPECT_EQ(members(*g.tp, rank), expected_members(shape, rank, 't')) << name;
+  for (Communicator* tp : {g.tp, g.tp_weave}) EXPECT_EQ(members(*tp, rank), expected_members(shape, rank, 't')) << name;
   for (Communicator* sp : {g.sp, g.sp_back, g.sp_sync}) EXPECT_EQ(members(*sp, rank), expected_members(shape, rank, 's')) << name;
   EXPECT_EQ(members(*g.dp, rank), expected_members(shape, rank, 'd')) << name;
   EXPECT_EQ(members(*g.dp_sp, rank), expected_members(shape, rank, 'x')) << name;
@@ -74,7 +74,7 @@ TEST(Mesh, DeviceGroupsAreCommunicatorsOfTheirOwnOverTheSameRanks) {
     });
     const int rank = mesh.host().world->rank();
     const std::string name = std::to_string(shape.dp) + "x" + std::to_string(shape.sp) + "x" + std::to_string(shape.tp);
-    EXPECT_EQ(made, 7) << name;
+    EXPECT_EQ(made, 8) << name;
     expect_groups_follow_the_rank_order(mesh.device(), shape, rank, name);
     EXPECT_NE(mesh.device().dp_sp, mesh.host().dp_sp);
     EXPECT_EQ(mesh.device().sp->name(), "sp_device");

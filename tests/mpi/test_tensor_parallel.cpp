@@ -1,6 +1,7 @@
 // Tensor parallelism's pieces against one process, float64: the reduce + add + norm boundary
 // (forward exactly all-reduce + add + RMSNorm, every rank's output bitwise the same, the backward
-// against autograd through the unsplit computation), and the vocab-parallel embedding and loss.
+// against autograd through the unsplit computation), its asynchronous form on a boundary worker
+// (bitwise the synchronous one, forward and backward), and the vocab-parallel embedding and loss.
 #include <gtest/gtest.h>
 
 #include "kernels/rms_norm.h"
@@ -72,6 +73,48 @@ TEST_F(TensorParallel, ReduceAddNormIsAllReduceAddNormWithItsGradients) {
     all_reduce_now(*world, gamma_grad);
     EXPECT_LT(relative_error(gamma_grad, ref_gamma.grad()), 1e-12) << name;
   }
+}
+
+// Two halves of 10 and 7 rows through two layers' worth of boundaries, interleaved as TokenWeave's
+// schedule runs them (one half's boundary on the worker while the other half computes): values and
+// gradients are bitwise those of the synchronous boundaries run one after another.
+TEST_F(TensorParallel, AsyncReduceAddNormIsBitwiseTheSynchronousOne) {
+  const int64_t d = 6;
+  const double eps = 1e-5;
+  const auto mix = random_of(20 + rank, {d, d});  // this rank's "layer": partial sums of its rows
+  std::unique_ptr<Communicator> weave = world->split(0, rank, "tp_weave");
+  BoundaryWorker worker;
+  struct Grads {
+    torch::Tensor loss, a, b, gamma;
+  };
+  const auto run = [&](bool async) {
+    const auto a = random_of(30 + rank, {10, d}).requires_grad_(), b = random_of(40 + rank, {7, d}).requires_grad_();
+    const auto gamma = (random_of(6, {d}) + 1).requires_grad_();
+    AsyncBoundaries boundaries(*weave, worker, 6);
+    const auto boundary = [&](const torch::Tensor& partial, const torch::Tensor& residual) {
+      if (!async) return PendingNorm{reduce_add_norm(partial, residual, gamma, eps, *world), {}};
+      return boundaries.start(partial, residual, gamma, eps);
+    };
+    const auto get = [&](const PendingNorm& p) { return async ? p.wait() : p.out; };
+    PendingNorm pa = boundary(a, {}), pb = boundary(b, {});
+    ReducedNorm ra = get(pa), rb;
+    for (int layer = 0; layer < 2; ++layer) {
+      pa = boundary(torch::matmul(torch::tanh(ra.normed), mix), ra.residual);
+      rb = get(pb);
+      pb = boundary(torch::matmul(torch::tanh(rb.normed), mix), rb.residual);
+      ra = get(pa);
+    }
+    rb = get(pb);
+    auto loss = (ra.normed * ra.normed).sum() + rb.normed.sum() * 0.5 + (ra.residual * 3).sum();
+    loss.backward();
+    return Grads{loss.detach(), a.grad(), b.grad(), gamma.grad()};
+  };
+  const Grads sync = run(false), async = run(true);
+  EXPECT_TRUE(torch::equal(sync.loss, async.loss));
+  EXPECT_TRUE(torch::equal(sync.a, async.a));
+  EXPECT_TRUE(torch::equal(sync.b, async.b));
+  EXPECT_TRUE(torch::equal(sync.gamma, async.gamma));
+  EXPECT_GT(sync.a.abs().sum().item<double>(), 0) << "the gradient reaches the first boundary's input";
 }
 
 // A vocabulary of 11 rows split over the ranks (unevenly for 2, 3 and 4): the embeddings' partial

@@ -23,7 +23,7 @@ LAYERS = {
     "parallel": ["parallel/comm", "runtime/core"],
     "parallel/data": ["parallel/comm", "runtime/core"],
     "parallel/sequence": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
-    "parallel/tensor": ["parallel/comm", "kernels", "runtime/core"],
+    "parallel/tensor": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
     "optim": ["kernels", "runtime/core"],
     "runtime/data": ["runtime/core"],
     "runtime/model": ["parallel/sequence", "parallel/tensor", "parallel/comm", "kernels/attention", "kernels/cuda", "kernels", "runtime/core"],
