@@ -218,6 +218,24 @@ void add_bench(CLI::App& app, loom::TrainBenchArgs& a, loom::CommBenchArgs& comm
   la->callback([&] { rc = loom::run_bench_lact(lact); });
 }
 
+void add_placement_bench(CLI::App& app, loom::PlacementBenchArgs& p, int& rc) {
+  auto* pl = app.get_subcommand("bench")->add_subcommand(
+      "placement", "Zeppelin's placement of variable-length batches against uniform context parallelism, as the cost "
+                   "model predicts it on the clusters of configs/topology/");
+  pl->add_flag("--simulate", p.simulate, "predict with the cost model (the only mode so far)");
+  pl->add_option("--topology", p.topologies, "topology files")->check(CLI::ExistingFile);
+  pl->add_option("--gpus", p.gpus, "cluster sizes (multiples of a node)")->check(CLI::PositiveNumber);
+  pl->add_option("--cp", p.cp, "the uniform baseline's context-parallel group size (dividing every --gpus)")
+      ->check(CLI::PositiveNumber);
+  pl->add_option("--flops", p.flops_per_s, "achieved FLOP/s per GPU (default 2e14)")->check(CLI::PositiveNumber);
+  pl->add_option("--tokens-per-gpu", p.tokens_per_gpu, "tokens per GPU per step")->check(CLI::PositiveNumber);
+  pl->add_option("--max-length", p.max_length, "longest sequence drawn")->check(CLI::PositiveNumber);
+  pl->add_option("--max-tokens-per-gpu", p.max_tokens_per_rank, "most tokens one GPU holds")->check(CLI::PositiveNumber);
+  pl->add_option("--steps", p.steps, "steps drawn per row")->check(CLI::PositiveNumber);
+  pl->add_option("--json", p.json_out, "write the results as JSON here");
+  pl->callback([&] { rc = loom::run_bench_placement(p); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,6 +259,7 @@ int main(int argc, char** argv) {
   loom::ChunkwiseBenchArgs bench_chunkwise;
   loom::BlockBenchArgs bench_block;
   loom::LactBenchArgs bench_lact;
+  loom::PlacementBenchArgs bench_placement;
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
@@ -251,6 +270,7 @@ int main(int argc, char** argv) {
   add_config(app, rc);
   add_export_import(app, export_args, import_args, rc);
   add_bench(app, bench, bench_comm, bench_attention, bench_tensor, bench_chunkwise, bench_block, bench_lact, rc);
+  add_placement_bench(app, bench_placement, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

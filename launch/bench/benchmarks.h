@@ -47,6 +47,20 @@ struct TensorBenchArgs {
 };
 int run_bench_tensor(const TensorBenchArgs& args);
 
+struct PlacementBenchArgs {
+  std::string json_out;
+  bool simulate = false;
+  std::vector<std::string> topologies = {"configs/topology/a800-4nic.yaml", "configs/topology/h800-8nic.yaml",
+                                         "configs/topology/h200-8nic.yaml"};
+  std::vector<int> gpus = {16, 32, 64, 128};
+  int cp = 16;  // the uniform baseline's context-parallel group: two nodes of 8
+  int64_t d_model = 4096, kv_width = 4096, ffn = 11008, layers = 32;  // Llama 7B
+  double flops_per_s = 200e12;
+  int64_t tokens_per_gpu = 32768, max_length = 131072, max_tokens_per_rank = 32768, steps = 10;
+  uint64_t seed = 1;
+};
+int run_bench_placement(const PlacementBenchArgs& args);
+
 struct ChunkwiseBenchArgs {
   std::string json_out;
   std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384};

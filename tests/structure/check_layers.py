@@ -24,6 +24,7 @@ LAYERS = {
     "parallel/data": ["parallel/comm", "runtime/core"],
     "parallel/sequence": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
     "parallel/tensor": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
+    "parallel/placement": ["runtime/core"],
     "optim": ["kernels", "runtime/core"],
     "runtime/data": ["runtime/core"],
     "runtime/model": ["parallel/sequence", "parallel/tensor", "parallel/comm", "kernels/attention", "kernels/cuda", "kernels", "runtime/core"],
@@ -36,10 +37,10 @@ LAYERS = {
                        "parallel/comm", "kernels",
                        "runtime/core"],
     "launch/bench": ["runtime/train/chunkwise", "runtime/train", "runtime/model", "runtime/data", "optim", "parallel",
-                     "parallel/comm", "parallel/data", "parallel/sequence", "parallel/tensor", "kernels/attention", "kernels",
+                     "parallel/placement", "parallel/comm", "parallel/data", "parallel/sequence", "parallel/tensor", "kernels/attention", "kernels",
                      "runtime/core"],
     "launch": ["launch/bench", "runtime/export", "runtime/train/chunkwise", "runtime/train", "runtime/model",
-               "runtime/data", "optim", "parallel", "parallel/comm", "parallel/data", "parallel/sequence", "parallel/tensor",
+               "runtime/data", "optim", "parallel", "parallel/placement", "parallel/comm", "parallel/data", "parallel/sequence", "parallel/tensor",
                "kernels/attention", "kernels", "runtime/core"],
 }
 PRODUCT = ("runtime", "parallel", "optim", "kernels", "launch")
