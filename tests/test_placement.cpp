@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <set>
 
 #include "parallel/placement/planner.h"
+#include "parallel/placement/remap_plan.h"
 #include "runtime/core/error.h"
 
 namespace loom {
@@ -167,6 +169,40 @@ TEST(Placement, TopologyFilesLoadAndBadOnesSayWhatIsWrong) {
   EXPECT_NE(error_of("ranks_per_node: 8\nnics_per_node: 3\n").find("must divide ranks_per_node"), std::string::npos);
   EXPECT_NE(error_of("nodes: -1\n").find("nodes must be positive"), std::string::npos);
   EXPECT_NE(error_of("nodes: two\n").find("nodes must be a number"), std::string::npos);
+}
+
+TEST(Placement, TheRemapEvensTokensOutAndMovesTheFewestAcrossNodes) {
+  std::mt19937_64 rng(3);
+  for (const Topology& t : {cluster(1, 4, 1), cluster(2, 4, 2), cluster(4, 8, 4), cluster(3, 2, 1)}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<int64_t> tokens(t.world());
+      for (auto& n : tokens) n = trial == 0 ? 0 : static_cast<int64_t>(rng() % (trial < 10 ? 50 : 5000));
+      const RemapPlan plan = plan_remap(tokens, t);
+      const int64_t total = std::accumulate(tokens.begin(), tokens.end(), int64_t{0});
+      int64_t crossing = 0, node_surpluses = 0;
+      std::vector<int64_t> node_surplus(t.nodes, 0);
+      for (int i = 0; i < t.world(); ++i) {
+        EXPECT_EQ(plan.after[i], total / t.world() + (i < total % t.world() ? 1 : 0));
+        node_surplus[t.node_of(i)] += tokens[i] - plan.after[i];
+        const auto send = plan.send_rows(i), recv = plan.recv_rows(i);
+        EXPECT_EQ(std::accumulate(send.begin(), send.end(), int64_t{0}), tokens[i]) << "rank " << i << " sends what it has";
+        EXPECT_EQ(std::accumulate(recv.begin(), recv.end(), int64_t{0}), plan.after[i]) << "rank " << i << " ends even";
+        EXPECT_GE(send[i], 0);
+        bool sends = false, receives = false;
+        for (int j = 0; j < t.world(); ++j) {
+          EXPECT_GE(plan.moves[i][j], 0);
+          if (j == i) continue;
+          sends |= plan.moves[i][j] > 0;
+          receives |= plan.moves[j][i] > 0;
+          if (t.node_of(i) != t.node_of(j)) crossing += plan.moves[i][j];
+        }
+        EXPECT_FALSE(sends && receives) << "rank " << i << " both sends and receives";
+        EXPECT_EQ(plan.moves[i][i], 0);
+      }
+      for (const int64_t s : node_surplus) node_surpluses += std::max<int64_t>(s, 0);
+      EXPECT_EQ(crossing, node_surpluses) << "more tokens cross nodes than the nodes' surpluses";
+    }
+  }
 }
 
 }  // namespace

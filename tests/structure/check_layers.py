@@ -24,7 +24,7 @@ LAYERS = {
     "parallel/data": ["parallel/comm", "runtime/core"],
     "parallel/sequence": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
     "parallel/tensor": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
-    "parallel/placement": ["runtime/core"],
+    "parallel/placement": ["parallel/comm", "runtime/core"],
     "optim": ["kernels", "runtime/core"],
     "runtime/data": ["runtime/core"],
     "runtime/model": ["parallel/sequence", "parallel/tensor", "parallel/comm", "kernels/attention", "kernels/cuda", "kernels", "runtime/core"],
