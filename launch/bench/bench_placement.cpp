@@ -40,6 +40,7 @@ std::vector<int64_t> draw_step(std::mt19937_64& rng, const Distribution& d, int6
 struct Row {
   double uniform = 0, balanced = 0, planner = 0, routed = 0, remapped = 0;  // summed step seconds
   std::vector<double> plan_us;
+  int64_t sequences = 0;
 };
 
 Row simulate(const Topology& t, const Distribution& d, const PlacementBenchArgs& args, const CostModel& cost) {
@@ -47,6 +48,7 @@ Row simulate(const Topology& t, const Distribution& d, const PlacementBenchArgs&
   Row row;
   for (int64_t step = 0; step < args.steps; ++step) {
     const auto lengths = draw_step(rng, d, args.tokens_per_gpu * t.world(), args.max_length);
+    row.sequences += static_cast<int64_t>(lengths.size());
     row.uniform += plan_uniform(lengths, t, cost, args.cp).step_s;
     row.balanced += plan_token_balanced(lengths, t, cost, args.max_tokens_per_rank).step_s;
     row.planner += plan_zeppelin(lengths, t, cost, {false, false}, args.max_tokens_per_rank).step_s;
@@ -71,8 +73,8 @@ int run_bench_placement(const PlacementBenchArgs& args) {
               "mean over %ld steps. Predicted by the cost model, not measured.\n",
               args.d_model, args.kv_width, args.ffn, args.layers, args.flops_per_s / 1e12, args.cp, args.tokens_per_gpu,
               args.max_length, args.max_tokens_per_rank, args.steps);
-  std::printf("%-42s %5s %-30s %10s %9s %9s %9s %9s %9s\n", "cluster", "gpus", "lengths", "uniform_s", "balanced",
-              "planner", "+routing", "+remap", "plan_us");
+  std::printf("%-42s %5s %-30s %6s %10s %9s %9s %9s %9s %9s\n", "cluster", "gpus", "lengths", "seqs", "uniform_s",
+              "balanced", "planner", "+routing", "+remap", "plan_us");
   nlohmann::json rows = nlohmann::json::array();
   for (const std::string& path : args.topologies) {
     Topology t = load_topology(path);
@@ -83,18 +85,20 @@ int run_bench_placement(const PlacementBenchArgs& args) {
       for (const Distribution& d : distributions) {
         const Row r = simulate(t, d, args, cost);
         const double steps = static_cast<double>(args.steps);
-        std::printf("%-42s %5d %-30s %10.3f %8.2fx %8.2fx %8.2fx %8.2fx %9.0f\n", t.name.c_str(), gpus, d.name,
-                    r.uniform / steps, r.uniform / r.balanced, r.uniform / r.planner, r.uniform / r.routed,
+        const double sequences = static_cast<double>(r.sequences) / steps;
+        std::printf("%-42s %5d %-30s %6.0f %10.3f %8.2fx %8.2fx %8.2fx %8.2fx %9.0f\n", t.name.c_str(), gpus, d.name,
+                    sequences, r.uniform / steps, r.uniform / r.balanced, r.uniform / r.planner, r.uniform / r.routed,
                     r.uniform / r.remapped, median(r.plan_us));
         rows.push_back({{"cluster", t.name},       {"gpus", gpus},
-                        {"lengths", d.name},       {"uniform_step_s", r.uniform / steps},
+                        {"lengths", d.name},       {"sequences", sequences},
+                        {"uniform_step_s", r.uniform / steps},
                         {"token_balanced", r.uniform / r.balanced}, {"planner", r.uniform / r.planner},
                         {"routing", r.uniform / r.routed},          {"remap", r.uniform / r.remapped},
                         {"plan_us", median(r.plan_us)}});
       }
     }
   }
-  std::printf("uniform_s: the predicted step of uniform context parallelism (every sequence over a whole group); the other "
+  std::printf("seqs: sequences per step (mean); uniform_s: the predicted step of uniform context parallelism (every sequence over a whole group); the other "
               "columns are speed-ups over it: balanced: every sequence whole, balanced on tokens; planner: Zeppelin's "
               "hierarchical placement alone; +routing: with inter-node ring traffic over the node's idle NICs; +remap: "
               "with the linear layers on a token-balanced layout; plan_us: the full planner's time per step (median)\n");

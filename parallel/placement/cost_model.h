@@ -1,4 +1,4 @@
-// Zeppelin's cost model (Chen et al., arXiv 2509.21841, section 3): what one sequence's training step
+// Zeppelin's cost model (Chen et al., arXiv 2509.21841): what one sequence's training step
 // costs on a group of ranks, for the planner to compare placements and for the simulation to
 // predict step times. Attention grows as L² and is divided over the p ranks of a ring; the linear
 // layers grow as L; a ring step sends one chunk's K and V (and their gradients back in the

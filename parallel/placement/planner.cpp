@@ -82,6 +82,7 @@ std::vector<int> pick_ranks(int p, const std::vector<double>& load, const Topolo
       for (const int r : node_ranks(node)) ranks.push_back(r);
     return ranks;
   }
+  if (p == 1) return {static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin())};
   std::vector<int> best;
   double best_start = 0;
   for (int node = 0; node < t.nodes; ++node) {

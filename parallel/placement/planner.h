@@ -1,5 +1,5 @@
 // Placements of one step's sequences: Zeppelin's hierarchical partitioning (Chen et al., arXiv
-// 2509.21841, section 4.1) and the two baselines it is measured against. Each is a deterministic
+// 2509.21841) and the two baselines it is measured against. Each is a deterministic
 // function of the step's lengths, so every rank computes the same plan from the same lengths.
 #pragma once
 #include <cstdint>

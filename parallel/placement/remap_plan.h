@@ -1,4 +1,4 @@
-// Zeppelin's remapping (Chen et al., arXiv 2509.21841, section 4.4): attention leaves each rank with
+// Zeppelin's remapping (Chen et al., arXiv 2509.21841): attention leaves each rank with
 // the tokens of the sequences placed on it, uneven counts; the linear layers want the same count on
 // every rank. This plan says how many tokens each rank sends to each other rank to even them out,
 // moving tokens inside a node before any crosses nodes.

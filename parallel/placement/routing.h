@@ -1,4 +1,4 @@
-// Zeppelin's routing layer (Chen et al., arXiv 2509.21841, section 4.3): one rank sits behind one
+// Zeppelin's routing layer (Chen et al., arXiv 2509.21841): one rank sits behind one
 // NIC, so a transfer between two nodes uses one NIC of each while the others may idle. A routed
 // transfer splits the data over k proxy ranks of the sending node, each behind a different NIC
 // (an intra-node hop), sends the k parts between nodes in parallel, one per NIC, and gathers them on

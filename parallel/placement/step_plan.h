@@ -1,4 +1,4 @@
-// Where a step's sequences are computed (Zeppelin: Chen et al., arXiv 2509.21841, sections 3-4), and
+// Where a step's sequences are computed (Zeppelin: Chen et al., arXiv 2509.21841), and
 // what that placement is predicted to cost. A sequence is either whole on one rank or split over a
 // ring group of ranks, inside one node or across nodes; a split sequence is cut into 2G zigzag
 // chunks, rank i of the group taking chunks i and 2G-1-i, so that every rank gets the same share of
@@ -33,8 +33,8 @@ double placement_s(const Placement& p, int64_t length, const Topology& topology,
                    double inter_gbyte_s);
 
 struct PlacementOptions {
-  bool routing = false;  // inter-node ring traffic spread over the node's idle NICs (section 4.3)
-  bool remap = false;    // the linear layers on a token-balanced layout (section 4.4)
+  bool routing = false;  // inter-node ring traffic spread over the node's idle NICs
+  bool remap = false;    // the linear layers on a token-balanced layout
 };
 
 struct StepPlan {

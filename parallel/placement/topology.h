@@ -1,4 +1,4 @@
-// The cluster a placement is planned for (Zeppelin: Chen et al., arXiv 2509.21841, section 3): how
+// The cluster a placement is planned for (Zeppelin: Chen et al., arXiv 2509.21841): how
 // many nodes, how many ranks each, how many NICs each and which ranks sit behind which NIC, and
 // the bandwidth of the links between ranks. Rank r lives on node r / ranks_per_node; inside a node
 // the ranks are spread evenly over the NICs in order (ranks 0..k-1 behind NIC 0, and so on), as
