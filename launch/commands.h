@@ -17,6 +17,14 @@ struct TrainArgs {
 int run_train(const TrainArgs& args);
 int run_train_dry(const TrainArgs& args);
 
+struct PlanArgs {
+  std::string config, topology;
+  std::vector<std::string> overrides;
+  int64_t step = 0;
+  double flops_per_s = 200e12;
+};
+int run_plan(const PlanArgs& args);
+
 struct EvalArgs {
   std::string checkpoint, data, json_out;
   std::string dump_logits, text;  // --dump-logits FILE --text TEXT: the logits of TEXT's tokens, nothing else

@@ -73,6 +73,18 @@ void add_train(CLI::App& app, loom::TrainArgs& a, int& rc) {
   cmd->callback([&] { rc = a.dry_run ? loom::run_train_dry(a) : loom::run_train(a); });
 }
 
+void add_plan(CLI::App& app, loom::PlanArgs& a, int& rc) {
+  auto* cmd = app.add_subcommand("plan", "where Zeppelin's planner would compute one step's sequences, and its predicted "
+                                         "time next to uniform context parallelism's (docs/placement.md)");
+  cmd->add_option("--config", a.config, "YAML experiment config")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--set", a.overrides, "override a config key (repeatable)");
+  cmd->add_option("--topology", a.topology, "topology file (default: one node of the config's dp x sp ranks)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--step", a.step, "which training step")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--flops", a.flops_per_s, "achieved FLOP/s per rank (default 2e14)")->check(CLI::PositiveNumber);
+  cmd->callback([&] { rc = loom::run_plan(a); });
+}
+
 void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {
   auto* cmd = app.add_subcommand("eval", "loss, perplexity and passkey retrieval accuracy of a checkpoint");
   cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
@@ -247,6 +259,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int rc = 0;
   loom::TrainArgs train;
+  loom::PlanArgs plan;
   loom::EvalArgs eval;
   loom::GenerateArgs gen;
   loom::SynthArgs synth;
@@ -263,6 +276,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> inputs;
   std::string out, inspect_path, run_dir;
   add_train(app, train, rc);
+  add_plan(app, plan, rc);
   add_eval(app, eval, rc);
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);

@@ -3,6 +3,8 @@
 // the whole job quickly with a message that names the rank.
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "runtime/core/safetensors.h"
 #include "runtime/train/metrics_log.h"
@@ -296,6 +298,38 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
                                      std::string("model.layers.{attention}.self_attn.q_proj.weight"), count,
                                      std::string("muon moments")})
     EXPECT_NE(lact.output.find(expected), std::string::npos) << expected << "\n" << lact.output;
+}
+
+// loom plan on a real dataset and config: every sequence of the step placed once, the predicted
+// steps printed, and a topology whose ranks disagree with the config refused.
+TEST(Plan, PlacesEverySequenceOfTheStepOnceAndPredictsItsTime) {
+  test::ScratchDir dir;
+  const std::string config = dir.path("c.yaml");
+  std::ofstream(config) << to_yaml(test::tiny_config(test::write_tiny_passkey(dir), dir.path("run")));
+  const auto r = test::run_loom("plan --config " + config + " --set parallel.sp=2 --set parallel.dp=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto at = r.output.find("loom plan: step 0 of ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const size_t sequences = std::stoul(r.output.substr(r.output.find(", ", at) + 2));
+  std::istringstream lines(r.output);
+  std::set<long> seen;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream row(line);
+    long sequence = 0, tokens = 0;
+    std::string span, ranks;
+    if (!(row >> sequence >> tokens >> span >> ranks)) continue;
+    EXPECT_TRUE(seen.insert(sequence).second) << "sequence " << sequence << " placed twice\n" << r.output;
+    EXPECT_TRUE(span == "local" || span == "intra-node") << line;  // one node of dp x sp = 4 ranks
+  }
+  EXPECT_GT(sequences, 0u) << r.output;
+  EXPECT_EQ(seen.size(), sequences) << r.output;
+  EXPECT_NE(r.output.find("predicted step (the cost model's, not a measurement): zeppelin "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("uniform context parallelism over groups of 2 ranks"), std::string::npos) << r.output;
+
+  const auto bad = test::run_loom("plan --config " + config + " --set parallel.dp=2 --topology " + std::string(LOOM_SOURCE_DIR) +
+                                  "/configs/topology/a800-4nic.yaml");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("parallel.dp = 2"), std::string::npos) << bad.output;
 }
 
 }  // namespace

@@ -54,6 +54,8 @@ Mesh::DeviceGroupFactory device_groups(c10::Device device, int64_t world_size, d
 #endif
 }
 
+}  // namespace
+
 TokenDataset load_training_data(const Config& config) {
   check(!config.data.path.empty(), "data.path is not set: point it at an HDF5 dataset (make one with `loom data synth` or `loom data prepare`)");
   TokenDataset data = read_dataset(config.data.path);
@@ -62,8 +64,6 @@ TokenDataset load_training_data(const Config& config) {
             std::to_string(config.model.vocab_size) + "; set model.vocab_size to at least " + std::to_string(data.vocab_size));
   return data;
 }
-
-}  // namespace
 
 void check_trainable(const Config& config, const MeshShape& shape) {
   if (shape.tp == 1) return;

@@ -20,6 +20,10 @@ struct TrainSummary {
   bool preempted = false;  // stopped early by SIGTERM/SIGUSR1 after saving
 };
 
+// The config's dataset (data.path), checked against the model's vocabulary.
+struct TokenDataset;
+TokenDataset load_training_data(const Config& config);
+
 // Runs on the ranks the process was launched with (mpirun / srun), or as one process.
 TrainSummary train(const Config& config, const TrainOptions& options = {});
 
