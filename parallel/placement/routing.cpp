@@ -30,7 +30,7 @@ struct Parts {
 
 }  // namespace
 
-Route plan_route(int source, int dest, const Topology& topology, int k) {
+NicRoute plan_route(int source, int dest, const Topology& topology, int k) {
   check(topology.node_of(source) != topology.node_of(dest),
         "routing: ranks " + std::to_string(source) + " and " + std::to_string(dest) +
             " share a node; routing spreads transfers between nodes over their NICs");
@@ -41,7 +41,7 @@ Route plan_route(int source, int dest, const Topology& topology, int k) {
 
 void routed_send(const RoutedTransfer& transfer, const torch::Tensor& data, const torch::Tensor& out,
                  Communicator& comm) {
-  const Route& route = transfer.route;
+  const NicRoute& route = transfer.route;
   const int me = comm.rank();
   const auto& senders = route.send_proxies;
   const auto& receivers = route.recv_proxies;

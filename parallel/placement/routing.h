@@ -14,18 +14,18 @@
 
 namespace loom {
 
-struct Route {
+struct NicRoute {
   int source = 0, dest = 0;
   std::vector<int> send_proxies;  // k ranks of the source's node, behind distinct NICs; the source first
   std::vector<int> recv_proxies;  // k ranks of the dest's node, likewise; the dest first
 };
 
 // A route over `k` NICs (at most the nodes' NIC count) between ranks of two different nodes.
-Route plan_route(int source, int dest, const Topology& topology, int k);
+NicRoute plan_route(int source, int dest, const Topology& topology, int k);
 
 // What moves: `numel` elements of `dtype`, in pieces of `piece_elements` (the pipeline's grain).
 struct RoutedTransfer {
-  Route route;
+  NicRoute route;
   int64_t numel = 0;
   torch::ScalarType dtype = torch::kFloat32;
   int64_t piece_elements = 1 << 20;

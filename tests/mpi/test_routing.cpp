@@ -54,7 +54,7 @@ TEST(Routing, ProxiesSitBehindDistinctNicsAndBadRoutesAreRefused) {
   t.nodes = 2;
   t.ranks_per_node = 8;
   t.nics_per_node = 4;
-  const Route r = plan_route(5, 9, t, 4);
+  const NicRoute r = plan_route(5, 9, t, 4);
   ASSERT_EQ(r.send_proxies.size(), 4u);
   EXPECT_EQ(r.send_proxies.front(), 5);
   EXPECT_EQ(r.recv_proxies.front(), 9);
