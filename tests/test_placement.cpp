@@ -3,6 +3,7 @@
 // the same plan on every call, and a cost model whose crossover is where it claims.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -76,9 +77,15 @@ TEST(Placement, EveryPlanPlacesEveryTokenOnceOnRanksOfTheMesh) {
     for (const auto& lengths : mixes(t.world())) {
       const std::string what = std::to_string(t.nodes) + "x" + std::to_string(t.ranks_per_node) + ", " +
                                std::to_string(lengths.size()) + " sequences";
+      const auto groups = ring_groups(t);
       for (const bool routing : {false, true})
-        for (const bool remap : {false, true})
-          expect_valid(plan_zeppelin(lengths, t, model(), {routing, remap}, 32768), lengths, t, what + " zeppelin");
+        for (const bool remap : {false, true}) {
+          const StepPlan plan = plan_zeppelin(lengths, t, model(), {routing, remap}, 32768);
+          expect_valid(plan, lengths, t, what + " zeppelin");
+          for (const Placement& p : plan.placements)
+            if (p.ranks.size() > 1)
+              EXPECT_NE(std::find(groups.begin(), groups.end(), p.ranks), groups.end()) << what << ": a ring outside ring_groups()";
+        }
       expect_valid(plan_uniform(lengths, t, model(), t.world()), lengths, t, what + " uniform");
       expect_valid(plan_uniform(lengths, t, model(), t.ranks_per_node), lengths, t, what + " uniform per node");
       expect_valid(plan_token_balanced(lengths, t, model(), 32768), lengths, t, what + " token-balanced");
@@ -202,6 +209,20 @@ TEST(Placement, TheRemapEvensTokensOutAndMovesTheFewestAcrossNodes) {
       for (const int64_t s : node_surplus) node_surpluses += std::max<int64_t>(s, 0);
       EXPECT_EQ(crossing, node_surpluses) << "more tokens cross nodes than the nodes' surpluses";
     }
+  }
+}
+
+TEST(Placement, RingGroupsAreTheAlignedBlocksInsideNodesAndOfWholeNodes) {
+  const auto groups = ring_groups(cluster(2, 8, 4));
+  // Inside each node: 4 pairs, 2 quads, the node; across: both nodes.
+  ASSERT_EQ(groups.size(), 2u * (4 + 2 + 1) + 1);
+  EXPECT_EQ(groups.front(), (std::vector<int>{0, 1}));
+  EXPECT_EQ(groups.back().size(), 16u);
+  std::set<std::vector<int>> distinct(groups.begin(), groups.end());
+  EXPECT_EQ(distinct.size(), groups.size());
+  for (const auto& g : groups) {
+    EXPECT_EQ(g.front() % static_cast<int>(std::min<size_t>(g.size(), 8)), 0) << "an unaligned block";
+    EXPECT_EQ(g.back() - g.front() + 1, static_cast<int>(g.size())) << "a block with a gap";
   }
 }
 

@@ -55,41 +55,29 @@ int group_size(int64_t length, double fair_s, int64_t max_tokens, const Topology
   return sizes[i];
 }
 
-// The least-loaded ranks to run a ring of `p` on: `p` / ranks_per_node whole nodes, or `p` ranks of
-// the one node where they can start soonest; ring order is rank order.
+// The aligned blocks of `p` ranks a ring may use: inside each node, ranks [j p, (j + 1) p) of it;
+// beyond a node, nodes [j q, (j + 1) q) whole for p = q ranks_per_node.
+std::vector<std::vector<int>> blocks_of(int p, const Topology& t) {
+  const int width = p <= t.ranks_per_node ? p : p / t.ranks_per_node * t.ranks_per_node;
+  const int span = p <= t.ranks_per_node ? t.ranks_per_node : t.world();  // blocks never straddle this
+  std::vector<std::vector<int>> blocks;
+  for (int start = 0; start < t.world(); start += span)
+    for (int first = start; first + width <= start + span; first += width) {
+      blocks.emplace_back(width);
+      std::iota(blocks.back().begin(), blocks.back().end(), first);
+    }
+  return blocks;
+}
+
+// The block of `p` ranks where a ring can start soonest (its busiest member is the least busy).
 std::vector<int> pick_ranks(int p, const std::vector<double>& load, const Topology& t) {
-  const auto by_load = [&](std::vector<int> candidates, size_t count) {
-    std::stable_sort(candidates.begin(), candidates.end(), [&](int a, int b) { return load[a] < load[b]; });
-    candidates.resize(count);
-    std::sort(candidates.begin(), candidates.end());
-    return candidates;
-  };
-  const auto node_ranks = [&](int node) {
-    std::vector<int> ranks(t.ranks_per_node);
-    std::iota(ranks.begin(), ranks.end(), node * t.ranks_per_node);
-    return ranks;
-  };
-  if (p > t.ranks_per_node) {
-    std::vector<double> node_load(t.nodes, 0.0);
-    for (int r = 0; r < t.world(); ++r) node_load[t.node_of(r)] = std::max(node_load[t.node_of(r)], load[r]);
-    std::vector<int> nodes(t.nodes);
-    std::iota(nodes.begin(), nodes.end(), 0);
-    std::stable_sort(nodes.begin(), nodes.end(), [&](int a, int b) { return node_load[a] < node_load[b]; });
-    nodes.resize(p / t.ranks_per_node);
-    std::sort(nodes.begin(), nodes.end());
-    std::vector<int> ranks;
-    for (const int node : nodes)
-      for (const int r : node_ranks(node)) ranks.push_back(r);
-    return ranks;
-  }
   if (p == 1) return {static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin())};
   std::vector<int> best;
   double best_start = 0;
-  for (int node = 0; node < t.nodes; ++node) {
-    const std::vector<int> ranks = by_load(node_ranks(node), static_cast<size_t>(p));
+  for (std::vector<int>& ranks : blocks_of(p, t)) {
     double start = 0;
     for (const int r : ranks) start = std::max(start, load[r]);
-    if (best.empty() || start < best_start) best = ranks, best_start = start;
+    if (best.empty() || start < best_start) best = std::move(ranks), best_start = start;
   }
   return best;
 }
@@ -102,6 +90,14 @@ std::vector<Placement> in_queue_order(std::vector<Placement> placements) {
 }
 
 }  // namespace
+
+std::vector<std::vector<int>> ring_groups(const Topology& topology) {
+  std::vector<std::vector<int>> groups;
+  for (const int p : group_sizes(topology))
+    if (p > 1)
+      for (auto& block : blocks_of(p, topology)) groups.push_back(std::move(block));
+  return groups;
+}
 
 StepPlan plan_zeppelin(const std::vector<int64_t>& lengths, const Topology& topology, const CostModel& cost,
                        const PlacementOptions& options, int64_t max_tokens_per_rank) {
