@@ -7,6 +7,7 @@
 #include "launch/commands.h"
 #include "parallel/mesh.h"
 #include "parallel/placement/planner.h"
+#include "runtime/core/precision.h"
 #include "runtime/data/batch_loader.h"
 #include "runtime/train/trainer.h"
 
@@ -53,7 +54,7 @@ int run_plan(const PlanArgs& args) {
   const int replicas = static_cast<int>(shape.dp * shape.sp);
   if (args.topology.empty()) t.ranks_per_node = replicas;
   const std::vector<int64_t> lengths = step_lengths(c, args.step);
-  const int64_t bytes = c.train.dtype == "float32" ? 4 : c.train.dtype == "float64" ? 8 : 2;
+  const auto bytes = static_cast<int64_t>(c10::elementSize(parse_dtype(c.train.dtype)));
   const CostModel cost = CostModel::llama(c.model.d_model, c.model.n_kv_heads * c.model.head_dim(), c.model.ffn_dim(),
                                           c.model.n_layers, bytes, args.flops_per_s);
   const StepPlan zeppelin = plan_zeppelin(lengths, t, cost, {true, true}, c.train.seq_len);
