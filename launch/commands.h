@@ -21,7 +21,7 @@ struct PlanArgs {
   std::string config, topology;
   std::vector<std::string> overrides;
   int64_t step = 0;
-  double flops_per_s = 200e12;
+  double flops_per_s = 0;  // 0: the topology's rank_tflops
 };
 int run_plan(const PlanArgs& args);
 

@@ -78,10 +78,12 @@ void add_plan(CLI::App& app, loom::PlanArgs& a, int& rc) {
                                          "time next to uniform context parallelism's (docs/placement.md)");
   cmd->add_option("--config", a.config, "YAML experiment config")->required()->check(CLI::ExistingFile);
   cmd->add_option("--set", a.overrides, "override a config key (repeatable)");
-  cmd->add_option("--topology", a.topology, "topology file (default: one node of the config's dp x sp ranks)")
+  cmd->add_option("--topology", a.topology,
+                  "topology file (default: parallel.topology, else one node of the config's dp x sp ranks)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--step", a.step, "which training step")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--flops", a.flops_per_s, "achieved FLOP/s per rank (default 2e14)")->check(CLI::PositiveNumber);
+  cmd->add_option("--flops", a.flops_per_s, "achieved FLOP/s per rank (default: the topology's rank_tflops, 200 TFLOP/s)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([&] { rc = loom::run_plan(a); });
 }
 

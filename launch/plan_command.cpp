@@ -1,20 +1,20 @@
-// loom plan: where Zeppelin's planner would compute one training step's sequences (each document
-// of the step's micro-batches), with its predicted time next to uniform context parallelism's.
-// The trainer does not place sequences yet (docs/placement.md): this shows what it would do.
+// loom plan: where Zeppelin's planner computes one training step's sequences (each document of the
+// step's micro-batches) under parallel.placement: zeppelin, with its predicted time next to uniform
+// context parallelism's.
 #include <cstdio>
-#include <map>
 
 #include "launch/commands.h"
 #include "parallel/mesh.h"
 #include "parallel/placement/planner.h"
 #include "runtime/core/precision.h"
 #include "runtime/data/batch_loader.h"
+#include "runtime/train/step_placement.h"
 #include "runtime/train/trainer.h"
 
 namespace loom {
 namespace {
 
-// The document lengths of step `step`'s micro-batches, in the order the loader packs them.
+// The document lengths of step `step`'s micro-batches, as the trainer's placement sees them.
 std::vector<int64_t> step_lengths(const Config& c, int64_t step) {
   const TokenDataset data = load_training_data(c);
   BatchLoader loader(data, split_documents(data, Split::kTrain, c.data.val_fraction), c.train.seq_len, c.data.loss_on,
@@ -22,12 +22,8 @@ std::vector<int64_t> step_lengths(const Config& c, int64_t step) {
   const int64_t accumulation = c.accumulation_steps();
   for (int64_t i = 0; i < step * accumulation; ++i) loader.skip();
   std::vector<int64_t> lengths;
-  for (int64_t i = 0; i < accumulation; ++i) {
-    std::map<int64_t, int64_t> per_doc;
-    for (const int64_t doc : loader.next().doc_ids)
-      if (doc >= 0) ++per_doc[doc];
-    for (const auto& [doc, length] : per_doc) lengths.push_back(length);
-  }
+  for (int64_t i = 0; i < accumulation; ++i)
+    for (const PackedTensors& doc : documents_of(to_tensors(loader.next()))) lengths.push_back(doc.tokens.size(0));
   return lengths;
 }
 
@@ -43,36 +39,34 @@ std::string ranks_text(const std::vector<int>& ranks) {
 }  // namespace
 
 int run_plan(const PlanArgs& args) {
-  const Config c = load_config(args.config, args.overrides);
-  Topology t;
-  t.name = "one node";
-  if (!args.topology.empty()) t = load_topology(args.topology);
+  Config c = load_config(args.config, args.overrides);
+  if (!args.topology.empty()) c.parallel.topology = args.topology;
   const auto& p = c.parallel;
-  const int64_t world = args.topology.empty() ? (p.dp == ParallelConfig::kAuto ? 1 : p.dp) * p.sp * p.tp : t.world() * p.tp;
   // With a topology, its ranks are the dp x sp replicas (resolve_mesh_shape refuses a dp that disagrees).
+  const int64_t world = p.topology.empty() ? (p.dp == ParallelConfig::kAuto ? 1 : p.dp) * p.sp * p.tp
+                                           : load_topology(p.topology).world() * p.tp;
   const MeshShape shape = resolve_mesh_shape(c, world);
-  const int replicas = static_cast<int>(shape.dp * shape.sp);
-  if (args.topology.empty()) t.ranks_per_node = replicas;
+  const Topology t = placement_topology(c, shape.dp * shape.sp);
+  CostModel cost = placement_cost(c, t);
+  if (args.flops_per_s > 0) cost.flops_per_s = args.flops_per_s;
+  const int64_t bytes = static_cast<int64_t>(c10::elementSize(parse_dtype(c.train.dtype)));
   const std::vector<int64_t> lengths = step_lengths(c, args.step);
-  const auto bytes = static_cast<int64_t>(c10::elementSize(parse_dtype(c.train.dtype)));
-  const CostModel cost = CostModel::llama(c.model.d_model, c.model.n_kv_heads * c.model.head_dim(), c.model.ffn_dim(),
-                                          c.model.n_layers, bytes, args.flops_per_s);
-  const StepPlan zeppelin = plan_zeppelin(lengths, t, cost, {true, true}, c.train.seq_len);
+  const StepPlan zeppelin = plan_zeppelin(lengths, t, cost, {}, placement_cap(c));
   const StepPlan uniform = plan_uniform(lengths, t, cost, static_cast<int>(shape.sp));
   int64_t tokens = 0;
   for (const int64_t l : lengths) tokens += l;
   std::printf("loom plan: step %ld of %s, %zu sequences, %ld tokens, on %s (%d nodes x %d ranks, %d NICs each)\n"
               "cost model: d_model %ld, %ld layers, %ld-byte activations, at %.3g FLOP/s per rank; at most %ld tokens "
-              "per rank (train.seq_len)\n",
+              "of a sequence per rank (train.seq_len / parallel.sp)\n",
               args.step, args.config.c_str(), lengths.size(), tokens, t.name.c_str(), t.nodes, t.ranks_per_node,
-              t.nics_per_node, c.model.d_model, c.model.n_layers, bytes, args.flops_per_s, c.train.seq_len);
+              t.nics_per_node, c.model.d_model, c.model.n_layers, bytes, cost.flops_per_s, placement_cap(c));
   std::printf("%9s %8s  %-11s %s\n", "sequence", "tokens", "span", "ranks");
   for (const Placement& p : zeppelin.placements)
     std::printf("%9ld %8ld  %-11s %s\n", p.sequence, lengths[p.sequence], span_name(p.span), ranks_text(p.ranks).c_str());
-  std::printf("predicted step (the cost model's, not a measurement): zeppelin %.4g s%s; uniform context parallelism "
-              "over groups of %ld ranks %.4g s; speed-up %.2fx\n",
-              zeppelin.step_s, zeppelin.remapped ? " (linear layers remapped)" : "", shape.sp, uniform.step_s,
-              uniform.step_s / zeppelin.step_s);
+  std::printf("predicted step (the cost model's, not a measurement): zeppelin %.4g s (placement alone, as the trainer "
+              "runs it: no routing or remapping yet); uniform context parallelism over groups of %ld ranks %.4g s; "
+              "speed-up %.2fx\n",
+              zeppelin.step_s, shape.sp, uniform.step_s, uniform.step_s / zeppelin.step_s);
   return 0;
 }
 

@@ -47,7 +47,8 @@ MeshShape resolve_mesh_shape(const Config& config, int64_t world_size) {
         config.where("parallel.tp") + " = " + std::to_string(s.tp) + " must divide model.n_heads = " +
             std::to_string(m.n_heads) + " and model.n_kv_heads = " + std::to_string(m.n_kv_heads));
   const int64_t micro = config.accumulation_steps();
-  check(micro % s.dp == 0, config.where("train.tokens_per_step") + " gives " + std::to_string(micro) +
+  // A placement hands every rank all of a step's micro-batches, so only uniform needs dp to divide them.
+  check(micro % s.dp == 0 || p.placement == "zeppelin", config.where("train.tokens_per_step") + " gives " + std::to_string(micro) +
                                " micro-batches of train.seq_len per step, which do not split evenly over dp = " +
                                std::to_string(s.dp) + " ranks; make tokens_per_step a multiple of dp x seq_len = " +
                                std::to_string(s.dp * config.train.seq_len));
@@ -60,7 +61,7 @@ MeshCoord mesh_coord(int64_t rank, const MeshShape& s) {
 
 Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, c10::Device device,
            const DeviceGroupFactory& device_groups)
-    : shape_(shape) {
+    : shape_(shape), device_groups_(device_groups) {
   check(shape_.world() == world->size(), "the mesh " + std::to_string(shape_.dp) + "x" + std::to_string(shape_.sp) + "x" +
                                              std::to_string(shape_.tp) + " does not match the " +
                                              std::to_string(world->size()) + " ranks of the job");
@@ -82,10 +83,10 @@ Mesh::Mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, c10::Dev
   host_.dp = split(c.sp * s.tp + c.tp, c.dp, "dp");
   host_.dp_sp = split(c.tp, c.dp * s.sp + c.sp, "dp_sp");
   device_ = host_;
-  if (device_groups) {
+  if (device_groups_) {
     for (Communicator** g : {&device_.world, &device_.dp, &device_.sp, &device_.sp_back, &device_.sp_sync, &device_.tp,
                              &device_.tp_weave, &device_.dp_sp})
-      *g = keep(device_groups(**g));
+      *g = keep(device_groups_(**g));
   }
   hosts_ = gather_text(*host_.world, host_name());
   devices_ = gather_text(*host_.world, device.str());

@@ -68,12 +68,18 @@ class Mesh {
   const MeshGroups& device() const { return device_; }
   // The ranks of this node (host group).
   Communicator& node() const { return *node_; }
+  // The device communicator over the ranks of `host` (a group split from these), or null where the
+  // device groups are the host groups. Collective over `host`.
+  std::unique_ptr<Communicator> device_group(Communicator& host) const {
+    return device_groups_ ? device_groups_(host) : nullptr;
+  }
 
   // One line per rank: mesh coordinates, host, local rank and the device it computes on.
   std::string placement_table() const;
 
  private:
   MeshShape shape_;
+  DeviceGroupFactory device_groups_;
   std::vector<std::unique_ptr<Communicator>> owned_;
   MeshGroups host_, device_;
   Communicator* node_ = nullptr;

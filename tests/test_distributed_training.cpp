@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "runtime/core/safetensors.h"
+#include "runtime/data/passkey_task.h"
+#include "runtime/data/token_dataset.h"
 #include "runtime/train/metrics_log.h"
 #include "tests/test_util.h"
 
@@ -123,6 +125,47 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
     const bool weave = l.sets.find("token_weave=on") != std::string::npos;
     EXPECT_EQ(r.output.find("token splitting:") != std::string::npos, weave) << r.output;
     expect_same_weights(std::string(l.reference) + "/checkpoints/step-3", run + "/checkpoints/step-3");
+  }
+}
+
+// Zeppelin's placement end to end (3 float64 steps): every document of the step whole on one rank or
+// split over a ring of the dp x sp ranks, with no rank holding more than seq_len / sp of one, gives
+// the losses and parameters of one process at 2, 3 and 4 ranks, on 4 ranks as two nodes of 2, and
+// with one micro-batch a step, which leaves ranks with nothing to compute.
+TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
+  const std::string mix = "--set train.seq_len=512 --set train.tokens_per_step=2048";
+  const std::string single = "--set train.seq_len=512 --set train.tokens_per_step=512";
+  const std::string zeppelin = " --set parallel.placement=zeppelin";
+  // Documents of 120 to 512 tokens: on two ranks (at most 256 of one each) the short ones are packed
+  // two to a rank's sequence; on two nodes of 2 (at most 128 each) documents go whole, to a ring
+  // inside a node and to a ring across both (loom plan shows it).
+  const std::string wide = mix + " --set data.path=" + dir_.path("wide.h5");
+  write_dataset(dir_.path("wide.h5"), make_passkey_dataset({64, 120, 1000, 7}));
+  const std::string nodes = dir_.path("two-nodes.yaml");
+  std::ofstream(nodes) << "name: two nodes of 2\nnodes: 2\nranks_per_node: 2\nnics_per_node: 1\n";
+  const std::string two_nodes = wide + zeppelin + " --set parallel.sp=4 --set parallel.topology=" + nodes;
+  for (const auto& [run, sets] : {std::pair{"one-mix", mix}, {"one-single", single}, {"one-wide", wide}})
+    ASSERT_EQ(test::run_loom(train_args(run, sets)).exit_code, 0) << run;
+  const auto plan = test::run_loom("plan --config " + dir_.path("config.yaml") + " --step 2 " + two_nodes);
+  for (const char* span : {" local ", " intra-node ", " inter-node "})
+    EXPECT_NE(plan.output.find(span), std::string::npos) << span << "\n" << plan.output;
+  struct Layout { const char* run; int ranks; std::string sets; const char* reference; };
+  for (const Layout& l : {Layout{"z2-ring", 2, wide + zeppelin + " --set parallel.sp=2 --set parallel.attention=ring", "one-wide"},
+                          Layout{"z3-token-ring", 3, mix + zeppelin + " --set parallel.sp=3 --set parallel.attention=token_ring", "one-mix"},
+                          Layout{"z4", 4, mix + zeppelin + " --set parallel.sp=2", "one-mix"},
+                          Layout{"z4-two-nodes", 4, two_nodes, "one-wide"},
+                          Layout{"z4-single", 4, single + zeppelin + " --set parallel.sp=2", "one-single"}}) {
+    const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, l.sets));
+    ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
+    EXPECT_NE(r.output.find("placement: zeppelin over the " + std::to_string(l.ranks) + " dp x sp ranks"), std::string::npos)
+        << r.output;
+    int64_t split = 0;
+    for (const auto& record : test::step_records(dir_.path(l.run))) split += record.at("split_sequences").get<int64_t>();
+    EXPECT_GT(split, 0) << l.run << ": no document was split over a ring, so the rings went untested";
+    const auto got = losses(dir_.path(l.run)), want = losses(dir_.path(l.reference));
+    ASSERT_EQ(got.size(), want.size()) << l.run;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10 * std::abs(want[i])) << l.run << " step " << i + 1;
+    expect_same_weights(std::string(l.reference) + "/checkpoints/step-3", std::string(l.run) + "/checkpoints/step-3");
   }
 }
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/safetensors.h"
+#include "runtime/train/step_placement.h"
 #include "runtime/train/trainer.h"
 #include "tests/test_util.h"
 
@@ -230,6 +231,12 @@ class BadInput : public ::testing::Test {
 
 TEST_F(BadInput, UnknownConfigKey) { expect_error("train --config " + path_ + " --set train.stpes=3", "unknown config key 'train.stpes'"); }
 
+TEST_F(BadInput, TopologyOfAnotherSizeThanTheJob) {
+  expect_error("train --config " + path_ + " --set parallel.placement=zeppelin --set parallel.topology=" +
+                   std::string(LOOM_SOURCE_DIR) + "/configs/topology/a800-4nic.yaml",
+               "has 2 x 8 = 16 ranks, but the run's dp x sp group has 1");
+}
+
 TEST_F(BadInput, MissingDataFile) {
   expect_error("train --config " + path_ + " --set data.path=" + dir_.path("nope.h5"), "does not exist");
   EXPECT_FALSE(fs::exists(config_.run.dir)) << "a failed start leaves no run dir that would block the next one";
@@ -321,6 +328,23 @@ TEST_F(BadInput, EvalOfAPasskeyCheckpointReportsAccuracyByDepth) {
   EXPECT_GT(j["answered"].get<int64_t>(), 0);
   EXPECT_TRUE(std::isfinite(j["loss"].get<double>()));
   EXPECT_EQ(j["accuracy_by_depth"].size() > 0, true);
+}
+
+// A placement cuts a packed sequence into its documents: each real token once, in order, with its
+// position and label, padding dropped, each document on its own (id 0).
+TEST(StepPlacement, DocumentsOfAPackedSequenceAreItsDocumentsInOrder) {
+  const auto ints = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kInt64); };
+  const PackedTensors packed{ints({5, 6, 7, 8, 9, 0, 0}), ints({0, 1, 2, 0, 1, 0, 0}), ints({0, 0, 0, 1, 1, -1, -1}),
+                             ints({6, 7, -1, 9, -1, -1, -1}), 3};
+  const std::vector<PackedTensors> docs = documents_of(packed);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_TRUE(torch::equal(docs[0].tokens, ints({5, 6, 7})));
+  EXPECT_TRUE(torch::equal(docs[1].tokens, ints({8, 9})));
+  EXPECT_TRUE(torch::equal(docs[1].positions, ints({0, 1})));
+  EXPECT_TRUE(torch::equal(docs[0].labels, ints({6, 7, -1})));
+  EXPECT_TRUE(torch::equal(docs[1].doc_ids, ints({0, 0})));
+  EXPECT_EQ(docs[0].label_count, 2);
+  EXPECT_EQ(docs[1].label_count, 1);
 }
 
 }  // namespace

@@ -84,6 +84,8 @@ void visit_fields(Config& c, Visitor& v) {
   v.choice("parallel.token_weave", c.parallel.token_weave, {"auto", "on", "off"});
   v.number("parallel.token_weave_min_tokens", c.parallel.token_weave_min_tokens, 0, 1 << 26);
   v.choice("parallel.attention", c.parallel.attention, {"local", "ring", "token_ring", "auto"});
+  v.choice("parallel.placement", c.parallel.placement, {"uniform", "zeppelin"});
+  v.text("parallel.topology", c.parallel.topology);
   v.number("parallel.bucket_mb", c.parallel.bucket_mb, 0.001, 1 << 16);
   v.number("parallel.timeout_s", c.parallel.timeout_s, 1, kInf);
 
@@ -341,6 +343,19 @@ void validate(const Config& c) {
   check(c.parallel.token_weave != "on" || t.activation_checkpoint == "none",
         weave + " with train.activation_checkpoint = full: the interleaved layers keep their activations; use "
                 "parallel.token_weave: auto (it steps aside for checkpointing) or train.activation_checkpoint: none");
+  if (c.parallel.placement == "zeppelin") {
+    const std::string zeppelin = c.where("parallel.placement") + " = zeppelin";
+    check(t.strategy == "full", zeppelin + " with train.strategy = " + t.strategy +
+                                    ": placed sequences train with train.strategy: full in this version");
+    check(c.parallel.tp == 1, zeppelin + " with parallel.tp = " + std::to_string(c.parallel.tp) +
+                                  ": placement with tensor parallelism is not in this version; use parallel.tp: 1");
+    check(c.parallel.attention != "local", zeppelin + " with parallel.attention = local: split sequences need ring, "
+                                                      "token_ring or auto");
+    check(m.lact.every == 0, zeppelin + " with LaCT layers: their fast-weight sums run over the sp group, not a "
+                                        "placement's rings; use parallel.placement: uniform");
+  }
+  check(c.parallel.topology.empty() || c.parallel.placement == "zeppelin",
+        c.where("parallel.topology") + " is only read with parallel.placement: zeppelin");
   check(t.seq_len <= m.max_seq_len, c.where("train.seq_len") + " = " + std::to_string(t.seq_len) +
                                         " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len));
 }

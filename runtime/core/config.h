@@ -103,6 +103,11 @@ struct ParallelConfig {
   std::string token_weave = "auto";
   int64_t token_weave_min_tokens = 1024;
   std::string attention = "auto";  // local | ring | token_ring | auto (local when sp = 1)
+  // Where a step's sequences are computed: uniform splits every packed sequence over the sp group;
+  // zeppelin places each document of the step on one rank or a ring of the dp x sp ranks
+  // (parallel/placement/), with no rank holding more than seq_len / sp tokens of one.
+  std::string placement = "uniform";
+  std::string topology;  // zeppelin: the cluster file (configs/topology/); empty: one node of dp x sp ranks
   double bucket_mb = 25;           // gradient all-reduce bucket size
   double timeout_s = 600;          // a collective that takes longer aborts the job
 };

@@ -12,7 +12,8 @@ namespace {
 
 enum class Algorithm { kRing, kTokenRing, kHalo };
 
-// Attention over the sp group for a sequence shard; a whole sequence on this rank attends locally.
+// Attention over the sp group for a sequence shard (or over the ring the shard names); a whole
+// sequence on this rank attends locally.
 class SequenceParallelAttention : public CoreAttention {
  public:
   SequenceParallelAttention(Algorithm algorithm, int64_t window, const ParallelPlan& plan)
@@ -21,8 +22,12 @@ class SequenceParallelAttention : public CoreAttention {
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                        const SequenceShard& input) override {
     if (!input.sharded()) return local_.attend(q, k, v, scale, input);
-    if (algorithm_ == Algorithm::kRing) return ring_attention(q, k, v, *input.layout, scale, *plan_.sp);
-    if (algorithm_ == Algorithm::kTokenRing) return token_ring_attention(q, k, v, *input.layout, scale, *plan_.sp, *plan_.sp_back);
+    Communicator& forward = input.ring ? *input.ring->forward : *plan_.sp;
+    if (algorithm_ == Algorithm::kRing) return ring_attention(q, k, v, *input.layout, scale, forward);
+    if (algorithm_ == Algorithm::kTokenRing)
+      return token_ring_attention(q, k, v, *input.layout, scale, forward, input.ring ? *input.ring->back : *plan_.sp_back);
+    // LaCT's update sums run on the sp group (sp_sync), so its layers cannot follow a placed ring.
+    check(!input.ring, "LaCT layers cannot run on a placement's ring; use parallel.placement: uniform");
     SequenceLayout windowed = *input.layout;
     windowed.window = local_.window();
     return halo_attention(q, k, v, windowed, scale, *plan_.sp);

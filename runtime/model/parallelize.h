@@ -2,7 +2,8 @@
 // model's code stays the single-process Llama, and this one call decides, layer by layer, how
 // attention and LaCT's fast-weight updates reach across ranks and what the layers keep for the
 // backward. It installs
-//   - on every attention layer: ring (pass-KV) or TokenRing (pass-Q) attention over the sp group;
+//   - on every attention layer: ring (pass-KV) or TokenRing (pass-Q) attention over the sp group, or
+//     over the ring a shard names (a placement's, SequenceShard::ring);
 //   - on every LaCT layer: halo attention for its sliding window, and the sum of each fast-weight
 //     update over the ranks (a differentiable all-reduce on its own communicator);
 //   - with tp > 1, tensor parallelism (Megatron's layout): q, k, v, gate and up column-parallel (this

@@ -12,10 +12,14 @@
 
 namespace loom {
 
+struct Ring;  // parallel/sequence/sequence_shard.h
+
 struct MicroBatch {
-  PackedTensors tokens;  // the whole packed sequence, as the loader gave it
+  PackedTensors tokens;  // the whole packed sequence, as the loader gave it (or a placed document)
   int64_t index = 0;     // in the whole run (step x accumulation + position): keys SpaCO's sampling
   bool last = false;     // the last of the step on this rank: gradients may be reduced as they come
+  // Set by a placement (step_placement.h): the sequence is split over this ring, not the sp group.
+  const Ring* ring = nullptr;
 };
 
 // What one micro-batch did on this rank.

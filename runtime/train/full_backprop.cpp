@@ -4,10 +4,13 @@
 namespace loom {
 
 Backpropagated FullBackprop::run(const MicroBatch& batch, double denominator) {
-  SequenceShard shard = sp_ == 1 ? whole_sequence(batch.tokens) : shard_sequence(batch.tokens, sp_, sp_rank_);
+  SequenceShard shard = batch.ring ? shard_over(batch.tokens, *batch.ring)
+                        : sp_ == 1 ? whole_sequence(batch.tokens)
+                                   : shard_sequence(batch.tokens, sp_, sp_rank_);
+  const int64_t ranks = shard.sharded() ? shard.layout->ranks : 1;
   shard.tokens = on_device(shard.tokens, model_->device());
   Backpropagated result;
-  result.flops = model_->training_flops(batch.tokens) / static_cast<double>(sp_);
+  result.flops = model_->training_flops(batch.tokens) / static_cast<double>(ranks);
   result.tokens = (shard.tokens.doc_ids >= 0).sum().item<int64_t>();
   const auto loss = model_->loss(shard, head_rows_);
   // Armed now, the reducer starts each bucket's all-reduce as soon as its gradients are complete,

@@ -1,6 +1,7 @@
 // Full backprop: one forward and one backward over the micro-batch. With sequence parallelism each
 // rank takes its zigzag shard of the sequence (parallel/sequence/sequence_shard.h) and the layers
-// attend over the sp group as parallelize() installed; the FLOPs are shared evenly.
+// attend over the sp group as parallelize() installed, or over the micro-batch's ring where a
+// placement gave it one; the FLOPs are shared evenly.
 #pragma once
 #include "parallel/data/gradient_reducer.h"
 #include "runtime/model/llama.h"

@@ -72,9 +72,11 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t 
 }
 
 void MetricsLog::step(const StepMetrics& m, bool show) {
-  record({{"step", m.step}, {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"lr", m.lr}, {"tokens", m.tokens},
-          {"tokens_per_s", m.tokens_per_s}, {"step_time_s", m.step_time_s}, {"flops_per_s", m.flops_per_s},
-          {"peak_mem_bytes", m.peak_mem_bytes}, {"skipped", m.skipped}});
+  nlohmann::json line = {{"step", m.step}, {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"lr", m.lr}, {"tokens", m.tokens},
+                         {"tokens_per_s", m.tokens_per_s}, {"step_time_s", m.step_time_s}, {"flops_per_s", m.flops_per_s},
+                         {"peak_mem_bytes", m.peak_mem_bytes}, {"skipped", m.skipped}};
+  if (m.split_sequences >= 0) line["split_sequences"] = m.split_sequences;
+  record(line);
   elapsed_s_ += m.step_time_s;
   ++steps_timed_;
   if (!progress_ || !show) return;

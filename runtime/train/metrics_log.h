@@ -16,6 +16,7 @@ struct StepMetrics {
   double tokens_per_s = 0, step_time_s = 0, flops_per_s = 0;
   int64_t peak_mem_bytes = 0;
   bool skipped = false;  // non-finite loss with train.on_nan: skip
+  int64_t split_sequences = -1;  // under a placement: documents of the step split over rings (else -1)
 };
 
 // Peak resident memory of this process so far (VmHWM), in bytes.

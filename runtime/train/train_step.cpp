@@ -25,42 +25,53 @@ void inject_rank_faults(int64_t step, int rank) {
 }
 
 // Data-parallel rank r takes micro-batches r, r + dp, ... of the step, so the global batch does not
-// depend on dp; the loader skips the others without building them.
-std::vector<MicroBatch> my_micro_batches(TrainingRun& run, int64_t step) {
+// depend on dp; the loader skips the others without building them. A placement reads them all and
+// gives this rank its part of their documents.
+StepWork my_work(TrainingRun& run, int64_t step) {
   const int64_t dp = run.mesh.shape().dp, dp_rank = run.mesh.coord().dp;
   const int64_t accumulation = run.config.accumulation_steps();
-  std::vector<MicroBatch> mine;
+  if (run.placement) {
+    std::vector<PackedTensors> all;
+    for (int64_t a = 0; a < accumulation; ++a) all.push_back(to_tensors(run.loader.next()));
+    return run.placement->place(all, step * accumulation);
+  }
+  StepWork work;
   for (int64_t a = 0; a < accumulation; ++a) {
-    if (a % dp == dp_rank) mine.push_back({to_tensors(run.loader.next()), step * accumulation + a, false});
+    if (a % dp == dp_rank) work.micro.push_back({to_tensors(run.loader.next()), step * accumulation + a, false});
     else run.loader.skip();
   }
-  if (!mine.empty()) mine.back().last = true;
-  return mine;
+  if (!work.micro.empty()) work.micro.back().last = true;
+  auto labels = torch::zeros({1}, torch::kInt64);
+  for (const auto& mb : work.micro) labels += mb.tokens.label_count;
+  all_reduce_now(*run.mesh.host().dp, labels);
+  work.labels = labels.item<int64_t>();
+  return work;
 }
 
 }  // namespace
 
 StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<MicroBatch> micro = my_micro_batches(run, step);
+  const StepWork work = my_work(run, step);
   // The loss is averaged over every label token of the global step, not per micro-batch or per
   // rank, so accumulation and data parallelism give the update of one big batch.
-  auto labels = torch::zeros({1}, torch::kInt64);
-  for (const auto& mb : micro) labels += mb.tokens.label_count;
-  all_reduce_now(*run.mesh.host().dp, labels);
-  const double denominator = static_cast<double>(std::max<int64_t>(1, labels.item<int64_t>()));
+  const double denominator = static_cast<double>(std::max<int64_t>(1, work.labels));
   run.masters.zero_grads();
   StepMetrics m;
   m.step = step + 1;
+  if (run.placement) m.split_sequences = work.rings;
   const int rank = run.mesh.host().world->rank();
   inject_rank_faults(m.step, rank);
   auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs of this rank
-  for (const MicroBatch& mb : micro) {
+  for (const MicroBatch& mb : work.micro) {
     const Backpropagated b = run.backprop->run(mb, denominator);
     totals[0] += fault_requested("nan-loss", m.step, rank) ? NAN : b.loss;
     totals[1] += b.tokens;
     totals[2] += b.flops;
   }
+  // A rank the placement gave nothing to compute still adds its (zero) share to every reduction.
+  if (work.micro.empty())
+    for (auto& r : run.reducers) r->arm();
   run.finish_reductions();
   all_reduce_now(*run.mesh.host().dp_sp, totals);
   m.loss = totals[0].item<double>() / denominator;

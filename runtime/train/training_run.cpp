@@ -75,12 +75,15 @@ void load_into(const std::string& dir, MasterWeights& masters, const TensorLayou
 
 // The strategy train.strategy names; the reducers are armed before the gradients of the step's
 // last micro-batch start to arrive.
+// Under a placement a micro-batch is whole on this rank unless it names its ring.
 std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh,
                                         const std::vector<std::unique_ptr<GradientReducer>>& reducers) {
   std::vector<GradientReducer*> arm;
   for (const auto& r : reducers) arm.push_back(r.get());
+  const bool placed = config.parallel.placement == "zeppelin";
   if (config.train.strategy == "full")
-    return std::make_unique<FullBackprop>(model, mesh.shape().sp, mesh.coord().sp, config.train.loss_chunk, arm);
+    return std::make_unique<FullBackprop>(model, placed ? 1 : mesh.shape().sp, placed ? 0 : mesh.coord().sp,
+                                          config.train.loss_chunk, arm);
   return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, arm);
 }
 
@@ -104,7 +107,8 @@ TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& m
       data(data),
       mesh(mesh),
       precision(resolve_precision(config, device)),
-      attention(choose_attention(config, mesh.shape().sp)),
+      attention(choose_attention(config, config.parallel.placement == "zeppelin" ? mesh.shape().dp * mesh.shape().sp
+                                                                                 : mesh.shape().sp)),
       boundary_worker(make_boundary_worker(config, mesh.shape())),
       model(build_model(config, precision, mesh, attention, boundary_worker.get(), layout)),
       masters(model->parameter_list(), precision.master),
@@ -114,7 +118,8 @@ TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& m
       val_docs(split_documents(data, Split::kValidation, config.data.val_fraction)),
       loader(data, train_docs, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)),
       reducers(make_reducers(config, mesh, model, masters, precision, layout)),
-      backprop(make_backprop(config, model, mesh, reducers)) {
+      backprop(make_backprop(config, model, mesh, reducers)),
+      placement(config.parallel.placement == "zeppelin" ? std::make_unique<StepPlacement>(config, mesh) : nullptr) {
   if (!config.run.init_from.empty()) load_into(resolve_checkpoint(config.run.init_from, config.run.dir), masters, layout);
 }
 
@@ -170,9 +175,15 @@ void TrainingRun::print_start() const {
               human_count(static_cast<double>(data.tokens.size())).c_str(), c.train.tokens_per_step, c.accumulation_steps(),
               c.train.seq_len);
   const MeshShape& shape = mesh.shape();
-  std::printf("mesh: dp %ld x sp %ld x tp %ld = %ld ranks; each dp rank takes %ld of the %ld micro-batches\n%s", shape.dp,
-              shape.sp, shape.tp, shape.world(), c.accumulation_steps() / shape.dp, c.accumulation_steps(),
-              mesh.placement_table().c_str());
+  std::printf("mesh: dp %ld x sp %ld x tp %ld = %ld ranks; ", shape.dp, shape.sp, shape.tp, shape.world());
+  if (placement)
+    std::printf("placement: zeppelin over the %ld dp x sp ranks of %s (%d x %d), at most %ld tokens of a sequence per "
+                "rank; every rank reads the step's %ld micro-batches\n%s",
+                shape.dp * shape.sp, placement->topology().name.c_str(), placement->topology().nodes,
+                placement->topology().ranks_per_node, placement_cap(c), c.accumulation_steps(), mesh.placement_table().c_str());
+  else
+    std::printf("each dp rank takes %ld of the %ld micro-batches\n%s", c.accumulation_steps() / shape.dp,
+                c.accumulation_steps(), mesh.placement_table().c_str());
   std::printf("attention: %s (%s)\n", attention.algorithm.c_str(), attention.reason.c_str());
   if (shape.sp > 1 && c.model.lact.every > 0)
     std::printf("LaCT layers: window of %ld by halo exchange (each rank gathers the keys its window reaches)\n",

@@ -21,6 +21,7 @@
 #include "runtime/model/llama.h"
 #include "runtime/train/backprop.h"
 #include "runtime/train/metrics_log.h"
+#include "runtime/train/step_placement.h"
 
 namespace loom {
 
@@ -68,6 +69,8 @@ class TrainingRun {
   // the dp x sp replicas, the parameters every rank holds whole (the norms) over every rank.
   std::vector<std::unique_ptr<GradientReducer>> reducers;
   std::unique_ptr<Backprop> backprop;
+  // Where each step's documents are computed under parallel.placement: zeppelin (null: uniform).
+  std::unique_ptr<StepPlacement> placement;
 
  private:
   bool holds_whole(const std::string& name) const { return !shard_of(layout, name).split(); }
