@@ -13,6 +13,7 @@
 #include "runtime/model/llama.h"
 #include "runtime/model/parallelize.h"
 #include "runtime/train/metrics_log.h"
+#include "runtime/train/step_placement.h"
 #include "runtime/train/trainer.h"
 
 namespace loom {
@@ -123,8 +124,16 @@ int run_train_dry(const TrainArgs& args) {
               bytes_text(static_cast<double>(count.total) * element).c_str(), config.train.dtype.c_str());
   if (shape.tp > 1) std::printf("; %s on each tp rank", human_count(static_cast<double>(params)).c_str());
   std::printf("\n");
-  std::printf("per rank and step: %ld micro-batch(es) of %ld tokens\n", micro, tokens);
-  const AttentionChoice attention = choose_attention(config, shape.sp);
+  const bool placed = config.parallel.placement == "zeppelin";
+  if (placed) {
+    const Topology topology = placement_topology(config, shape.dp * shape.sp);
+    std::printf("placement: zeppelin over the %ld dp x sp ranks of %s (%d x %d); a rank computes its share of the "
+                "step's documents, at most %ld tokens of one at a time\n",
+                shape.dp * shape.sp, topology.name.c_str(), topology.nodes, topology.ranks_per_node, placement_cap(config));
+  } else {
+    std::printf("per rank and step: %ld micro-batch(es) of %ld tokens\n", micro, tokens);
+  }
+  const AttentionChoice attention = choose_attention(config, placed ? shape.dp * shape.sp : shape.sp);
   std::printf("attention: %s (%s)\n", attention.algorithm.c_str(), attention.reason.c_str());
 
   const double weights = static_cast<double>(params) * element;

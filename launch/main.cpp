@@ -236,7 +236,13 @@ void add_placement_bench(CLI::App& app, loom::PlacementBenchArgs& p, int& rc) {
   auto* pl = app.get_subcommand("bench")->add_subcommand(
       "placement", "Zeppelin's placement of variable-length batches against uniform context parallelism, as the cost "
                    "model predicts it on the clusters of configs/topology/");
-  pl->add_flag("--simulate", p.simulate, "predict with the cost model (the only mode so far)");
+  pl->add_flag("--simulate", p.simulate, "predict with the cost model");
+  pl->add_flag("--train", p.train,
+               "measure training steps of --config under uniform and zeppelin placement, alternating, on the ranks "
+               "launched (with parallel.topology describing them)");
+  pl->add_option("--config", p.config, "with --train: the YAML experiment config")->check(CLI::ExistingFile);
+  pl->add_option("--set", p.overrides, "with --train: override a config key (repeatable)");
+  pl->add_option("--warmups", p.warmups, "with --train: untimed steps first")->check(CLI::NonNegativeNumber);
   pl->add_option("--topology", p.topologies, "topology files")->check(CLI::ExistingFile);
   pl->add_option("--gpus", p.gpus, "cluster sizes (multiples of a node)")->check(CLI::PositiveNumber);
   pl->add_option("--cp", p.cp, "the uniform baseline's context-parallel group size (dividing every --gpus)")
@@ -245,7 +251,7 @@ void add_placement_bench(CLI::App& app, loom::PlacementBenchArgs& p, int& rc) {
   pl->add_option("--tokens-per-gpu", p.tokens_per_gpu, "tokens per GPU per step")->check(CLI::PositiveNumber);
   pl->add_option("--max-length", p.max_length, "longest sequence drawn")->check(CLI::PositiveNumber);
   pl->add_option("--max-tokens-per-gpu", p.max_tokens_per_rank, "most tokens one GPU holds")->check(CLI::PositiveNumber);
-  pl->add_option("--steps", p.steps, "steps drawn per row")->check(CLI::PositiveNumber);
+  pl->add_option("--steps", p.steps, "steps drawn per row (with --train: timed steps)")->check(CLI::PositiveNumber);
   pl->add_option("--json", p.json_out, "write the results as JSON here");
   pl->callback([&] { rc = loom::run_bench_placement(p); });
 }

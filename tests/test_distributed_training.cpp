@@ -169,6 +169,16 @@ TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   }
 }
 
+// The benchmark of placed training steps runs both placements on the same ranks and prints both
+// rows with their predictions (its figures are in docs/benchmarks/placement.md, not checked here).
+TEST_F(DataParallel, PlacementBenchmarkMeasuresBothPlacementsOnTheSameRanks) {
+  const auto r = test::run_loom_ranks(2, "bench placement --train --config " + dir_.path("config.yaml") +
+                                             " --set parallel.sp=2 --steps 1 --warmups 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* row : {"\nuniform ", "\nzeppelin "}) EXPECT_NE(r.output.find(row), std::string::npos) << row << r.output;
+  EXPECT_NE(r.output.find("matmul ceiling"), std::string::npos) << r.output;
+}
+
 // Checkpoints hold whole tensors whatever the tp degree: a tp = 2 checkpoint resumes on one rank and
 // a one-rank checkpoint on tp = 2, both continuing as the uninterrupted run does.
 TEST_F(DataParallel, ACheckpointMovesBetweenTensorParallelDegrees) {
@@ -311,6 +321,15 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   EXPECT_EQ(sp.exit_code, 0) << sp.output;
   EXPECT_NE(sp.output.find("mesh dp 2 x sp 2 x tp 1"), std::string::npos) << sp.output;
   EXPECT_NE(sp.output.find("attention: ring (auto: "), std::string::npos) << sp.output;  // GQA 4:2 in float64
+  const std::string zeppelin = "train --dry-run --world 4 --set parallel.sp=2 --set parallel.placement=zeppelin --config " + config;
+  const auto placed = test::run_loom(zeppelin);
+  EXPECT_EQ(placed.exit_code, 0) << placed.output;
+  EXPECT_NE(placed.output.find("placement: zeppelin over the 4 dp x sp ranks of one node (1 x 4)"), std::string::npos)
+      << placed.output;
+  const auto other = test::run_loom(zeppelin + " --set parallel.topology=" + std::string(LOOM_SOURCE_DIR) +
+                                    "/configs/topology/h200-8nic.yaml");
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.output.find("has 2 x 8 = 16 ranks, but the run's dp x sp group has 4"), std::string::npos) << other.output;
   // Tensor parallelism: rank 0's slices (q_proj [4 heads x 8, 32] -> [16, 32]; a 259-row vocabulary
   // -> 130 rows), and what it does not combine with yet named.
   const auto tp = test::run_loom("train --dry-run --world 4 --set parallel.tp=2 --config " + config);

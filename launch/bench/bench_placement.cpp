@@ -63,8 +63,12 @@ Row simulate(const Topology& t, const Distribution& d, const PlacementBenchArgs&
 }  // namespace
 
 int run_bench_placement(const PlacementBenchArgs& args) {
-  check(args.simulate, "loom bench placement: only --simulate is built so far (the cost model's prediction); "
-                       "placement on real ranks is not in the trainer yet");
+  if (args.train) {
+    check(!args.config.empty(), "loom bench placement --train needs --config: the experiment whose steps it measures");
+    return run_bench_placement_train(args);
+  }
+  check(args.simulate, "loom bench placement: choose --simulate (the cost model's prediction on the paper's clusters) "
+                       "or --train --config C (training steps measured on the ranks launched)");
   const CostModel cost = CostModel::llama(args.d_model, args.kv_width, args.ffn, args.layers, 2, args.flops_per_s);
   const std::vector<Distribution> distributions = {{"lognormal median 4K sigma 1.0", 4096, 1.0},
                                                    {"lognormal median 1K sigma 1.8", 1024, 1.8}};

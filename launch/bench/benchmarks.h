@@ -50,6 +50,11 @@ int run_bench_tensor(const TensorBenchArgs& args);
 struct PlacementBenchArgs {
   std::string json_out;
   bool simulate = false;
+  // --train: real training steps of `config` under uniform and zeppelin placement.
+  bool train = false;
+  std::string config;
+  std::vector<std::string> overrides;
+  int64_t warmups = 1;
   std::vector<std::string> topologies = {"configs/topology/a800-4nic.yaml", "configs/topology/h800-8nic.yaml",
                                          "configs/topology/h200-8nic.yaml"};
   std::vector<int> gpus = {16, 32, 64, 128};
@@ -60,6 +65,7 @@ struct PlacementBenchArgs {
   uint64_t seed = 1;
 };
 int run_bench_placement(const PlacementBenchArgs& args);
+int run_bench_placement_train(const PlacementBenchArgs& args);
 
 struct ChunkwiseBenchArgs {
   std::string json_out;
