@@ -4,6 +4,8 @@
 #include <numeric>
 #include <set>
 
+#include "parallel/placement/remap_plan.h"
+
 namespace loom {
 namespace {
 
@@ -24,21 +26,29 @@ double inter_node_gbyte_s(const Placement& p, const std::vector<Placement>& all,
   return std::min(t.intra_gbyte_s, t.nic_gbyte_s * t.nics_per_node / busiest);
 }
 
-// The seconds the linear layers' all-to-alls take to even out `tokens` per rank: what crosses
-// nodes goes over each node's NICs together, the rest over the node's links.
+// The seconds the linear layers' all-to-alls take to make plan_remap's moves for `tokens`: what
+// crosses nodes goes over each node's NICs together, the rest over the node's links (a rank only
+// sends or only receives, so its intra-node moves are one direction of its link).
 double remap_s(const std::vector<int64_t>& tokens, const Topology& t, const CostModel& cost) {
-  const double total = static_cast<double>(std::accumulate(tokens.begin(), tokens.end(), int64_t{0}));
-  const double even = total / t.world();
+  const RemapPlan plan = plan_remap(tokens, t);
+  std::vector<double> across(t.nodes, 0.0), within(t.world(), 0.0);
+  for (int from = 0; from < t.world(); ++from)
+    for (int to = 0; to < t.world(); ++to) {
+      const auto n = static_cast<double>(plan.moves[from][to]);
+      if (t.node_of(from) == t.node_of(to)) {
+        within[from] += n;
+        within[to] += n;
+      } else {
+        across[t.node_of(from)] += n;
+        across[t.node_of(to)] += n;
+      }
+    }
   double slowest = 0;
   for (int node = 0; node < t.nodes; ++node) {
-    double node_surplus = 0, rank_moves = 0;
-    for (int r = node * t.ranks_per_node; r < (node + 1) * t.ranks_per_node; ++r) {
-      node_surplus += static_cast<double>(tokens[r]) - even;
-      rank_moves = std::max(rank_moves, std::abs(static_cast<double>(tokens[r]) - even));
-    }
-    const double across = std::abs(node_surplus) * cost.remap_bytes_per_token / (t.nic_gbyte_s * t.nics_per_node * 1e9);
-    const double within = rank_moves * cost.remap_bytes_per_token / (t.intra_gbyte_s * 1e9);
-    slowest = std::max(slowest, across + within);
+    const auto first = within.begin() + node * t.ranks_per_node;
+    const double busiest_link = *std::max_element(first, first + t.ranks_per_node);
+    slowest = std::max(slowest, (across[node] * cost.remap_bytes_per_token / (t.nic_gbyte_s * t.nics_per_node * 1e9)) +
+                                    busiest_link * cost.remap_bytes_per_token / (t.intra_gbyte_s * 1e9));
   }
   return slowest;
 }
