@@ -11,19 +11,23 @@ AdamW::AdamW(const NamedTensors& params, AdamWOptions options) : options_(option
   for (const auto& [name, p] : params) slots_.push_back({name, p, torch::zeros_like(p), torch::zeros_like(p)});
 }
 
-void AdamW::step(double lr) {
+void adamw_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
+                  bool decay, double lr, int64_t step, const AdamWOptions& o) {
   torch::NoGradGuard no_grad;
+  const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+  exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
+  exp_avg_sq.mul_(o.beta2).addcmul_(grad, grad, 1.0 - o.beta2);
+  const auto denom = (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
+  if (decay) param.mul_(1.0 - lr * o.weight_decay);
+  param.addcdiv_(exp_avg, denom, -lr / bc1);
+}
+
+void AdamW::step(double lr) {
   ++steps_;
-  const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-  const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
   for (auto& s : slots_) {
     const auto& g = s.param.grad();
-    if (!g.defined()) continue;
-    s.exp_avg.mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
-    s.exp_avg_sq.mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
-    const auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(options_.eps);
-    if (s.param.dim() >= 2) s.param.mul_(1.0 - lr * options_.weight_decay);
-    s.param.addcdiv_(s.exp_avg, denom, -lr / bc1);
+    if (g.defined()) adamw_update(s.param, g, s.exp_avg, s.exp_avg_sq, s.param.dim() >= 2, lr, steps_, options_);
   }
 }
 

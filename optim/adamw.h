@@ -17,6 +17,12 @@ struct AdamWOptions {
   double weight_decay = 0.1;
 };
 
+// One AdamW update, in place, of `param` and its moments from `grad`, as the `step`-th step (from
+// 1); `decay` applies the weight decay. What AdamW::step does to each tensor, open to a sharded
+// optimizer that applies the same arithmetic to slices of them.
+void adamw_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
+                  bool decay, double lr, int64_t step, const AdamWOptions& options);
+
 class AdamW {
  public:
   AdamW(const NamedTensors& params, AdamWOptions options);

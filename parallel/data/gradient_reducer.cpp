@@ -9,14 +9,25 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
 
 GradientReducer::GradientReducer(std::vector<torch::Tensor> params, std::vector<torch::Tensor> targets, c10::ScalarType reduce_dtype,
                                  Communicator& group, int64_t bucket_bytes)
+    : GradientReducer(std::move(params), std::move(targets), reduce_dtype, group, bucket_bytes, 0) {}
+
+GradientReducer::GradientReducer(std::vector<torch::Tensor> params, c10::ScalarType reduce_dtype, Communicator& group,
+                                 int64_t bucket_bytes, int zero_stage)
+    : GradientReducer(std::move(params), {}, reduce_dtype, group, bucket_bytes, zero_stage) {
+  check(zero_stage == 1 || zero_stage == 2, "a sharded GradientReducer is ZeRO stage 1 or 2, not " + std::to_string(zero_stage));
+}
+
+GradientReducer::GradientReducer(std::vector<torch::Tensor> params, std::vector<torch::Tensor> targets, c10::ScalarType reduce_dtype,
+                                 Communicator& group, int64_t bucket_bytes, int zero_stage)
     : params_(std::move(params)),
       targets_(std::move(targets)),
       group_(group),
       bucket_of_(params_.size()),
       slot_of_(params_.size()),
-      arrived_(params_.size()) {
+      arrived_(params_.size()),
+      zero_stage_(zero_stage) {
   check(!params_.empty(), "GradientReducer needs parameters");
-  check(targets_.size() == params_.size(), "GradientReducer needs one target per parameter");
+  check(zero_stage_ > 0 || targets_.size() == params_.size(), "GradientReducer needs one target per parameter");
   const auto dtype = params_.front().scalar_type();
   const auto reduce_bytes = static_cast<int64_t>(c10::elementSize(reduce_dtype));
   int64_t elements = 0;  // of the bucket being filled
@@ -34,9 +45,19 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, std::vector<
     b.offsets.push_back(elements);
     elements += p.numel();
   }
+  const int64_t ranks = group_.size();
   for (auto& b : buckets_) {
     const auto& last = params_[b.params.back()];
-    b.flat = torch::empty({b.offsets.back() + last.numel()}, last.options().dtype(reduce_dtype));
+    const int64_t elements = b.offsets.back() + last.numel();
+    const auto options = last.options().dtype(reduce_dtype);
+    if (zero_stage_ == 0) {
+      b.flat = torch::empty({elements}, options);
+      continue;
+    }
+    // The padding is never written, so it sums to zero.
+    b.flat = torch::zeros({(elements + ranks - 1) / ranks * ranks}, options);
+    const int64_t part = b.flat.numel() / ranks;
+    b.part = zero_stage_ == 2 ? torch::empty({part}, options) : b.flat.narrow(0, group_.rank() * part, part);
   }
   for (size_t i = 0; i < params_.size(); ++i) {
     hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& grad) { on_gradient(i, grad); }));
@@ -76,7 +97,7 @@ void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
 void GradientReducer::launch_ready_buckets() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].filled == buckets_[next_launch_].params.size()) {
     Bucket& b = buckets_[next_launch_++];
-    b.handle = group_.all_reduce(b.flat, ReduceOp::kSum);
+    b.handle = zero_stage_ == 2 ? group_.reduce_scatter(b.flat, b.part, ReduceOp::kSum) : group_.all_reduce(b.flat, ReduceOp::kSum);
   }
 }
 
@@ -96,6 +117,7 @@ void GradientReducer::finish() {
   launch_ready_buckets();
   for (auto& b : buckets_) {
     b.handle.wait();
+    if (zero_stage_ > 0) continue;
     for (size_t k = 0; k < b.params.size(); ++k) {
       auto& t = targets_[b.params[k]];
       const auto reduced = b.flat.narrow(0, b.offsets[k], t.numel()).view(t.sizes());

@@ -10,6 +10,10 @@
 // The sums may be taken in a wider dtype than the gradients (float32 for bfloat16 parameters) and
 // written into the gradients of other tensors of that dtype (the optimizer's master weights), so
 // the reduction loses nothing to the parameters' narrow dtype.
+//
+// Sharded (ZeRO, zero_optimizer.h): every bucket is padded to a multiple of the group's size and
+// rank r keeps part r of each bucket's sum, after an all_reduce (stage 1) or from a reduce_scatter
+// that only ever delivers that part (stage 2); nothing is written into any .grad.
 #pragma once
 #include <torch/torch.h>
 
@@ -26,6 +30,9 @@ class GradientReducer {
   // Sums them in `reduce_dtype` into the .grad of `targets` (one per parameter, the same shapes).
   GradientReducer(std::vector<torch::Tensor> params, std::vector<torch::Tensor> targets, c10::ScalarType reduce_dtype,
                   Communicator& group, int64_t bucket_bytes);
+  // Sharded: keeps this rank's part of every bucket's sum in `reduce_dtype` (stage 1 or 2).
+  GradientReducer(std::vector<torch::Tensor> params, c10::ScalarType reduce_dtype, Communicator& group,
+                  int64_t bucket_bytes, int zero_stage);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;  // the hooks point at this object
   GradientReducer& operator=(const GradientReducer&) = delete;
@@ -37,6 +44,15 @@ class GradientReducer {
   void finish();
 
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
+  // Bucket b holds parameters params(b) (indices into the constructor's list) at element offsets
+  // offsets(b) of its flat buffer, which is padded(b) elements long.
+  const std::vector<size_t>& params(int64_t b) const { return buckets_[b].params; }
+  const std::vector<int64_t>& offsets(int64_t b) const { return buckets_[b].offsets; }
+  int64_t padded(int64_t b) const { return buckets_[b].flat.numel(); }
+  // Sharded, after finish(): this rank's part of bucket b's sum, elements
+  // [rank * padded(b) / size, (rank + 1) * padded(b) / size) of the flat buffer.
+  const torch::Tensor& part(int64_t b) const { return buckets_[b].part; }
+  Communicator& group() const { return group_; }
   // Buckets whose all_reduce has started since arm().
   int64_t buckets_started() const { return static_cast<int64_t>(next_launch_); }
 
@@ -45,10 +61,13 @@ class GradientReducer {
     std::vector<size_t> params;     // indices into params_
     std::vector<int64_t> offsets;   // element offset of each param in `flat`
     torch::Tensor flat;
+    torch::Tensor part;  // sharded: this rank's part of the sum
     size_t filled = 0;
     CommHandle handle;
   };
 
+  GradientReducer(std::vector<torch::Tensor> params, std::vector<torch::Tensor> targets, c10::ScalarType reduce_dtype,
+                  Communicator& group, int64_t bucket_bytes, int zero_stage);
   void on_gradient(size_t param, const torch::Tensor& grad);
   void launch_ready_buckets();
 
@@ -60,6 +79,7 @@ class GradientReducer {
   std::vector<unsigned> hooks_;
   size_t next_launch_ = 0;
   bool armed_ = false;
+  int zero_stage_ = 0;  // 0: replicated sums into the targets; 1, 2: sharded
 };
 
 }  // namespace loom

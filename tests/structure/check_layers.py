@@ -21,7 +21,7 @@ LAYERS = {
     "kernels/cuda": ["kernels"],
     "parallel/comm": ["runtime/core"],
     "parallel": ["parallel/comm", "runtime/core"],
-    "parallel/data": ["parallel/comm", "runtime/core"],
+    "parallel/data": ["optim", "kernels", "parallel/comm", "runtime/core"],
     "parallel/sequence": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
     "parallel/tensor": ["parallel/comm", "kernels/attention", "kernels", "runtime/core"],
     "parallel/placement": ["parallel/sequence", "parallel/comm", "kernels/attention", "kernels", "runtime/core"],

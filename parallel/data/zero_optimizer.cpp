@@ -1,0 +1,168 @@
+#include "parallel/data/zero_optimizer.h"
+
+#include <map>
+
+#include "runtime/core/error.h"
+
+namespace loom {
+namespace {
+
+std::vector<torch::Tensor> tensors_of(const NamedTensors& named) {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, t] : named) out.push_back(t);
+  return out;
+}
+
+const torch::Tensor& find(const std::map<std::string, torch::Tensor>& by_name, const std::string& name,
+                          const torch::Tensor& like) {
+  const auto it = by_name.find(name);
+  check(it != by_name.end(), "optimizer state lacks '" + name +
+                                 "'; the checkpoint is from another model or was trained with another train.optimizer");
+  check(it->second.sizes() == like.sizes(), "'" + name + "' has the wrong shape for this model");
+  return it->second;
+}
+
+}  // namespace
+
+ZeroOptimizer::ZeroOptimizer(const NamedTensors& params, int stage, const AdamWOptions& options, c10::ScalarType master,
+                             c10::ScalarType reduce, Communicator& group, int64_t bucket_bytes)
+    : params_(tensors_of(params)),
+      stage_(stage),
+      options_(options),
+      reducer_(params_, reduce, group, bucket_bytes, stage) {
+  for (const auto& [name, p] : params) names_.push_back(name);
+  const int64_t rank = group.rank(), ranks = group.size();
+  for (int64_t b = 0; b < reducer_.num_buckets(); ++b) {
+    const int64_t size = reducer_.padded(b) / ranks, lo = rank * size, hi = lo + size;
+    Part part;
+    const auto options_of = params_.front().options().dtype(master);
+    part.master = torch::zeros({size}, options_of);
+    part.exp_avg = torch::zeros({size}, options_of);
+    part.exp_avg_sq = torch::zeros({size}, options_of);
+    for (size_t k = 0; k < reducer_.params(b).size(); ++k) {
+      const size_t param = reducer_.params(b)[k];
+      const int64_t begin = reducer_.offsets(b)[k], end = begin + params_[param].numel();
+      const int64_t from = std::max(lo, begin), to = std::min(hi, end);
+      if (from < to) part.segments.push_back({param, from - begin, to - from, from - lo});
+    }
+    parts_.push_back(std::move(part));
+  }
+  take_parameters();
+}
+
+void ZeroOptimizer::take_parameters() {
+  torch::NoGradGuard no_grad;
+  for (Part& part : parts_)
+    for (const Segment& s : part.segments)
+      part.master.narrow(0, s.offset, s.count).copy_(params_[s.param].detach().reshape(-1).narrow(0, s.param_begin, s.count));
+}
+
+double ZeroOptimizer::grad_norm_squared() const {
+  double sum = 0;
+  for (int64_t b = 0; b < reducer_.num_buckets(); ++b) sum += reducer_.part(b).to(torch::kFloat64).pow(2).sum().item<double>();
+  return sum;
+}
+
+void ZeroOptimizer::scale_gradients(double norm, double max_norm) {
+  if (max_norm <= 0 || norm <= max_norm) return;
+  for (int64_t b = 0; b < reducer_.num_buckets(); ++b) {
+    torch::Tensor part = reducer_.part(b);
+    part.mul_(max_norm / (norm + 1e-6));
+  }
+}
+
+void ZeroOptimizer::step(double lr) {
+  ++steps_;
+  for (size_t b = 0; b < parts_.size(); ++b) {
+    Part& part = parts_[b];
+    const torch::Tensor grad = reducer_.part(static_cast<int64_t>(b)).to(part.master.scalar_type());
+    for (const Segment& s : part.segments)
+      adamw_update(part.master.narrow(0, s.offset, s.count), grad.narrow(0, s.offset, s.count),
+                   part.exp_avg.narrow(0, s.offset, s.count), part.exp_avg_sq.narrow(0, s.offset, s.count),
+                   params_[s.param].dim() >= 2, lr, steps_, options_);
+  }
+  gather_into_parameters();
+}
+
+void ZeroOptimizer::gather_into_parameters() {
+  Communicator& group = reducer_.group();
+  std::vector<torch::Tensor> whole;
+  std::vector<CommHandle> pending;
+  for (size_t b = 0; b < parts_.size(); ++b) {
+    whole.push_back(torch::empty({reducer_.padded(static_cast<int64_t>(b))}, params_.front().options()));
+    pending.push_back(group.all_gather(parts_[b].master.to(params_.front().scalar_type()), whole.back()));
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t b = 0; b < parts_.size(); ++b) {
+    pending[b].wait();
+    const auto& members = reducer_.params(static_cast<int64_t>(b));
+    for (size_t k = 0; k < members.size(); ++k) {
+      torch::Tensor p = params_[members[k]].detach();
+      p.copy_(whole[b].narrow(0, reducer_.offsets(static_cast<int64_t>(b))[k], p.numel()).view(p.sizes()));
+    }
+  }
+}
+
+std::vector<torch::Tensor> ZeroOptimizer::gather(torch::Tensor Part::*which) const {
+  Communicator& group = reducer_.group();
+  std::vector<torch::Tensor> out(params_.size());
+  for (size_t b = 0; b < parts_.size(); ++b) {
+    const torch::Tensor& mine = parts_[b].*which;
+    auto whole = torch::empty({reducer_.padded(static_cast<int64_t>(b))}, mine.options());
+    group.all_gather(mine, whole).wait();
+    const auto& members = reducer_.params(static_cast<int64_t>(b));
+    for (size_t k = 0; k < members.size(); ++k) {
+      const torch::Tensor& p = params_[members[k]];
+      out[members[k]] = whole.narrow(0, reducer_.offsets(static_cast<int64_t>(b))[k], p.numel()).view(p.sizes()).clone();
+    }
+  }
+  return out;
+}
+
+void ZeroOptimizer::scatter(const std::vector<torch::Tensor>& whole, torch::Tensor Part::*which) {
+  torch::NoGradGuard no_grad;
+  for (Part& part : parts_)
+    for (const Segment& s : part.segments)
+      (part.*which).narrow(0, s.offset, s.count).copy_(whole[s.param].reshape(-1).narrow(0, s.param_begin, s.count));
+}
+
+NamedTensors ZeroOptimizer::masters() const {
+  const std::vector<torch::Tensor> whole = gather(&Part::master);
+  NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(names_[i], whole[i]);
+  return out;
+}
+
+NamedTensors ZeroOptimizer::state() const {
+  const std::vector<torch::Tensor> exp_avg = gather(&Part::exp_avg), exp_avg_sq = gather(&Part::exp_avg_sq);
+  NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back(names_[i] + ".exp_avg", exp_avg[i]);
+    out.emplace_back(names_[i] + ".exp_avg_sq", exp_avg_sq[i]);
+  }
+  out.emplace_back("adamw.steps", torch::tensor({steps_}, torch::kInt64));
+  return out;
+}
+
+void ZeroOptimizer::load(const NamedTensors& masters, const NamedTensors& state) {
+  const std::map<std::string, torch::Tensor> weights(masters.begin(), masters.end()), moments(state.begin(), state.end());
+  std::vector<torch::Tensor> master(params_.size()), exp_avg(params_.size()), exp_avg_sq(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    master[i] = find(weights, names_[i], params_[i]);
+    exp_avg[i] = state.empty() ? torch::zeros_like(params_[i]) : find(moments, names_[i] + ".exp_avg", params_[i]);
+    exp_avg_sq[i] = state.empty() ? torch::zeros_like(params_[i]) : find(moments, names_[i] + ".exp_avg_sq", params_[i]);
+  }
+  scatter(master, &Part::master);
+  scatter(exp_avg, &Part::exp_avg);
+  scatter(exp_avg_sq, &Part::exp_avg_sq);
+  steps_ = state.empty() ? 0 : find(moments, "adamw.steps", torch::empty({1})).item<int64_t>();
+  gather_into_parameters();
+}
+
+int64_t ZeroOptimizer::state_bytes() const {
+  int64_t bytes = 0;
+  for (const Part& part : parts_) bytes += bytes_of(part.master) + bytes_of(part.exp_avg) + bytes_of(part.exp_avg_sq);
+  return bytes;
+}
+
+}  // namespace loom

@@ -1,0 +1,86 @@
+// ZeRO stages 1 and 2 (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
+// Parameter Models", SC 2020) over a group of replicas that hold the same parameters (Loom's dp x sp
+// ranks), with AdamW.
+//
+// The gradients are reduced in buckets as GradientReducer does, each bucket padded to a multiple of
+// the group's size, and rank r owns part r of every bucket: it alone keeps the master weights and
+// AdamW moments of those elements and steps them with its part of the summed gradient; the updated
+// parts are then all-gathered into every rank's parameters. Stage 1 takes its part from an
+// all-reduce; stage 2 from a reduce-scatter, which moves half the bytes and never gives a rank the
+// whole sum. Each part is stepped with AdamW's own arithmetic (adamw_update) on slices, so a step
+// equals the replicated optimizer's up to the order in which the gradient norm is summed.
+//
+// Checkpoints see whole tensors under AdamW's names: masters() and state() gather them, load()
+// takes this rank's parts, so a checkpoint moves between stages and degrees.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "optim/adamw.h"
+#include "parallel/data/gradient_reducer.h"
+#include "runtime/core/named_tensors.h"
+
+namespace loom {
+
+class ZeroOptimizer {
+ public:
+  // params: the model's parameters, named, all of one dtype; master: the dtype of the master weights
+  // and moments; reduce: of the gradient sums. Every rank starts from its own parameters
+  // (take_parameters() after they change).
+  ZeroOptimizer(const NamedTensors& params, int stage, const AdamWOptions& options, c10::ScalarType master,
+                c10::ScalarType reduce, Communicator& group, int64_t bucket_bytes);
+
+  // The backprop arms it before the step's last backward; finish() it after.
+  GradientReducer& reducer() { return reducer_; }
+  // After finish(): the sum of squares of this rank's part of the summed gradient (add them over the
+  // group for the norm), and their scaling by max_norm / norm where norm exceeds max_norm (0: never).
+  double grad_norm_squared() const;
+  void scale_gradients(double norm, double max_norm);
+  // AdamW on this rank's parts, then every rank's parameters <- the all-gathered masters.
+  void step(double lr);
+  // This rank's master parts <- the parameters (after they were broadcast or set whole).
+  void take_parameters();
+
+  // Collective over the group, whole tensors: the masters under the parameters' names; AdamW's
+  // state as AdamW::state() names it.
+  NamedTensors masters() const;
+  NamedTensors state() const;
+  // This rank's parts of whole masters and state (as above; an empty state starts the moments at
+  // zero), then the parameters from the masters. Collective.
+  void load(const NamedTensors& masters, const NamedTensors& state);
+
+  // Bytes of master weights and moments this rank holds.
+  int64_t state_bytes() const;
+  int stage() const { return stage_; }
+  c10::ScalarType master_dtype() const { return parts_.front().master.scalar_type(); }
+
+ private:
+  // Elements [param_begin, + count) of parameter `param` sit at `offset` of this rank's part.
+  struct Segment {
+    size_t param;
+    int64_t param_begin, count, offset;
+  };
+  struct Part {
+    torch::Tensor master, exp_avg, exp_avg_sq;
+    std::vector<Segment> segments;
+  };
+
+  // Every rank's parameters <- the masters of every rank, bucket by bucket.
+  void gather_into_parameters();
+  // The whole tensors (per parameter) of one kind of per-part tensor, gathered over the group.
+  std::vector<torch::Tensor> gather(torch::Tensor Part::*which) const;
+  // This rank's parts of `whole` (one per parameter) into one kind of per-part tensor.
+  void scatter(const std::vector<torch::Tensor>& whole, torch::Tensor Part::*which);
+
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> params_;
+  int stage_;
+  AdamWOptions options_;
+  GradientReducer reducer_;
+  std::vector<Part> parts_;  // one per bucket
+  int64_t steps_ = 0;
+};
+
+}  // namespace loom

@@ -1,0 +1,108 @@
+// ZeRO's sharded AdamW steps every rank's parameters exactly as one AdamW steps them with the
+// gradient summed over the ranks, whatever the stage and the bucket size, each rank holding only
+// its part of the state; its whole masters and state are AdamW's, and loading them back gives the
+// same parts.
+#include <gtest/gtest.h>
+
+#include "parallel/comm/mpi_communicator.h"
+#include "parallel/data/zero_optimizer.h"
+
+namespace loom {
+namespace {
+
+struct Net {
+  torch::Tensor w1, b1, w2;
+  explicit Net(int seed = 7) {
+    torch::manual_seed(seed);
+    w1 = torch::randn({6, 5}, torch::kFloat64).requires_grad_();
+    b1 = torch::randn({6}, torch::kFloat64).requires_grad_();
+    w2 = torch::randn({3, 6}, torch::kFloat64).requires_grad_();
+  }
+  NamedTensors named() const { return {{"w1", w1}, {"b1", b1}, {"w2", w2}}; }
+  torch::Tensor loss(int rank, int step) const {
+    torch::manual_seed(100 * rank + step);
+    auto x = torch::randn({4, 5}, torch::kFloat64);
+    return torch::tanh(torch::nn::functional::linear(x, w1, b1)).matmul(w2.t()).pow(2).sum();
+  }
+  void zero_grads() {
+    for (auto* p : {&w1, &b1, &w2}) p->mutable_grad() = torch::Tensor();
+  }
+};
+
+const AdamWOptions kOptions{0.9, 0.95, 1e-8, 0.1};
+constexpr int kSteps = 3;
+
+void expect_same(const NamedTensors& got, const NamedTensors& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].first, want[i].first) << what;
+    EXPECT_TRUE(torch::allclose(got[i].second.to(torch::kFloat64), want[i].second.to(torch::kFloat64), 1e-12, 1e-12))
+        << what << ": " << got[i].first;
+  }
+}
+
+TEST(ZeroOptimizer, StepsEveryRankLikeAdamWOnTheSummedGradient) {
+  auto world = mpi_world(60);
+  const int rank = world->rank(), size = world->size();
+  Net reference;
+  AdamW adamw(reference.named(), kOptions);
+  std::vector<double> reference_norms;
+  for (int step = 0; step < kSteps; ++step) {
+    reference.zero_grads();
+    for (int r = 0; r < size; ++r) reference.loss(r, step).backward();
+    double squares = 0;
+    for (const auto& [name, p] : reference.named()) squares += p.grad().pow(2).sum().item<double>();
+    reference_norms.push_back(squares);
+    adamw.step(1e-2);
+  }
+  for (const int stage : {1, 2})
+    for (const int64_t bucket_bytes : {8, 200, 1 << 20}) {  // one bucket per tensor, mixed, one bucket
+      const std::string where = "stage " + std::to_string(stage) + ", bucket bytes " + std::to_string(bucket_bytes);
+      Net net;
+      ZeroOptimizer zero(net.named(), stage, kOptions, torch::kFloat64, torch::kFloat64, *world, bucket_bytes);
+      for (int step = 0; step < kSteps; ++step) {
+        net.zero_grads();
+        zero.reducer().arm();
+        net.loss(rank, step).backward();
+        zero.reducer().finish();
+        auto squares = torch::tensor({zero.grad_norm_squared()}, torch::kFloat64);
+        world->all_reduce(squares, ReduceOp::kSum).wait();
+        EXPECT_NEAR(squares.item<double>(), reference_norms[step], 1e-10 * reference_norms[step]) << where;
+        zero.step(1e-2);
+      }
+      expect_same(net.named(), reference.named(), where + ", parameters");
+      expect_same(zero.masters(), reference.named(), where + ", masters");
+      expect_same(zero.state(), adamw.state(), where + ", state");
+      // This rank's part: three tensors (master, two moments) of each bucket's padded share.
+      int64_t elements = 0;
+      for (int64_t b = 0; b < zero.reducer().num_buckets(); ++b) elements += zero.reducer().padded(b) / size;
+      EXPECT_EQ(zero.state_bytes(), 3 * 8 * elements) << where;
+
+      Net other(11);
+      ZeroOptimizer loaded(other.named(), stage, kOptions, torch::kFloat64, torch::kFloat64, *world, bucket_bytes);
+      loaded.load(zero.masters(), zero.state());
+      expect_same(other.named(), reference.named(), where + ", parameters after load");
+      expect_same(loaded.state(), adamw.state(), where + ", state after load");
+    }
+}
+
+// Stage 2's reduce-scatter leaves each rank only its part; stage 1's all-reduce leaves the whole sum
+// in the bucket, of which the part is a view. Both parts hold the same sums.
+TEST(ZeroOptimizer, StageTwoReducesOnlyThisRanksPart) {
+  auto world = mpi_world(60);
+  Net a, b;
+  ZeroOptimizer one(a.named(), 1, kOptions, torch::kFloat64, torch::kFloat64, *world, 1 << 20);
+  ZeroOptimizer two(b.named(), 2, kOptions, torch::kFloat64, torch::kFloat64, *world, 1 << 20);
+  for (auto* z : {&one, &two}) z->reducer().arm();
+  a.loss(world->rank(), 0).backward();
+  b.loss(world->rank(), 0).backward();
+  for (auto* z : {&one, &two}) z->reducer().finish();
+  const torch::Tensor& part1 = one.reducer().part(0);
+  const torch::Tensor& part2 = two.reducer().part(0);
+  EXPECT_EQ(part2.numel(), one.reducer().padded(0) / world->size());
+  EXPECT_TRUE(torch::equal(part1, part2));
+  EXPECT_EQ(part2.storage().nbytes(), static_cast<size_t>(part2.numel() * 8)) << "stage 2's part is a tensor of its own";
+}
+
+}  // namespace
+}  // namespace loom
