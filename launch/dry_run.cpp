@@ -138,16 +138,22 @@ int run_train_dry(const TrainArgs& args) {
 
   const double weights = static_cast<double>(params) * element;
   // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
-  const double masters = precision.master == precision.param ? 0 : static_cast<double>(params) * master;
-  const double buckets = shape.world() > 1 ? static_cast<double>(params) * c10::elementSize(precision.grad_reduce) : 0;
+  // ZeRO keeps 1/n of the masters and moments on each of the n replicas (always a master copy: its
+  // part), and stage 2 adds its part of each bucket's sum beside the bucket.
+  const int64_t zero = config.parallel.zero;
+  const double replicas = zero > 0 ? static_cast<double>(shape.dp * shape.sp) : 1.0;
+  const double masters = (zero == 0 && precision.master == precision.param ? 0 : static_cast<double>(params) * master) / replicas;
+  const double bucket = static_cast<double>(params) * c10::elementSize(precision.grad_reduce);
+  const double buckets = zero > 0 ? bucket * (1 + (zero == 2 ? 1 / replicas : 0)) : shape.world() > 1 ? bucket : 0;
   const double muon = config.train.optimizer == "muon" ? static_cast<double>(count.muon) * master : 0;
-  const double moments = 2 * static_cast<double>(params) * master - muon;  // AdamW keeps two per parameter, Muon one
+  const double moments = (2 * static_cast<double>(params) * master - muon) / replicas;  // AdamW keeps two per parameter, Muon one
   // Tensor parallelism splits the heads, the MLP's columns and the residual stream's rows.
   const double activations = (config.train.strategy == "full" ? activation_bytes(config, tokens, element)
                                                                : chunkwise_bytes(config, tokens, element)) /
                              static_cast<double>(shape.tp);
-  std::printf("memory per rank (estimate): weights %s + gradients %s + master weights %s + %s moments %s + reduction "
+  std::printf("memory per rank (estimate%s): weights %s + gradients %s + master weights %s + %s moments %s + reduction "
               "buckets %s + activations of one micro-batch (%s) %s = %s\n",
+              zero > 0 ? (", ZeRO stage " + std::to_string(zero) + " over " + std::to_string(shape.dp * shape.sp)).c_str() : "",
               bytes_text(weights).c_str(), bytes_text(weights).c_str(), bytes_text(masters).c_str(),
               config.train.optimizer.c_str(), bytes_text(moments).c_str(), bytes_text(buckets).c_str(),
               config.train.strategy.c_str(), bytes_text(activations).c_str(),

@@ -122,13 +122,15 @@ TEST(Config, InconsistentValuesAreRejected) {
   EXPECT_NE(chunkwise_sp.find("planned"), std::string::npos) << chunkwise_sp;
   EXPECT_NE(test::error_of([] { parse_config("parallel:\n  dp: some\n", "m"); }).find("parallel.dp must be an integer"),
             std::string::npos);
-  // What a placement cannot run with yet, each refused naming the key.
+  // What a placement and ZeRO cannot run with yet, each refused naming the key.
   for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
            {"parallel:\n  placement: zeppelin\n  tp: 2\n", "parallel.placement = zeppelin with parallel.tp = 2"},
            {"parallel:\n  placement: zeppelin\n  attention: local\n", "with parallel.attention = local"},
            {"parallel:\n  placement: zeppelin\ntrain:\n  strategy: seco\n", "with train.strategy = seco"},
            {"parallel:\n  placement: zeppelin\nmodel:\n  lact:\n    every: 2\n", "with LaCT layers"},
-           {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"}}) {
+           {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"},
+           {"parallel:\n  zero: 1\ntrain:\n  optimizer: muon\n", "parallel.zero = 1 with train.optimizer = muon"},
+           {"parallel:\n  zero: 2\n  tp: 2\n", "parallel.zero = 2 with parallel.tp = 2"}}) {
     const std::string msg = test::error_of([&] { parse_config(yaml, "z.yaml"); });
     EXPECT_NE(msg.find(message), std::string::npos) << yaml << " -> " << msg;
   }

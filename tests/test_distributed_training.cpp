@@ -251,6 +251,55 @@ TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {
   }
 }
 
+// ZeRO end to end (5 float64 steps): stages 1 and 2 at dp 2, 3 and 4 and at dp 2 x sp 2 give the
+// losses and parameters of one process, and each rank holds 1/n of the master weights and moments.
+TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
+  const std::string steps = "--set train.steps=5", three = " --set train.tokens_per_step=768";  // 3 micro-batches
+  ASSERT_EQ(test::run_loom(train_args("one5", steps)).exit_code, 0);
+  ASSERT_EQ(test::run_loom(train_args("one5-three", steps + three)).exit_code, 0);
+  const double whole_mb = 3.0 * 8 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()) / 1e6;
+  struct Layout { int ranks; int stage; std::string sets; const char* reference; };
+  for (const Layout& l : {Layout{2, 1, "", "one5"}, Layout{2, 2, "", "one5"}, Layout{3, 2, three, "one5-three"},
+                          Layout{4, 1, "", "one5"}, Layout{4, 2, "", "one5"},
+                          Layout{4, 2, " --set parallel.sp=2 --set parallel.attention=token_ring", "one5"}}) {
+    const std::string run = "zero" + std::to_string(l.stage) + "-" + std::to_string(l.ranks) + (l.sets.find("sp=2") != std::string::npos ? "-sp2" : "");
+    const auto r = test::run_loom_ranks(l.ranks, train_args(run, steps + l.sets + " --set parallel.zero=" + std::to_string(l.stage)));
+    ASSERT_EQ(r.exit_code, 0) << run << "\n" << r.output;
+    const std::string says = "ZeRO stage " + std::to_string(l.stage) + " over " + std::to_string(l.ranks) + " replicas: this rank holds ";
+    const auto at = r.output.find(says);
+    ASSERT_NE(at, std::string::npos) << r.output;
+    const double held_mb = std::stod(r.output.substr(at + says.size()));
+    EXPECT_NEAR(held_mb, whole_mb / l.ranks, 0.01 * whole_mb / l.ranks) << run << ": rank 0 holds " << held_mb << " MB of " << whole_mb;
+    const auto got = losses(dir_.path(run)), want = losses(dir_.path(l.reference));
+    ASSERT_EQ(got.size(), want.size()) << run;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10 * std::abs(want[i])) << run << " step " << i + 1;
+    expect_same_weights(std::string(l.reference) + "/checkpoints/step-5", run + "/checkpoints/step-5");
+  }
+}
+
+// A checkpoint written under ZeRO holds whole tensors: saved at dp 4 with stage 2, it resumes at dp 2
+// with stage 1, on one process without ZeRO and on dp 2 x sp 2, each continuing as the
+// uninterrupted run does, optimizer state included.
+TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
+  const std::string four = "--set train.steps=4 --set checkpoint.interval=2";
+  const auto saved = test::run_loom_ranks(4, train_args("zero2-dp4", four + " --set parallel.zero=2"));
+  ASSERT_EQ(saved.exit_code, 0) << saved.output;
+  ASSERT_EQ(test::run_loom(train_args("one4", four)).exit_code, 0);
+  struct Layout { const char* run; int ranks; const char* sets; };
+  for (const Layout& l : {Layout{"as-dp2-zero1", 2, " --set parallel.zero=1"}, Layout{"as-one", 1, ""},
+                          Layout{"as-sp2-zero2", 4, " --set parallel.sp=2 --set parallel.zero=2"}}) {
+    fs::create_directories(dir_.path(l.run) + "/checkpoints");
+    fs::copy(dir_.path("zero2-dp4/checkpoints/step-2"), dir_.path(l.run) + "/checkpoints/step-2", fs::copy_options::recursive);
+    const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, four + l.sets + " --resume " + dir_.path(l.run) + "/checkpoints/step-2"));
+    ASSERT_EQ(r.exit_code, 0) << l.run << "\n" << r.output;
+    EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+    const auto got = losses(dir_.path(l.run)), want = losses(dir_.path("one4"));
+    ASSERT_EQ(got.size(), 2u) << l.run;  // the resumed steps 3 and 4
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i + 2], 1e-10 * std::abs(want[i + 2])) << l.run;
+    expect_same_weights("one4/checkpoints/step-4", std::string(l.run) + "/checkpoints/step-4");
+  }
+}
+
 class Failures : public DataParallel {
  protected:
   // Runs 2 ranks with a fault on rank 1 and a short collective time-out.
@@ -321,6 +370,13 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   EXPECT_EQ(sp.exit_code, 0) << sp.output;
   EXPECT_NE(sp.output.find("mesh dp 2 x sp 2 x tp 1"), std::string::npos) << sp.output;
   EXPECT_NE(sp.output.find("attention: ring (auto: "), std::string::npos) << sp.output;  // GQA 4:2 in float64
+  // ZeRO: half the AdamW moments (2 x 8 bytes per parameter in float64) on each of 2 replicas.
+  const auto zero = test::run_loom("train --dry-run --world 2 --set parallel.zero=2 --config " + config);
+  EXPECT_EQ(zero.exit_code, 0) << zero.output;
+  const std::string moments =
+      "adamw moments " + human_count(16.0 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()) / 2) + "B";
+  for (const std::string expected : {std::string("memory per rank (estimate, ZeRO stage 2 over 2)"), moments})
+    EXPECT_NE(zero.output.find(expected), std::string::npos) << expected << "\n" << zero.output;
   const std::string zeppelin = "train --dry-run --world 4 --set parallel.sp=2 --set parallel.placement=zeppelin --config " + config;
   const auto placed = test::run_loom(zeppelin);
   EXPECT_EQ(placed.exit_code, 0) << placed.output;

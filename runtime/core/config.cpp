@@ -86,6 +86,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.choice("parallel.attention", c.parallel.attention, {"local", "ring", "token_ring", "auto"});
   v.choice("parallel.placement", c.parallel.placement, {"uniform", "zeppelin"});
   v.text("parallel.topology", c.parallel.topology);
+  v.number("parallel.zero", c.parallel.zero, 0, 2);
   v.number("parallel.bucket_mb", c.parallel.bucket_mb, 0.001, 1 << 16);
   v.number("parallel.timeout_s", c.parallel.timeout_s, 1, kInf);
 
@@ -353,6 +354,14 @@ void validate(const Config& c) {
                                                       "token_ring or auto");
     check(m.lact.every == 0, zeppelin + " with LaCT layers: their fast-weight sums run over the sp group, not a "
                                         "placement's rings; use parallel.placement: uniform");
+  }
+  if (c.parallel.zero > 0) {
+    const std::string zero = c.where("parallel.zero") + " = " + std::to_string(c.parallel.zero);
+    check(t.optimizer == "adamw", zero + " with train.optimizer = " + t.optimizer +
+                                      ": Muon orthogonalises whole matrices, so its sharding (by whole parameters) "
+                                      "is not in this version; use adamw, or parallel.zero: 0");
+    check(c.parallel.tp == 1, zero + " with parallel.tp = " + std::to_string(c.parallel.tp) +
+                                  ": ZeRO with tensor parallelism is not in this version; use parallel.tp: 1");
   }
   check(c.parallel.topology.empty() || c.parallel.placement == "zeppelin",
         c.where("parallel.topology") + " is only read with parallel.placement: zeppelin");

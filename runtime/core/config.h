@@ -108,6 +108,9 @@ struct ParallelConfig {
   // (parallel/placement/), with no rank holding more than seq_len / sp tokens of one.
   std::string placement = "uniform";
   std::string topology;  // zeppelin: the cluster file (configs/topology/); empty: one node of dp x sp ranks
+  // ZeRO over the dp x sp replicas: 0 every rank holds the whole optimizer; 1 each holds 1/n of the
+  // master weights and AdamW state; 2 also reduce-scatters the gradients.
+  int64_t zero = 0;
   double bucket_mb = 25;           // gradient all-reduce bucket size
   double timeout_s = 600;          // a collective that takes longer aborts the job
 };

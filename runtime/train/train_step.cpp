@@ -56,7 +56,7 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
   // The loss is averaged over every label token of the global step, not per micro-batch or per
   // rank, so accumulation and data parallelism give the update of one big batch.
   const double denominator = static_cast<double>(std::max<int64_t>(1, work.labels));
-  run.masters.zero_grads();
+  run.update->zero_grads();
   StepMetrics m;
   m.step = step + 1;
   if (run.placement) m.split_sequences = work.rings;
@@ -71,13 +71,13 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
   }
   // A rank the placement gave nothing to compute still adds its (zero) share to every reduction.
   if (work.micro.empty())
-    for (auto& r : run.reducers) r->arm();
-  run.finish_reductions();
+    for (auto* r : run.update->reducers()) r->arm();
+  run.update->finish_reductions();
   all_reduce_now(*run.mesh.host().dp_sp, totals);
   m.loss = totals[0].item<double>() / denominator;
   m.tokens = totals[1].item<int64_t>();
   m.lr = run.schedule.at(step);
-  m.grad_norm = run.clip_gradients();
+  m.grad_norm = run.update->clip_gradients(run.config.train.grad_clip);
   m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
   if (m.skipped && run.config.train.on_nan == "stop") {
     if (log) log->finish_line();
@@ -86,8 +86,7 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
          "; lower train.lr, or set train.on_nan=skip to skip such steps");
   }
   if (!m.skipped) {
-    run.optimizer.step(m.lr);
-    run.masters.write_back();
+    run.update->step(m.lr);
   }
   m.step_time_s = seconds_since(t0);
   m.tokens_per_s = static_cast<double>(m.tokens) / m.step_time_s;

@@ -43,43 +43,11 @@ Llama build_model(const Config& config, const Precision& precision, const Mesh& 
   return model;
 }
 
-// Gradients are summed in the policy's reduction dtype straight into the masters' gradients: the
-// tensor-parallel slices over the replicas of the same slice, what every rank holds whole over
-// every rank (each rank's gradient of a norm is its own rows' share).
-std::vector<std::unique_ptr<GradientReducer>> make_reducers(const Config& config, const Mesh& mesh, Llama& model,
-                                                            const MasterWeights& masters, const Precision& precision,
-                                                            const TensorLayout& layout) {
-  std::vector<std::unique_ptr<GradientReducer>> reducers;
-  const auto bucket_bytes = static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20));
-  const auto add = [&](Communicator& group, bool whole) {
-    std::vector<torch::Tensor> params, targets;
-    const auto all = model->parameter_list();
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (!layout.empty() && shard_of(layout, all[i].first).split() == whole) continue;
-      params.push_back(all[i].second);
-      targets.push_back(masters.masters()[i].second);
-    }
-    if (group.size() > 1 && !params.empty())
-      reducers.push_back(std::make_unique<GradientReducer>(params, targets, precision.grad_reduce, group, bucket_bytes));
-  };
-  add(*mesh.device().dp_sp, false);
-  if (!layout.empty()) add(*mesh.device().world, true);
-  return reducers;
-}
-
-// Weights from a checkpoint into the masters (this rank's slices), and from them into the model.
-void load_into(const std::string& dir, MasterWeights& masters, const TensorLayout& layout) {
-  load_weights(dir, masters.masters(), layout);
-  masters.write_back();
-}
-
 // The strategy train.strategy names; the reducers are armed before the gradients of the step's
 // last micro-batch start to arrive.
 // Under a placement a micro-batch is whole on this rank unless it names its ring.
-std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh,
-                                        const std::vector<std::unique_ptr<GradientReducer>>& reducers) {
-  std::vector<GradientReducer*> arm;
-  for (const auto& r : reducers) arm.push_back(r.get());
+std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh, WeightUpdate& update) {
+  const std::vector<GradientReducer*> arm = update.reducers();
   const bool placed = config.parallel.placement == "zeppelin";
   if (config.train.strategy == "full")
     return std::make_unique<FullBackprop>(model, placed ? 1 : mesh.shape().sp, placed ? 0 : mesh.coord().sp,
@@ -111,41 +79,17 @@ TrainingRun::TrainingRun(const Config& config, const TokenDataset& data, Mesh& m
                                                                                  : mesh.shape().sp)),
       boundary_worker(make_boundary_worker(config, mesh.shape())),
       model(build_model(config, precision, mesh, attention, boundary_worker.get(), layout)),
-      masters(model->parameter_list(), precision.master),
-      optimizer(masters.masters(), config.train),
+      update(make_weight_update(config, mesh, model, precision, layout)),
       schedule{config.train.lr, config.train.min_lr_ratio, config.train.warmup_steps, config.train.steps},
       train_docs(split_documents(data, Split::kTrain, config.data.val_fraction)),
       val_docs(split_documents(data, Split::kValidation, config.data.val_fraction)),
       loader(data, train_docs, config.train.seq_len, config.data.loss_on, static_cast<uint64_t>(config.run.seed)),
-      reducers(make_reducers(config, mesh, model, masters, precision, layout)),
-      backprop(make_backprop(config, model, mesh, reducers)),
+      backprop(make_backprop(config, model, mesh, *update)),
       placement(config.parallel.placement == "zeppelin" ? std::make_unique<StepPlacement>(config, mesh) : nullptr) {
-  if (!config.run.init_from.empty()) load_into(resolve_checkpoint(config.run.init_from, config.run.dir), masters, layout);
+  if (!config.run.init_from.empty()) update->load(resolve_checkpoint(config.run.init_from, config.run.dir), false);
 }
 
-void TrainingRun::synchronise_weights() {
-  Communicator& replicas = *mesh.device().dp_sp;
-  if (replicas.size() == 1) return;
-  std::vector<CommHandle> pending;
-  for (const auto& [name, m] : masters.masters()) pending.push_back(replicas.broadcast(m.detach(), 0));
-  for (auto& h : pending) h.wait();
-  masters.write_back();
-}
-
-double TrainingRun::clip_gradients() {
-  std::vector<torch::Tensor> whole, sliced;
-  for (const auto& [name, m] : masters.masters()) (holds_whole(name) ? whole : sliced).push_back(m);
-  auto squares = torch::tensor({grad_norm_squared(sliced)}, torch::kFloat64);
-  if (mesh.shape().tp > 1) all_reduce_now(*mesh.host().tp, squares);
-  const double norm = std::sqrt(grad_norm_squared(whole) + squares.item<double>());
-  scale_gradients(masters.master_tensors(), norm, config.train.grad_clip);
-  return norm;
-}
-
-void TrainingRun::finish_reductions() {
-  masters.take_grads();
-  for (auto& r : reducers) r->finish();
-}
+void TrainingRun::synchronise_weights() { update->synchronise(); }
 
 bool TrainingRun::agree_to_stop(bool mine) {
   auto flag = torch::tensor({static_cast<int64_t>(mine)});
@@ -155,8 +99,7 @@ bool TrainingRun::agree_to_stop(bool mine) {
 
 int64_t TrainingRun::resume(const std::string& dir) {
   const CheckpointMeta meta = read_checkpoint_meta(dir);
-  load_into(dir, masters, layout);
-  optimizer.load_state(take_named(load_optimizer_state(dir), layout));
+  update->load(dir, true);
   loader.set_cursor(meta.cursor);
   last_checkpoint_ = dir;
   if (mesh.is_root()) std::printf("resumed from %s (step %ld)\n", dir.c_str(), meta.step);
@@ -193,7 +136,7 @@ void TrainingRun::print_start() const {
                 weave_min_tokens(c, shape));
   std::printf("precision: %s\n", precision.describe().c_str());
   std::printf("backprop: %s\n", describe_strategy(c.train).c_str());
-  std::printf("optimizer: %s\n", optimizer.describe().c_str());
+  std::printf("optimizer: %s\n", update->describe().c_str());
   std::printf("run dir: %s\n", c.run.dir.c_str());
   std::fflush(stdout);
 }
@@ -214,14 +157,16 @@ void TrainingRun::evaluate_now(int64_t step, MetricsLog* log) {
   std::printf("\n");
 }
 
-// The replicas hold the same weights and optimizer state, so the ranks of rank 0's tensor-parallel
-// group gather them whole and rank 0 writes them; the barrier keeps every rank from exiting (or a
-// requeued job from resuming) before the checkpoint is complete.
+// Every replica holds the whole weights and optimizer state (with ZeRO, once every replica has
+// given its part), so the ranks of rank 0's tensor-parallel group gather them whole and rank 0 writes
+// them; the barrier keeps every rank from exiting (or a requeued job from resuming) before the
+// checkpoint is complete.
 const std::string& TrainingRun::checkpoint(int64_t step) {
   const MeshCoord c = mesh.coord();
+  const NamedTensors masters = update->masters(), mine = update->state();  // collective under ZeRO
   if (c.dp == 0 && c.sp == 0) {
-    const NamedTensors weights = gather_named(masters.masters(), layout, *mesh.device().tp);
-    const NamedTensors state = gather_named(optimizer.state(), layout, *mesh.device().tp);
+    const NamedTensors weights = gather_named(masters, layout, *mesh.device().tp);
+    const NamedTensors state = gather_named(mine, layout, *mesh.device().tp);
     if (mesh.is_root()) {
       save_checkpoint(config.run.dir, step, weights, state, loader.cursor(), config);
       prune_checkpoints(config.run.dir, config.checkpoint.keep_last);

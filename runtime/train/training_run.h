@@ -1,6 +1,6 @@
 // One training run set up and ready to step: the mesh's groups, the model on its device with its
-// parallel plan, the master weights, the optimizer and schedule, the data and its loader, the
-// gradient reducer and the backprop strategy; plus what the loop asks of it between steps (resume,
+// parallel plan, the weight update (gradient reduction, optimizer, master weights) and schedule, the
+// data and its loader and the backprop strategy; plus what the loop asks of it between steps (resume,
 // agreement to stop, evaluation, checkpoints). One step itself is train_step.h.
 #pragma once
 #include <memory>
@@ -8,9 +8,6 @@
 #include <vector>
 
 #include "optim/lr_schedule.h"
-#include "optim/master_weights.h"
-#include "optim/training_optimizer.h"
-#include "parallel/data/gradient_reducer.h"
 #include "parallel/mesh.h"
 #include "parallel/sequence/attention_choice.h"
 #include "parallel/tensor/boundary_worker.h"
@@ -22,6 +19,7 @@
 #include "runtime/train/backprop.h"
 #include "runtime/train/metrics_log.h"
 #include "runtime/train/step_placement.h"
+#include "runtime/train/weight_update.h"
 
 namespace loom {
 
@@ -44,11 +42,6 @@ class TrainingRun {
   // Writes the checkpoint of `step` (rank 0, whole tensors gathered from its tensor-parallel group;
   // every rank waits for it) and returns its folder.
   const std::string& checkpoint(int64_t step);
-  // The global norm of the masters' gradients (slices summed over the tensor-parallel group),
-  // clipped to train.grad_clip; returns the norm before clipping.
-  double clip_gradients();
-  // Waits for the step's gradient reductions: the masters' gradients then hold the sums.
-  void finish_reductions();
   const std::string& last_checkpoint() const { return last_checkpoint_; }
 
   const Config& config;
@@ -60,20 +53,16 @@ class TrainingRun {
   std::unique_ptr<BoundaryWorker> boundary_worker;
   TensorLayout layout;  // how tensor parallelism split the parameters (empty without it)
   Llama model;
-  MasterWeights masters;  // what the optimizer steps and checkpoints hold
-  TrainingOptimizer optimizer;
+  // The gradients' reduction, the optimizer and the master weights, replicated or ZeRO-sharded.
+  std::unique_ptr<WeightUpdate> update;
   LrSchedule schedule;
   const std::vector<int64_t> train_docs, val_docs;
   BatchLoader loader;
-  // Gradients summed over the ranks holding the same parameters: the tensor-parallel slices over
-  // the dp x sp replicas, the parameters every rank holds whole (the norms) over every rank.
-  std::vector<std::unique_ptr<GradientReducer>> reducers;
   std::unique_ptr<Backprop> backprop;
   // Where each step's documents are computed under parallel.placement: zeppelin (null: uniform).
   std::unique_ptr<StepPlacement> placement;
 
  private:
-  bool holds_whole(const std::string& name) const { return !shard_of(layout, name).split(); }
   std::string last_checkpoint_;
 };
 

@@ -1,0 +1,173 @@
+#include "runtime/train/weight_update.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "optim/master_weights.h"
+#include "optim/training_optimizer.h"
+#include "parallel/data/zero_optimizer.h"
+#include "runtime/train/checkpoint.h"
+
+namespace loom {
+namespace {
+
+int64_t bucket_bytes(const Config& config) { return static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)); }
+
+// Every rank holds the masters and the whole optimizer.
+class ReplicatedUpdate : public WeightUpdate {
+ public:
+  ReplicatedUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision,
+                   const TensorLayout& layout)
+      : mesh_(mesh), layout_(layout), masters_(model->parameter_list(), precision.master), optimizer_(masters_.masters(), config.train) {
+    // Gradients are summed in the policy's reduction dtype straight into the masters' gradients:
+    // the tensor-parallel slices over the replicas of the same slice, what every rank holds whole
+    // over every rank (each rank's gradient of a norm is its own rows' share).
+    const auto add = [&](Communicator& group, bool whole) {
+      std::vector<torch::Tensor> params, targets;
+      const auto all = model->parameter_list();
+      for (size_t i = 0; i < all.size(); ++i) {
+        if (!layout_.empty() && holds_whole(all[i].first) != whole) continue;
+        params.push_back(all[i].second);
+        targets.push_back(masters_.masters()[i].second);
+      }
+      if (group.size() > 1 && !params.empty())
+        reducers_.push_back(std::make_unique<GradientReducer>(params, targets, precision.grad_reduce, group, bucket_bytes(config)));
+    };
+    add(*mesh.device().dp_sp, false);
+    if (!layout_.empty()) add(*mesh.device().world, true);
+  }
+
+  std::vector<GradientReducer*> reducers() override {
+    std::vector<GradientReducer*> out;
+    for (auto& r : reducers_) out.push_back(r.get());
+    return out;
+  }
+
+  void zero_grads() override { masters_.zero_grads(); }
+
+  void finish_reductions() override {
+    masters_.take_grads();
+    for (auto& r : reducers_) r->finish();
+  }
+
+  // The slices' squares are summed over the tensor-parallel group; what every rank holds whole
+  // already holds the sum over every rank.
+  double clip_gradients(double max_norm) override {
+    std::vector<torch::Tensor> whole, sliced;
+    for (const auto& [name, m] : masters_.masters()) (holds_whole(name) ? whole : sliced).push_back(m);
+    auto squares = torch::tensor({grad_norm_squared(sliced)}, torch::kFloat64);
+    if (mesh_.shape().tp > 1) all_reduce_now(*mesh_.host().tp, squares);
+    const double norm = std::sqrt(grad_norm_squared(whole) + squares.item<double>());
+    scale_gradients(masters_.master_tensors(), norm, max_norm);
+    return norm;
+  }
+
+  void step(double lr) override {
+    optimizer_.step(lr);
+    masters_.write_back();
+  }
+
+  void synchronise() override {
+    Communicator& replicas = *mesh_.device().dp_sp;
+    if (replicas.size() == 1) return;
+    std::vector<CommHandle> pending;
+    for (const auto& [name, m] : masters_.masters()) pending.push_back(replicas.broadcast(m.detach(), 0));
+    for (auto& h : pending) h.wait();
+    masters_.write_back();
+  }
+
+  NamedTensors masters() override { return masters_.masters(); }
+  NamedTensors state() override { return optimizer_.state(); }
+
+  void load(const std::string& dir, bool with_state) override {
+    load_weights(dir, masters_.masters(), layout_);
+    masters_.write_back();
+    if (with_state) optimizer_.load_state(take_named(load_optimizer_state(dir), layout_));
+  }
+
+  std::string describe() const override { return optimizer_.describe(); }
+
+ private:
+  bool holds_whole(const std::string& name) const { return !shard_of(layout_, name).split(); }
+
+  const Mesh& mesh_;
+  const TensorLayout& layout_;
+  MasterWeights masters_;
+  TrainingOptimizer optimizer_;
+  std::vector<std::unique_ptr<GradientReducer>> reducers_;
+};
+
+// Each of the dp x sp replicas holds 1/n of the masters and AdamW state (no tensor parallelism).
+class ZeroUpdate : public WeightUpdate {
+ public:
+  ZeroUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision)
+      : mesh_(mesh),
+        model_(model),
+        zero_(model->parameter_list(), static_cast<int>(config.parallel.zero),
+              AdamWOptions{config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay},
+              precision.master, precision.grad_reduce, *mesh.device().dp_sp, bucket_bytes(config)) {}
+
+  std::vector<GradientReducer*> reducers() override { return {&zero_.reducer()}; }
+
+  void zero_grads() override {
+    for (auto& [name, p] : model_->parameter_list()) p.mutable_grad() = torch::Tensor();
+  }
+
+  void finish_reductions() override { zero_.reducer().finish(); }
+
+  double clip_gradients(double max_norm) override {
+    auto squares = torch::tensor({zero_.grad_norm_squared()}, torch::kFloat64);
+    all_reduce_now(*mesh_.host().dp_sp, squares);
+    const double norm = std::sqrt(squares.item<double>());
+    zero_.scale_gradients(norm, max_norm);
+    return norm;
+  }
+
+  void step(double lr) override { zero_.step(lr); }
+
+  // Weights loaded from a checkpoint are the same on every rank already, and the masters' parts
+  // came from the file at full precision; seeded ones are taken from the first replica.
+  void synchronise() override {
+    if (loaded_) return;
+    Communicator& replicas = *mesh_.device().dp_sp;
+    std::vector<CommHandle> pending;
+    for (const auto& [name, p] : model_->parameter_list()) pending.push_back(replicas.broadcast(p.detach(), 0));
+    for (auto& h : pending) h.wait();
+    zero_.take_parameters();
+  }
+
+  NamedTensors masters() override { return zero_.masters(); }
+  NamedTensors state() override { return zero_.state(); }
+
+  void load(const std::string& dir, bool with_state) override {
+    NamedTensors whole;
+    for (const auto& [name, p] : model_->parameter_list())
+      whole.emplace_back(name, torch::empty(p.sizes(), p.options().dtype(zero_.master_dtype())));
+    load_weights(dir, whole);
+    zero_.load(whole, with_state ? load_optimizer_state(dir) : NamedTensors{});
+    loaded_ = true;
+  }
+
+  std::string describe() const override {
+    char text[160];
+    std::snprintf(text, sizeof text, "adamw, ZeRO stage %d over %d replicas: this rank holds %.3g MB of master weights and "
+                  "moments", zero_.stage(), mesh_.device().dp_sp->size(), static_cast<double>(zero_.state_bytes()) / 1e6);
+    return text;
+  }
+
+ private:
+  const Mesh& mesh_;
+  Llama& model_;
+  ZeroOptimizer zero_;
+  bool loaded_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightUpdate> make_weight_update(const Config& config, const Mesh& mesh, Llama& model,
+                                                 const Precision& precision, const TensorLayout& layout) {
+  if (config.parallel.zero > 0) return std::make_unique<ZeroUpdate>(config, mesh, model, precision);
+  return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout);
+}
+
+}  // namespace loom
