@@ -28,15 +28,20 @@ ZeroOptimizer::ZeroOptimizer(const NamedTensors& params, int stage, const AdamWO
                              c10::ScalarType reduce, Communicator& group, int64_t bucket_bytes)
     : params_(tensors_of(params)),
       stage_(stage),
+      master_(master),
+      separate_(master != params_.front().scalar_type()),
       options_(options),
       reducer_(params_, reduce, group, bucket_bytes, stage) {
-  for (const auto& [name, p] : params) names_.push_back(name);
+  for (const auto& [name, p] : params) {
+    names_.push_back(name);
+    check(p.is_contiguous(), "ZeRO steps slices of the parameters in place: '" + name + "' must be contiguous");
+  }
   const int64_t rank = group.rank(), ranks = group.size();
   for (int64_t b = 0; b < reducer_.num_buckets(); ++b) {
     const int64_t size = reducer_.padded(b) / ranks, lo = rank * size, hi = lo + size;
     Part part;
     const auto options_of = params_.front().options().dtype(master);
-    part.master = torch::zeros({size}, options_of);
+    if (separate_) part.master = torch::zeros({size}, options_of);
     part.exp_avg = torch::zeros({size}, options_of);
     part.exp_avg_sq = torch::zeros({size}, options_of);
     for (size_t k = 0; k < reducer_.params(b).size(); ++k) {
@@ -50,11 +55,19 @@ ZeroOptimizer::ZeroOptimizer(const NamedTensors& params, int stage, const AdamWO
   take_parameters();
 }
 
+torch::Tensor ZeroOptimizer::param_slice(const Segment& s) const {
+  return params_[s.param].detach().view(-1).narrow(0, s.param_begin, s.count);
+}
+
+torch::Tensor ZeroOptimizer::master_slice(const Part& part, const Segment& s) const {
+  return separate_ ? part.master.narrow(0, s.offset, s.count) : param_slice(s);
+}
+
 void ZeroOptimizer::take_parameters() {
+  if (!separate_) return;
   torch::NoGradGuard no_grad;
   for (Part& part : parts_)
-    for (const Segment& s : part.segments)
-      part.master.narrow(0, s.offset, s.count).copy_(params_[s.param].detach().reshape(-1).narrow(0, s.param_begin, s.count));
+    for (const Segment& s : part.segments) master_slice(part, s).copy_(param_slice(s));
 }
 
 double ZeroOptimizer::grad_norm_squared() const {
@@ -75,30 +88,30 @@ void ZeroOptimizer::step(double lr) {
   ++steps_;
   for (size_t b = 0; b < parts_.size(); ++b) {
     Part& part = parts_[b];
-    const torch::Tensor grad = reducer_.part(static_cast<int64_t>(b)).to(part.master.scalar_type());
+    const torch::Tensor grad = reducer_.part(static_cast<int64_t>(b)).to(master_);
     for (const Segment& s : part.segments)
-      adamw_update(part.master.narrow(0, s.offset, s.count), grad.narrow(0, s.offset, s.count),
+      adamw_update(master_slice(part, s), grad.narrow(0, s.offset, s.count),
                    part.exp_avg.narrow(0, s.offset, s.count), part.exp_avg_sq.narrow(0, s.offset, s.count),
                    params_[s.param].dim() >= 2, lr, steps_, options_);
   }
   gather_into_parameters();
 }
 
+// One bucket at a time, so that no more than a bucket of gathered weights exists beside the
+// parameters.
 void ZeroOptimizer::gather_into_parameters() {
   Communicator& group = reducer_.group();
-  std::vector<torch::Tensor> whole;
-  std::vector<CommHandle> pending;
-  for (size_t b = 0; b < parts_.size(); ++b) {
-    whole.push_back(torch::empty({reducer_.padded(static_cast<int64_t>(b))}, params_.front().options()));
-    pending.push_back(group.all_gather(parts_[b].master.to(params_.front().scalar_type()), whole.back()));
-  }
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < parts_.size(); ++b) {
-    pending[b].wait();
-    const auto& members = reducer_.params(static_cast<int64_t>(b));
+    const auto bucket = static_cast<int64_t>(b);
+    auto whole = torch::empty({reducer_.padded(bucket)}, params_.front().options());
+    torch::Tensor mine = torch::zeros({reducer_.padded(bucket) / group.size()}, params_.front().options());
+    for (const Segment& s : parts_[b].segments) mine.narrow(0, s.offset, s.count).copy_(master_slice(parts_[b], s));
+    group.all_gather(mine, whole).wait();
+    const auto& members = reducer_.params(bucket);
     for (size_t k = 0; k < members.size(); ++k) {
       torch::Tensor p = params_[members[k]].detach();
-      p.copy_(whole[b].narrow(0, reducer_.offsets(static_cast<int64_t>(b))[k], p.numel()).view(p.sizes()));
+      p.copy_(whole.narrow(0, reducer_.offsets(bucket)[k], p.numel()).view(p.sizes()));
     }
   }
 }
@@ -127,9 +140,10 @@ void ZeroOptimizer::scatter(const std::vector<torch::Tensor>& whole, torch::Tens
 }
 
 NamedTensors ZeroOptimizer::masters() const {
-  const std::vector<torch::Tensor> whole = gather(&Part::master);
+  // Without separate masters every rank's parameters are the whole masters already.
+  const std::vector<torch::Tensor> whole = separate_ ? gather(&Part::master) : std::vector<torch::Tensor>{};
   NamedTensors out;
-  for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(names_[i], whole[i]);
+  for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(names_[i], separate_ ? whole[i] : params_[i].detach().clone());
   return out;
 }
 
@@ -152,7 +166,12 @@ void ZeroOptimizer::load(const NamedTensors& masters, const NamedTensors& state)
     exp_avg[i] = state.empty() ? torch::zeros_like(params_[i]) : find(moments, names_[i] + ".exp_avg", params_[i]);
     exp_avg_sq[i] = state.empty() ? torch::zeros_like(params_[i]) : find(moments, names_[i] + ".exp_avg_sq", params_[i]);
   }
-  scatter(master, &Part::master);
+  if (separate_) {
+    scatter(master, &Part::master);
+  } else {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].detach().copy_(master[i]);
+  }
   scatter(exp_avg, &Part::exp_avg);
   scatter(exp_avg_sq, &Part::exp_avg_sq);
   steps_ = state.empty() ? 0 : find(moments, "adamw.steps", torch::empty({1})).item<int64_t>();
@@ -161,7 +180,8 @@ void ZeroOptimizer::load(const NamedTensors& masters, const NamedTensors& state)
 
 int64_t ZeroOptimizer::state_bytes() const {
   int64_t bytes = 0;
-  for (const Part& part : parts_) bytes += bytes_of(part.master) + bytes_of(part.exp_avg) + bytes_of(part.exp_avg_sq);
+  for (const Part& part : parts_)
+    bytes += (separate_ ? bytes_of(part.master) : 0) + bytes_of(part.exp_avg) + bytes_of(part.exp_avg_sq);
   return bytes;
 }
 

@@ -10,6 +10,10 @@
 // whole sum. Each part is stepped with AdamW's own arithmetic (adamw_update) on slices, so a step
 // equals the replicated optimizer's up to the order in which the gradient norm is summed.
 //
+// Master weights are kept apart only when they are wider than the parameters (float32 masters of
+// bfloat16 ones); otherwise the parameters are the masters and each rank steps its slices of them
+// in place, as the replicated optimizer does.
+//
 // Checkpoints see whole tensors under AdamW's names: masters() and state() gather them, load()
 // takes this rank's parts, so a checkpoint moves between stages and degrees.
 #pragma once
@@ -51,10 +55,10 @@ class ZeroOptimizer {
   // zero), then the parameters from the masters. Collective.
   void load(const NamedTensors& masters, const NamedTensors& state);
 
-  // Bytes of master weights and moments this rank holds.
+  // Bytes of master weights (when separate) and moments this rank holds.
   int64_t state_bytes() const;
   int stage() const { return stage_; }
-  c10::ScalarType master_dtype() const { return parts_.front().master.scalar_type(); }
+  c10::ScalarType master_dtype() const { return master_; }
 
  private:
   // Elements [param_begin, + count) of parameter `param` sit at `offset` of this rank's part.
@@ -63,9 +67,14 @@ class ZeroOptimizer {
     int64_t param_begin, count, offset;
   };
   struct Part {
-    torch::Tensor master, exp_avg, exp_avg_sq;
+    torch::Tensor master;  // only with separate masters
+    torch::Tensor exp_avg, exp_avg_sq;
     std::vector<Segment> segments;
   };
+
+  torch::Tensor param_slice(const Segment& s) const;
+  // Where a segment's master weights live: the part's own masters, or the parameter itself.
+  torch::Tensor master_slice(const Part& part, const Segment& s) const;
 
   // Every rank's parameters <- the masters of every rank, bucket by bucket.
   void gather_into_parameters();
@@ -77,6 +86,8 @@ class ZeroOptimizer {
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;
   int stage_;
+  c10::ScalarType master_;
+  bool separate_;  // masters wider than the parameters, kept per part
   AdamWOptions options_;
   GradientReducer reducer_;
   std::vector<Part> parts_;  // one per bucket

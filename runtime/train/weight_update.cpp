@@ -166,7 +166,8 @@ class ZeroUpdate : public WeightUpdate {
 
 std::unique_ptr<WeightUpdate> make_weight_update(const Config& config, const Mesh& mesh, Llama& model,
                                                  const Precision& precision, const TensorLayout& layout) {
-  if (config.parallel.zero > 0) return std::make_unique<ZeroUpdate>(config, mesh, model, precision);
+  // One replica has nothing to share the state with.
+  if (config.parallel.zero > 0 && mesh.device().dp_sp->size() > 1) return std::make_unique<ZeroUpdate>(config, mesh, model, precision);
   return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout);
 }
 

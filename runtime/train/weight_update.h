@@ -4,7 +4,8 @@
 //   0     replicated: every rank holds the master weights and the whole optimizer state, and the
 //         gradients are all-reduced into the masters' (optim/master_weights.h, GradientReducer);
 //   1, 2  ZeRO over the dp x sp replicas (parallel/data/zero_optimizer.h): each holds 1/n of the
-//         master weights and AdamW state; stage 2 reduce-scatters the gradients.
+//         master weights and AdamW state; stage 2 reduce-scatters the gradients. With one replica
+//         the update is the replicated one.
 #pragma once
 #include <memory>
 #include <string>

@@ -21,7 +21,7 @@ struct Net {
   NamedTensors named() const { return {{"w1", w1}, {"b1", b1}, {"w2", w2}}; }
   torch::Tensor loss(int rank, int step) const {
     torch::manual_seed(100 * rank + step);
-    auto x = torch::randn({4, 5}, torch::kFloat64);
+    auto x = torch::randn({4, 5}, torch::kFloat64).to(w1.scalar_type());
     return torch::tanh(torch::nn::functional::linear(x, w1, b1)).matmul(w2.t()).pow(2).sum();
   }
   void zero_grads() {
@@ -73,10 +73,11 @@ TEST(ZeroOptimizer, StepsEveryRankLikeAdamWOnTheSummedGradient) {
       expect_same(net.named(), reference.named(), where + ", parameters");
       expect_same(zero.masters(), reference.named(), where + ", masters");
       expect_same(zero.state(), adamw.state(), where + ", state");
-      // This rank's part: three tensors (master, two moments) of each bucket's padded share.
+      // This rank's part: the two moments of each bucket's padded share (the float64 parameters are
+      // their own masters).
       int64_t elements = 0;
       for (int64_t b = 0; b < zero.reducer().num_buckets(); ++b) elements += zero.reducer().padded(b) / size;
-      EXPECT_EQ(zero.state_bytes(), 3 * 8 * elements) << where;
+      EXPECT_EQ(zero.state_bytes(), 2 * 8 * elements) << where;
 
       Net other(11);
       ZeroOptimizer loaded(other.named(), stage, kOptions, torch::kFloat64, torch::kFloat64, *world, bucket_bytes);
@@ -84,6 +85,34 @@ TEST(ZeroOptimizer, StepsEveryRankLikeAdamWOnTheSummedGradient) {
       expect_same(other.named(), reference.named(), where + ", parameters after load");
       expect_same(loaded.state(), adamw.state(), where + ", state after load");
     }
+}
+
+// Masters wider than the parameters are kept apart, a part per rank: float32 parameters are the
+// float64 masters rounded, and the masters come back whole at float64.
+TEST(ZeroOptimizer, KeepsWiderMastersApartAndRoundsTheParametersFromThem) {
+  auto world = mpi_world(60);
+  Net net;
+  std::vector<torch::Tensor> wide;
+  for (auto* p : {&net.w1, &net.b1, &net.w2}) {
+    wide.push_back(p->detach().clone());
+    *p = p->detach().to(torch::kFloat32).requires_grad_();
+  }
+  ZeroOptimizer zero(net.named(), 2, kOptions, torch::kFloat64, torch::kFloat32, *world, 200);
+  const NamedTensors whole = {{"w1", wide[0]}, {"b1", wide[1]}, {"w2", wide[2]}};
+  zero.load(whole, {});
+  zero.reducer().arm();
+  net.loss(world->rank(), 0).backward();
+  zero.reducer().finish();
+  zero.step(1e-2);
+  const NamedTensors masters = zero.masters();
+  for (size_t i = 0; i < masters.size(); ++i) {
+    EXPECT_EQ(masters[i].second.scalar_type(), torch::kFloat64);
+    EXPECT_TRUE(torch::equal(net.named()[i].second, masters[i].second.to(torch::kFloat32))) << masters[i].first;
+    EXPECT_FALSE(torch::equal(masters[i].second, wide[i])) << "the step moved " << masters[i].first;
+  }
+  int64_t elements = 0;
+  for (int64_t b = 0; b < zero.reducer().num_buckets(); ++b) elements += zero.reducer().padded(b) / world->size();
+  EXPECT_EQ(zero.state_bytes(), 3 * 8 * elements) << "float64 masters and moments of this rank's share";
 }
 
 // Stage 2's reduce-scatter leaves each rank only its part; stage 1's all-reduce leaves the whole sum
