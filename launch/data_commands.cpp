@@ -12,7 +12,7 @@ namespace loom {
 namespace {
 
 void print_written(const std::string& path, const TokenDataset& d) {
-  std::printf("wrote %s: %ld documents, %zu tokens\n", path.c_str(), d.num_docs(), d.tokens.size());
+  std::printf("wrote %s: %ld documents, %ld tokens\n", path.c_str(), d.num_docs(), d.num_tokens());
 }
 
 }  // namespace
@@ -35,7 +35,7 @@ int run_data_prepare(const std::vector<std::string>& inputs, const std::string& 
 int run_data_inspect(const std::string& path) {
   const TokenDataset d = read_dataset(path);
   std::printf("%s: task %s, tokenizer %s, vocab %ld\n", path.c_str(), d.task.c_str(), d.tokenizer.c_str(), d.vocab_size);
-  std::printf("%ld documents, %zu tokens, %s\n", d.num_docs(), d.tokens.size(),
+  std::printf("%ld documents, %ld tokens, %s\n", d.num_docs(), d.num_tokens(),
               d.has_answers() ? "with answer spans" : "no answer spans");
   std::map<int, int64_t> histogram;
   int64_t longest = 0;

@@ -29,9 +29,9 @@ std::vector<int64_t> split_documents(const TokenDataset& data, Split split, doub
   return docs;
 }
 
-std::vector<int64_t> document_labels(const TokenDataset& data, int64_t d, const std::string& loss_on) {
-  const int64_t begin = data.doc_offsets[d];
-  const int64_t length = data.doc_length(d);
+std::vector<int64_t> document_labels(const TokenDataset& data, int64_t d, const std::vector<int32_t>& tokens,
+                                     const std::string& loss_on) {
+  const auto length = static_cast<int64_t>(tokens.size());
   std::vector<int64_t> labels(length, -1);
   int64_t lo = 1, hi = length;  // label[i] = token[i + 1] for i + 1 in [lo, hi)
   if (loss_on == "answers") {
@@ -40,7 +40,7 @@ std::vector<int64_t> document_labels(const TokenDataset& data, int64_t d, const 
     lo = data.answer_start[d];
     hi = lo + data.answer_len[d];
   }
-  for (int64_t j = std::max<int64_t>(lo, 1); j < hi; ++j) labels[j - 1] = data.tokens[begin + j];
+  for (int64_t j = std::max<int64_t>(lo, 1); j < std::min(hi, length); ++j) labels[j - 1] = tokens[j];
   return labels;
 }
 
@@ -73,12 +73,12 @@ const std::vector<int64_t>& BatchLoader::order() {
 }
 
 void BatchLoader::append(PackedBatch& b, int64_t doc, int64_t length) const {
-  const int64_t begin = data_.doc_offsets[doc];
   const int64_t local_id = static_cast<int64_t>(b.source_docs.size());
-  std::vector<int64_t> labels = document_labels(data_, doc, loss_on_);
+  const std::vector<int32_t> tokens = data_.document(doc, 0, length);
+  std::vector<int64_t> labels = document_labels(data_, doc, tokens, loss_on_);
   labels[length - 1] = -1;  // a cut document has no next token inside the batch
   for (int64_t i = 0; i < length; ++i) {
-    b.tokens.push_back(data_.tokens[begin + i]);
+    b.tokens.push_back(tokens[i]);
     b.positions.push_back(i);
     b.doc_ids.push_back(local_id);
     b.labels.push_back(labels[i]);

@@ -40,8 +40,10 @@ enum class Split { kTrain, kValidation };
 // every run on the same file holds out the same documents.
 std::vector<int64_t> split_documents(const TokenDataset& data, Split split, double val_fraction);
 
-// Labels of document `d` restricted as `loss_on` says ("all" or "answers"); -1 marks no loss.
-std::vector<int64_t> document_labels(const TokenDataset& data, int64_t d, const std::string& loss_on);
+// Labels of `tokens`, the first tokens (or all) of document `d`, restricted as `loss_on` says ("all"
+// or "answers"); -1 marks no loss, and the last token has none.
+std::vector<int64_t> document_labels(const TokenDataset& data, int64_t d, const std::vector<int32_t>& tokens,
+                                     const std::string& loss_on);
 
 class BatchLoader {
  public:

@@ -69,16 +69,9 @@ class Reader {
 
   template <class T>
   std::vector<T> array(const char* name) const {
-    check(has(name), bad() + "missing dataset " + name + "; remake the file with `loom data prepare`");
+    const int64_t n = length(name);
     Handle set(H5Dopen2(file_, name, H5P_DEFAULT), H5Dclose);
-    Handle space(H5Dget_space(set), H5Sclose);
-    check(set >= 0 && space >= 0 && H5Sget_simple_extent_ndims(space) == 1, bad() + std::string(name) + " is not 1-D");
-    hsize_t n = 0;
-    H5Sget_simple_extent_dims(space, &n, nullptr);
-    std::vector<T> values(n);
-    check(H5Dread(set, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
-          bad() + "reading " + name + " failed (truncated or damaged file)");
-    return values;
+    return slice<T>(set, name, 0, n);
   }
 
   std::string text_attr(const char* name) const {
@@ -90,6 +83,34 @@ class Reader {
     check(H5Aread(attr, type, value.data()) >= 0, bad() + "reading attribute '" + name + "' failed");
     return value.substr(0, value.find('\0'));
   }
+
+  // Elements [offset, offset + count) of the 1-D dataset `set`, called `name`.
+  template <class T>
+  std::vector<T> slice(hid_t set, const char* name, int64_t offset, int64_t count) const {
+    std::vector<T> values(static_cast<size_t>(count));
+    if (count == 0) return values;
+    Handle space(H5Dget_space(set), H5Sclose);
+    const hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
+    Handle memory(H5Screate_simple(1, &n, nullptr), H5Sclose);
+    check(space >= 0 && H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &n, nullptr) >= 0 &&
+              H5Dread(set, native_type<T>(), memory, space, H5P_DEFAULT, values.data()) >= 0,
+          bad() + "reading " + name + " " + std::to_string(offset) + ".." + std::to_string(offset + count) +
+              " failed (truncated or damaged file)");
+    return values;
+  }
+
+  // The length of the 1-D dataset `name`.
+  int64_t length(const char* name) const {
+    check(has(name), bad() + "missing dataset " + name + "; remake the file with `loom data prepare`");
+    Handle set(H5Dopen2(file_, name, H5P_DEFAULT), H5Dclose);
+    Handle space(H5Dget_space(set), H5Sclose);
+    check(set >= 0 && space >= 0 && H5Sget_simple_extent_ndims(space) == 1, bad() + std::string(name) + " is not 1-D");
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, nullptr);
+    return static_cast<int64_t>(n);
+  }
+
+  hid_t file() const { return file_; }
 
   int64_t int_attr(const char* name) const {
     Handle attr(H5Aopen(file_, name, H5P_DEFAULT), H5Aclose);
@@ -104,18 +125,22 @@ class Reader {
   Handle file_;
 };
 
-void validate(const TokenDataset& d, const std::string& bad) {
+// Tokens starting at index `first` of the file: each inside the vocabulary.
+void check_vocabulary(const int32_t* tokens, size_t n, int64_t first, int64_t vocab_size, const std::string& bad) {
+  for (size_t i = 0; i < n; ++i)
+    check(tokens[i] >= 0 && tokens[i] < vocab_size,
+          bad + "token " + std::to_string(tokens[i]) + " at index " + std::to_string(first + static_cast<int64_t>(i)) +
+              " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+}
+
+// The index against `n_tokens` tokens (the tokens themselves are checked as they are read).
+void validate_index(const TokenDataset& d, int64_t n_tokens, const std::string& bad) {
   check(d.doc_offsets.size() >= 1 && d.doc_offsets.front() == 0, bad + "doc_offsets must start at 0");
   for (size_t i = 1; i < d.doc_offsets.size(); ++i)
     check(d.doc_offsets[i] >= d.doc_offsets[i - 1], bad + "doc_offsets decrease at document " + std::to_string(i - 1));
-  check(d.doc_offsets.back() == static_cast<int64_t>(d.tokens.size()),
-        bad + "doc_offsets end at " + std::to_string(d.doc_offsets.back()) + " but there are " +
-            std::to_string(d.tokens.size()) + " tokens");
+  check(d.doc_offsets.back() == n_tokens, bad + "doc_offsets end at " + std::to_string(d.doc_offsets.back()) +
+                                              " but there are " + std::to_string(n_tokens) + " tokens");
   check(d.vocab_size >= 2, bad + "vocab_size attribute is " + std::to_string(d.vocab_size));
-  for (size_t i = 0; i < d.tokens.size(); ++i)
-    check(d.tokens[i] >= 0 && d.tokens[i] < d.vocab_size,
-          bad + "token " + std::to_string(d.tokens[i]) + " at index " + std::to_string(i) +
-              " is outside the vocabulary [0, " + std::to_string(d.vocab_size) + ")");
   if (!d.has_answers()) return;
   check(d.answer_start.size() == static_cast<size_t>(d.num_docs()) && d.answer_len.size() == d.answer_start.size() &&
             d.evidence_start.size() == d.answer_start.size(),
@@ -128,6 +153,32 @@ void validate(const TokenDataset& d, const std::string& bad) {
 }
 
 }  // namespace
+
+class TokenFile {
+ public:
+  explicit TokenFile(std::unique_ptr<Reader> reader)
+      : reader_(std::move(reader)), tokens_(H5Dopen2(reader_->file(), "/tokens", H5P_DEFAULT), H5Dclose) {}
+
+  std::vector<int32_t> read(int64_t offset, int64_t count, int64_t vocab_size) const {
+    std::vector<int32_t> values = reader_->slice<int32_t>(tokens_, "/tokens", offset, count);
+    check_vocabulary(values.data(), values.size(), offset, vocab_size, reader_->bad());
+    return values;
+  }
+
+ private:
+  std::unique_ptr<Reader> reader_;
+  Handle tokens_;
+};
+
+std::vector<int32_t> TokenDataset::document(int64_t d, int64_t begin, int64_t count) const {
+  check(d >= 0 && d < num_docs(), "document " + std::to_string(d) + " of a dataset of " + std::to_string(num_docs()));
+  if (count < 0) count = doc_length(d) - begin;
+  check(begin >= 0 && begin + count <= doc_length(d), "tokens " + std::to_string(begin) + ".." + std::to_string(begin + count) +
+                                                          " lie outside document " + std::to_string(d));
+  const int64_t offset = doc_offsets[d] + begin;
+  if (file) return file->read(offset, count, vocab_size);
+  return {tokens.begin() + offset, tokens.begin() + offset + count};
+}
 
 void TokenDataset::add_document(const std::vector<int32_t>& doc, int64_t answer_begin, int64_t answer_length,
                                 int64_t evidence_begin) {
@@ -146,7 +197,10 @@ void TokenDataset::add_document(const std::vector<int32_t>& doc, int64_t answer_
 
 void write_dataset(const std::string& path, const TokenDataset& data) {
   quiet_hdf5();
-  validate(data, "refusing to write dataset '" + path + "': ");
+  const std::string bad = "refusing to write dataset '" + path + "': ";
+  check(!data.file, bad + "its tokens are in another file; write datasets built in memory");
+  validate_index(data, static_cast<int64_t>(data.tokens.size()), bad);
+  check_vocabulary(data.tokens.data(), data.tokens.size(), 0, data.vocab_size, bad);
   const std::string tmp = path + ".tmp";
   {
     Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
@@ -169,7 +223,8 @@ void write_dataset(const std::string& path, const TokenDataset& data) {
 
 TokenDataset read_dataset(const std::string& path) {
   quiet_hdf5();
-  Reader r(path);
+  auto reader = std::make_unique<Reader>(path);
+  const Reader& r = *reader;
   check(r.text_attr("format") == "loom-tokens", r.bad() + "format attribute is not 'loom-tokens'");
   const int64_t version = r.int_attr("version");
   check(version == kDatasetVersion, r.bad() + "format version " + std::to_string(version) +
@@ -178,14 +233,14 @@ TokenDataset read_dataset(const std::string& path) {
   d.tokenizer = r.text_attr("tokenizer");
   d.vocab_size = r.int_attr("vocab_size");
   d.task = r.text_attr("task");
-  d.tokens = r.array<int32_t>("/tokens");
   d.doc_offsets = r.array<int64_t>("/doc_offsets");
   if (r.has("/answer_start")) {
     d.answer_start = r.array<int64_t>("/answer_start");
     d.answer_len = r.array<int64_t>("/answer_len");
     d.evidence_start = r.array<int64_t>("/evidence_start");
   }
-  validate(d, r.bad());
+  validate_index(d, r.length("/tokens"), r.bad());
+  d.file = std::make_shared<const TokenFile>(std::move(reader));
   return d;
 }
 

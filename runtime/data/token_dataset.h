@@ -5,15 +5,23 @@
 //   /answer_len    int64 [n_docs]        (task data only) answer span length
 //   /evidence_start int64 [n_docs]       (task data only) where the information the answer needs sits
 //   attributes: format = "loom-tokens", version, tokenizer, vocab_size, task
+//
+// A dataset read from a file keeps only its index in memory (offsets, answer spans, attributes):
+// the tokens stay in the file and are read a document at a time, so a rank's memory does not grow
+// with the dataset.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace loom {
 
+class TokenFile;  // the open /tokens of a dataset file (token_dataset.cpp)
+
 struct TokenDataset {
-  std::vector<int32_t> tokens;
+  std::vector<int32_t> tokens;            // in memory: a dataset being built (empty when read from a file)
+  std::shared_ptr<const TokenFile> file;  // read_dataset's: where the tokens are read from
   std::vector<int64_t> doc_offsets{0};
   std::vector<int64_t> answer_start;
   std::vector<int64_t> answer_len;
@@ -23,6 +31,10 @@ struct TokenDataset {
   std::string task = "text";
 
   int64_t num_docs() const { return static_cast<int64_t>(doc_offsets.size()) - 1; }
+  int64_t num_tokens() const { return doc_offsets.back(); }
+  // Tokens [begin, begin + count) of document d (count < 0: to its end), from memory or the file;
+  // a token outside the vocabulary is an error naming the file and where it sits.
+  std::vector<int32_t> document(int64_t d, int64_t begin = 0, int64_t count = -1) const;
   int64_t doc_length(int64_t d) const { return doc_offsets[d + 1] - doc_offsets[d]; }
   bool has_answers() const { return !answer_start.empty(); }
   void add_document(const std::vector<int32_t>& doc, int64_t answer_begin = -1, int64_t answer_length = 0,
@@ -34,7 +46,8 @@ constexpr int64_t kDatasetVersion = 1;
 // Written to a temporary name and renamed, so an interrupted write never leaves a half file behind.
 void write_dataset(const std::string& path, const TokenDataset& data);
 
-// Reads and validates the whole file; any problem is a loom::Error naming the file and what is wrong.
+// Opens the file and reads and validates its index; the tokens are read as document() asks. Any
+// problem is a loom::Error naming the file and what is wrong.
 TokenDataset read_dataset(const std::string& path);
 
 }  // namespace loom

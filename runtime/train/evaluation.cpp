@@ -37,8 +37,8 @@ void score_answers(const TokenDataset& data, const PackedBatch& batch, const tor
     const int64_t a = data.answer_start[doc], len = data.answer_len[doc];
     if (a > 0 && a + len <= packed_len) {
       bool correct = true;
-      for (int64_t t = 0; t < len; ++t)
-        correct &= pred[slot + a - 1 + t] == data.tokens[data.doc_offsets[doc] + a + t];
+      const std::vector<int32_t> answer = data.document(doc, a, len);
+      for (int64_t t = 0; t < len; ++t) correct &= pred[slot + a - 1 + t] == answer[t];
       // Depth: where the key sits in the context that precedes the answer (0% = its start).
       const double depth = static_cast<double>(data.evidence_start[doc]) / static_cast<double>(a);
       const auto depth_bucket = std::min<int64_t>(4, static_cast<int64_t>(depth * 5));

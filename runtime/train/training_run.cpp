@@ -115,7 +115,7 @@ void TrainingRun::print_start() const {
               c.model.n_kv_heads, c.train.dtype.c_str());
   std::printf("data: %s | %ld documents (%zu train, %zu validation) | %s tokens | step: %ld tokens = %ld x %ld\n",
               c.data.path.c_str(), data.num_docs(), train_docs.size(), val_docs.size(),
-              human_count(static_cast<double>(data.tokens.size())).c_str(), c.train.tokens_per_step, c.accumulation_steps(),
+              human_count(static_cast<double>(data.num_tokens())).c_str(), c.train.tokens_per_step, c.accumulation_steps(),
               c.train.seq_len);
   const MeshShape& shape = mesh.shape();
   std::printf("mesh: dp %ld x sp %ld x tp %ld = %ld ranks; ", shape.dp, shape.sp, shape.tp, shape.world());
