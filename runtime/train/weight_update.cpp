@@ -150,8 +150,9 @@ class ZeroUpdate : public WeightUpdate {
 
   std::string describe() const override {
     char text[160];
-    std::snprintf(text, sizeof text, "adamw, ZeRO stage %d over %d replicas: this rank holds %.3g MB of master weights and "
-                  "moments", zero_.stage(), mesh_.device().dp_sp->size(), static_cast<double>(zero_.state_bytes()) / 1e6);
+    std::snprintf(text, sizeof text, "adamw, ZeRO stage %d over %d replicas: this rank holds %.3g MB of its state "
+                  "(moments, and masters wider than the parameters)", zero_.stage(), mesh_.device().dp_sp->size(),
+                  static_cast<double>(zero_.state_bytes()) / 1e6);
     return text;
   }
 
