@@ -21,10 +21,7 @@ std::vector<int64_t> step_lengths(const Config& c, int64_t step) {
                      static_cast<uint64_t>(c.run.seed));
   const int64_t accumulation = c.accumulation_steps();
   for (int64_t i = 0; i < step * accumulation; ++i) loader.skip();
-  std::vector<int64_t> lengths;
-  for (int64_t i = 0; i < accumulation; ++i)
-    for (const PackedTensors& doc : documents_of(to_tensors(loader.next()))) lengths.push_back(doc.tokens.size(0));
-  return lengths;
+  return next_step_lengths(loader, accumulation);
 }
 
 // "0-7" for a run of consecutive ranks, else the ranks listed.

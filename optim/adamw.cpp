@@ -68,11 +68,16 @@ double grad_norm_squared(const std::vector<torch::Tensor>& params) {
   return sum_sq;
 }
 
+double clip_scale(double norm, double max_norm) {
+  return max_norm <= 0 || norm <= max_norm ? 1.0 : max_norm / (norm + 1e-6);
+}
+
 void scale_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm) {
-  if (max_norm <= 0 || norm <= max_norm) return;
+  const double scale = clip_scale(norm, max_norm);
+  if (scale == 1.0) return;
   torch::NoGradGuard no_grad;
   for (const auto& p : params)
-    if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
+    if (p.grad().defined()) p.grad().mul_(scale);
 }
 
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {

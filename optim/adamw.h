@@ -52,5 +52,8 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm)
 // gradients' squares (float64), and their scaling by max_norm / norm when norm exceeds max_norm.
 double grad_norm_squared(const std::vector<torch::Tensor>& params);
 void scale_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm);
+// The factor clipping multiplies gradients of global norm `norm` by: max_norm / norm where norm
+// exceeds max_norm (> 0), else 1.
+double clip_scale(double norm, double max_norm);
 
 }  // namespace loom

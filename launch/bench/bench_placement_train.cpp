@@ -31,9 +31,7 @@ struct Predicted {
 
 // The cost model's step times for the documents of the next step `loader` gives.
 Predicted predict_step(BatchLoader& loader, const Config& c, const Topology& t, const CostModel& cost) {
-  std::vector<int64_t> lengths;
-  for (int64_t a = 0; a < c.accumulation_steps(); ++a)
-    for (const PackedTensors& d : documents_of(to_tensors(loader.next()))) lengths.push_back(d.tokens.size(0));
+  const std::vector<int64_t> lengths = next_step_lengths(loader, c.accumulation_steps());
   return {plan_zeppelin(lengths, t, cost, {}, placement_cap(c)).step_s,
           plan_uniform(lengths, t, cost, static_cast<int>(c.parallel.sp)).step_s};
 }
@@ -59,11 +57,9 @@ int run_bench_placement_train(const PlacementBenchArgs& args) {
   if (mesh.is_root()) machine = measure_machine_ceiling();  // alone: the other rank waits
   barrier_now(all);
   TrainingRun runs[2] = {{uniform, data, mesh, c10::Device(c10::kCPU)}, {zeppelin, data, mesh, c10::Device(c10::kCPU)}};
-  BatchLoader lengths = runs[0].loader;
+  const BatchLoader first_step = runs[0].loader;
   Measured measured[2];
-  std::vector<Predicted> predicted;
   for (int64_t step = 0; step < args.warmups + args.steps; ++step) {
-    predicted.push_back(predict_step(lengths, base, runs[1].placement->topology(), placement_cost(base, runs[1].placement->topology())));
     for (int k = 0; k < 2; ++k) {
       StepMetrics m;
       const double seconds = synced_time(all, [&] { m = train_step(runs[k], step, nullptr); });
@@ -78,8 +74,7 @@ int run_bench_placement_train(const PlacementBenchArgs& args) {
   // The predictions again with the rate the placed steps achieved.
   CostModel cost = placement_cost(base, runs[1].placement->topology());
   cost.flops_per_s = median(measured[1].flops_per_rank_s);
-  BatchLoader again = runs[0].loader;
-  again.set_cursor(LoaderCursor{});
+  BatchLoader again = first_step;
   double predicted_s[2] = {0, 0};
   for (int64_t step = 0; step < args.warmups + args.steps; ++step) {
     const Predicted p = predict_step(again, base, runs[1].placement->topology(), cost);

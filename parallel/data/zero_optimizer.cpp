@@ -1,5 +1,6 @@
 #include "parallel/data/zero_optimizer.h"
 
+#include <functional>
 #include <map>
 
 #include "runtime/core/error.h"
@@ -77,10 +78,11 @@ double ZeroOptimizer::grad_norm_squared() const {
 }
 
 void ZeroOptimizer::scale_gradients(double norm, double max_norm) {
-  if (max_norm <= 0 || norm <= max_norm) return;
+  const double scale = clip_scale(norm, max_norm);
+  if (scale == 1.0) return;
   for (int64_t b = 0; b < reducer_.num_buckets(); ++b) {
     torch::Tensor part = reducer_.part(b);
-    part.mul_(max_norm / (norm + 1e-6));
+    part.mul_(scale);
   }
 }
 
@@ -97,38 +99,34 @@ void ZeroOptimizer::step(double lr) {
   gather_into_parameters();
 }
 
+void ZeroOptimizer::gather_bucket(size_t b, const torch::Tensor& mine,
+                                  const std::function<void(size_t param, const torch::Tensor& whole)>& take) const {
+  const auto bucket = static_cast<int64_t>(b);
+  auto whole = torch::empty({reducer_.padded(bucket)}, mine.options());
+  reducer_.group().all_gather(mine, whole).wait();
+  const auto& members = reducer_.params(bucket);
+  for (size_t k = 0; k < members.size(); ++k) {
+    const torch::Tensor& p = params_[members[k]];
+    take(members[k], whole.narrow(0, reducer_.offsets(bucket)[k], p.numel()).view(p.sizes()));
+  }
+}
+
 // One bucket at a time, so that no more than a bucket of gathered weights exists beside the
 // parameters.
 void ZeroOptimizer::gather_into_parameters() {
-  Communicator& group = reducer_.group();
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < parts_.size(); ++b) {
-    const auto bucket = static_cast<int64_t>(b);
-    auto whole = torch::empty({reducer_.padded(bucket)}, params_.front().options());
-    torch::Tensor mine = torch::zeros({reducer_.padded(bucket) / group.size()}, params_.front().options());
+    torch::Tensor mine = torch::zeros({reducer_.padded(static_cast<int64_t>(b)) / reducer_.group().size()},
+                                      params_.front().options());
     for (const Segment& s : parts_[b].segments) mine.narrow(0, s.offset, s.count).copy_(master_slice(parts_[b], s));
-    group.all_gather(mine, whole).wait();
-    const auto& members = reducer_.params(bucket);
-    for (size_t k = 0; k < members.size(); ++k) {
-      torch::Tensor p = params_[members[k]].detach();
-      p.copy_(whole.narrow(0, reducer_.offsets(bucket)[k], p.numel()).view(p.sizes()));
-    }
+    gather_bucket(b, mine, [&](size_t param, const torch::Tensor& whole) { params_[param].detach().copy_(whole); });
   }
 }
 
 std::vector<torch::Tensor> ZeroOptimizer::gather(torch::Tensor Part::*which) const {
-  Communicator& group = reducer_.group();
   std::vector<torch::Tensor> out(params_.size());
-  for (size_t b = 0; b < parts_.size(); ++b) {
-    const torch::Tensor& mine = parts_[b].*which;
-    auto whole = torch::empty({reducer_.padded(static_cast<int64_t>(b))}, mine.options());
-    group.all_gather(mine, whole).wait();
-    const auto& members = reducer_.params(static_cast<int64_t>(b));
-    for (size_t k = 0; k < members.size(); ++k) {
-      const torch::Tensor& p = params_[members[k]];
-      out[members[k]] = whole.narrow(0, reducer_.offsets(static_cast<int64_t>(b))[k], p.numel()).view(p.sizes()).clone();
-    }
-  }
+  for (size_t b = 0; b < parts_.size(); ++b)
+    gather_bucket(b, parts_[b].*which, [&](size_t param, const torch::Tensor& whole) { out[param] = whole.clone(); });
   return out;
 }
 

@@ -19,6 +19,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,10 @@ class ZeroOptimizer {
 
   // Every rank's parameters <- the masters of every rank, bucket by bucket.
   void gather_into_parameters();
+  // All-gathers bucket b from this rank's part `mine` and hands `take` each member parameter's
+  // whole slice (shaped like the parameter).
+  void gather_bucket(size_t b, const torch::Tensor& mine,
+                     const std::function<void(size_t param, const torch::Tensor& whole)>& take) const;
   // The whole tensors (per parameter) of one kind of per-part tensor, gathered over the group.
   std::vector<torch::Tensor> gather(torch::Tensor Part::*which) const;
   // This rank's parts of `whole` (one per parameter) into one kind of per-part tensor.

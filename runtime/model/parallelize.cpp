@@ -17,15 +17,15 @@ enum class Algorithm { kRing, kTokenRing, kHalo };
 class SequenceParallelAttention : public CoreAttention {
  public:
   SequenceParallelAttention(Algorithm algorithm, int64_t window, const ParallelPlan& plan)
-      : algorithm_(algorithm), local_(window), plan_(plan) {}
+      : algorithm_(algorithm), local_(window), plan_(plan), sp_ring_{plan.sp, plan.sp_back} {}
 
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                        const SequenceShard& input) override {
     if (!input.sharded()) return local_.attend(q, k, v, scale, input);
-    Communicator& forward = input.ring ? *input.ring->forward : *plan_.sp;
-    if (algorithm_ == Algorithm::kRing) return ring_attention(q, k, v, *input.layout, scale, forward);
+    const Ring& ring = input.ring ? *input.ring : sp_ring_;
+    if (algorithm_ == Algorithm::kRing) return ring_attention(q, k, v, *input.layout, scale, *ring.forward);
     if (algorithm_ == Algorithm::kTokenRing)
-      return token_ring_attention(q, k, v, *input.layout, scale, forward, input.ring ? *input.ring->back : *plan_.sp_back);
+      return token_ring_attention(q, k, v, *input.layout, scale, *ring.forward, *ring.back);
     // LaCT's update sums run on the sp group (sp_sync), so its layers cannot follow a placed ring.
     check(!input.ring, "LaCT layers cannot run on a placement's ring; use parallel.placement: uniform");
     SequenceLayout windowed = *input.layout;
@@ -37,6 +37,7 @@ class SequenceParallelAttention : public CoreAttention {
   Algorithm algorithm_;
   LocalAttention local_;
   ParallelPlan plan_;
+  Ring sp_ring_;  // the sp group's, for shards that name no ring of their own
 };
 
 // The residual boundary with sequence-sharded norms: `h` is this rank's rows of the stream, `delta`

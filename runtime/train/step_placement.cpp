@@ -83,6 +83,13 @@ std::vector<PackedTensors> documents_of(const PackedTensors& packed) {
   return docs;
 }
 
+std::vector<int64_t> next_step_lengths(BatchLoader& loader, int64_t micro_batches) {
+  std::vector<int64_t> lengths;
+  for (int64_t a = 0; a < micro_batches; ++a)
+    for (const PackedTensors& d : documents_of(to_tensors(loader.next()))) lengths.push_back(d.tokens.size(0));
+  return lengths;
+}
+
 StepPlacement::StepPlacement(const Config& config, const Mesh& mesh)
     : topology_(placement_topology(config, mesh.host().dp_sp->size())),
       cost_(placement_cost(config, topology_)),

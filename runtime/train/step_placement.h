@@ -19,6 +19,7 @@
 #include "parallel/placement/cost_model.h"
 #include "parallel/placement/ring_communicators.h"
 #include "runtime/core/config.h"
+#include "runtime/data/batch_loader.h"
 #include "runtime/train/backprop.h"
 
 namespace loom {
@@ -35,6 +36,10 @@ int64_t placement_cap(const Config& config);
 
 // The documents of a packed sequence, in order, each with document id 0 (padding dropped).
 std::vector<PackedTensors> documents_of(const PackedTensors& packed);
+
+// The lengths of the documents of the next `micro_batches` micro-batches `loader` gives: what a
+// placement plans a step from.
+std::vector<int64_t> next_step_lengths(BatchLoader& loader, int64_t micro_batches);
 
 // This rank's work of one step.
 struct StepWork {

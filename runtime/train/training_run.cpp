@@ -1,7 +1,6 @@
 #include "runtime/train/training_run.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 
 #include "runtime/model/parallelize.h"
