@@ -57,6 +57,9 @@ struct SynthArgs {
   uint64_t seed = 1;
 };
 int run_data_synth(const SynthArgs& args);
+
+// What `loom --version` prints: the libraries Loom runs on and the machine, one "name: value" a line.
+std::string version_report();
 int run_data_prepare(const std::vector<std::string>& inputs, const std::string& out);
 int run_data_inspect(const std::string& path);
 int run_summary(const std::string& run_dir);

@@ -265,6 +265,7 @@ int main(int argc, char** argv) {
   loom::keep_large_host_blocks();
   CLI::App app{"Loom: distributed long-context training on LibTorch"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", loom::version_report, "the libraries Loom runs on and the machine");
   int rc = 0;
   loom::TrainArgs train;
   loom::PlanArgs plan;

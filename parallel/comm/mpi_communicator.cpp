@@ -422,6 +422,14 @@ int world_property(int (*query)(MPI_Comm, int*), int outside) {
 int mpi_world_rank() { return world_property(MPI_Comm_rank, 0); }
 int mpi_world_size() { return world_property(MPI_Comm_size, 1); }
 
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(text, &length);
+  const std::string all(text, static_cast<size_t>(length));
+  return all.substr(0, all.find_first_of(",\n"));
+}
+
 void abort_job(const std::string& message) {
   std::fflush(stdout);
   std::fprintf(stderr, "%s\n", message.c_str());

@@ -20,6 +20,9 @@ std::unique_ptr<Communicator> mpi_world(double timeout_s);
 int mpi_world_rank();
 int mpi_world_size();
 
+// The MPI library's own name and version (the first line of MPI_Get_library_version).
+std::string mpi_library_version();
+
 // Ends every rank of the job after printing `message` on stderr (MPI_Abort), so that one failing
 // rank cannot leave the others waiting for it.
 [[noreturn]] void abort_job(const std::string& message);

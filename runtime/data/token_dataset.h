@@ -50,4 +50,7 @@ void write_dataset(const std::string& path, const TokenDataset& data);
 // problem is a loom::Error naming the file and what is wrong.
 TokenDataset read_dataset(const std::string& path);
 
+// The HDF5 library's version, "major.minor.release".
+std::string hdf5_library_version();
+
 }  // namespace loom
