@@ -3,10 +3,13 @@
 // the whole job quickly with a message that names the rank.
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <set>
 #include <sstream>
 
 #include "runtime/core/safetensors.h"
+#include "runtime/core/text_file.h"
+#include "runtime/train/checkpoint.h"
 #include "runtime/data/passkey_task.h"
 #include "runtime/data/token_dataset.h"
 #include "runtime/train/metrics_log.h"
@@ -31,9 +34,9 @@ class DataParallel : public ::testing::Test {
   }
 
   std::map<std::string, torch::Tensor> weights(const std::string& checkpoint) const {
-    SafetensorsFile file(dir_.path(checkpoint) + "/model.safetensors");
+    const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir_.path(checkpoint)), "model");
     std::map<std::string, torch::Tensor> out;
-    for (const auto& name : file.names()) out[name] = file.load(name);
+    for (const auto& name : stored.names()) out[name] = stored.load(name);
     return out;
   }
 
@@ -294,6 +297,20 @@ TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
   const auto saved = test::run_loom_ranks(4, train_args("zero2-dp4", four + " --set parallel.zero=2"));
   ASSERT_EQ(saved.exit_code, 0) << saved.output;
   ASSERT_EQ(test::run_loom(train_args("one4", four)).exit_code, 0);
+  // Every rank wrote its own part of the moments, a quarter of them, and nothing whole.
+  const std::string step2 = dir_.path("zero2-dp4/checkpoints/step-2");
+  EXPECT_FALSE(fs::exists(step2 + "/optimizer.safetensors"));
+  std::vector<double> moment_bytes;
+  for (int r = 0; r < 4; ++r) {
+    const SafetensorsFile file(step2 + "/" + checkpoint_file_name("optimizer", r, 4));
+    double bytes = 0;
+    for (const auto& name : file.names())
+      if (name.find(".exp_avg") != std::string::npos) bytes += static_cast<double>(file.info(name).end - file.info(name).begin);
+    moment_bytes.push_back(bytes);
+  }
+  const double whole = std::accumulate(moment_bytes.begin(), moment_bytes.end(), 0.0);
+  EXPECT_NEAR(whole, 2.0 * 8 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()), 1.0);
+  for (int r = 0; r < 4; ++r) EXPECT_NEAR(moment_bytes[r], whole / 4, 0.01 * whole / 4) << "rank " << r;
   struct Layout { const char* run; int ranks; const char* sets; };
   for (const Layout& l : {Layout{"as-dp2-zero1", 2, " --set parallel.zero=1"}, Layout{"as-one", 1, ""},
                           Layout{"as-sp2-zero2", 4, " --set parallel.sp=2 --set parallel.zero=2"}}) {
@@ -307,6 +324,26 @@ TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i + 2], 1e-10 * std::abs(want[i + 2])) << l.run;
     expect_same_weights("one4/checkpoints/step-4", std::string(l.run) + "/checkpoints/step-4");
   }
+}
+
+// A rank that crashes half-way through writing its share of a checkpoint leaves the previous
+// checkpoint whole and `latest` pointing at it; the run resumes from it with the losses of a run
+// that never crashed.
+TEST_F(DataParallel, ACrashDuringAShardedSaveKeepsThePreviousCheckpoint) {
+  const std::string four = "--set train.steps=4 --set checkpoint.interval=2 --set parallel.zero=2";
+  ASSERT_EQ(test::run_loom_ranks(2, train_args("straight", four)).exit_code, 0);
+  const auto crashed = test::run_loom_ranks(2, train_args("crashed", four), "LOOM_FAULT=checkpoint-write@4:1");
+  EXPECT_NE(crashed.exit_code, 0) << crashed.output;
+  EXPECT_NE(crashed.output.find("aborting while writing the checkpoint"), std::string::npos) << crashed.output;
+  EXPECT_FALSE(fs::exists(dir_.path("crashed/checkpoints/step-4")));
+  EXPECT_EQ(read_text_file(dir_.path("crashed/checkpoints/latest")), "step-2\n");
+  const auto resumed = test::run_loom_ranks(2, train_args("crashed", four + " --resume auto"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("step-2 (step 2)"), std::string::npos) << resumed.output;
+  const auto got = losses(dir_.path("crashed")), want = losses(dir_.path("straight"));
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i]) << "step " << i + 1;
+  expect_same_weights("straight/checkpoints/step-4", "crashed/checkpoints/step-4");
 }
 
 class Failures : public DataParallel {
@@ -346,7 +383,7 @@ TEST_F(Failures, APreemptionSignalOnOneRankCheckpointsAndExitsCleanly) {
   const auto r = run_with_fault("signal@3:1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("another rank received a stop signal"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(dir_.path("faulty/checkpoints/step-3/model.safetensors"))) << r.output;
+  EXPECT_TRUE(fs::exists(dir_.path("faulty/checkpoints/step-3/state.json"))) << r.output;
   const auto resumed = test::run_loom_ranks(2, train_args("faulty", "--set train.steps=5 --resume auto"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("step-3 (step 3)"), std::string::npos) << resumed.output;

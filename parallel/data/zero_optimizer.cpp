@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 
 #include "runtime/core/error.h"
 
@@ -15,11 +16,11 @@ std::vector<torch::Tensor> tensors_of(const NamedTensors& named) {
 }
 
 const torch::Tensor& find(const std::map<std::string, torch::Tensor>& by_name, const std::string& name,
-                          const torch::Tensor& like) {
+                          c10::IntArrayRef shape) {
   const auto it = by_name.find(name);
   check(it != by_name.end(), "optimizer state lacks '" + name +
                                  "'; the checkpoint is from another model or was trained with another train.optimizer");
-  check(it->second.sizes() == like.sizes(), "'" + name + "' has the wrong shape for this model");
+  check(it->second.sizes() == shape, "'" + name + "' has the wrong shape for this model");
   return it->second;
 }
 
@@ -99,81 +100,78 @@ void ZeroOptimizer::step(double lr) {
   gather_into_parameters();
 }
 
-void ZeroOptimizer::gather_bucket(size_t b, const torch::Tensor& mine,
-                                  const std::function<void(size_t param, const torch::Tensor& whole)>& take) const {
-  const auto bucket = static_cast<int64_t>(b);
-  auto whole = torch::empty({reducer_.padded(bucket)}, mine.options());
-  reducer_.group().all_gather(mine, whole).wait();
-  const auto& members = reducer_.params(bucket);
-  for (size_t k = 0; k < members.size(); ++k) {
-    const torch::Tensor& p = params_[members[k]];
-    take(members[k], whole.narrow(0, reducer_.offsets(bucket)[k], p.numel()).view(p.sizes()));
-  }
-}
-
 // One bucket at a time, so that no more than a bucket of gathered weights exists beside the
 // parameters.
 void ZeroOptimizer::gather_into_parameters() {
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < parts_.size(); ++b) {
-    torch::Tensor mine = torch::zeros({reducer_.padded(static_cast<int64_t>(b)) / reducer_.group().size()},
-                                      params_.front().options());
+    const auto bucket = static_cast<int64_t>(b);
+    torch::Tensor mine = torch::zeros({reducer_.padded(bucket) / reducer_.group().size()}, params_.front().options());
     for (const Segment& s : parts_[b].segments) mine.narrow(0, s.offset, s.count).copy_(master_slice(parts_[b], s));
-    gather_bucket(b, mine, [&](size_t param, const torch::Tensor& whole) { params_[param].detach().copy_(whole); });
+    torch::Tensor whole = torch::empty({reducer_.padded(bucket)}, mine.options());
+    reducer_.group().all_gather(mine, whole).wait();
+    const auto& members = reducer_.params(bucket);
+    for (size_t k = 0; k < members.size(); ++k) {
+      torch::Tensor p = params_[members[k]].detach();
+      p.copy_(whole.narrow(0, reducer_.offsets(bucket)[k], p.numel()).view(p.sizes()));
+    }
   }
 }
 
-std::vector<torch::Tensor> ZeroOptimizer::gather(torch::Tensor Part::*which) const {
-  std::vector<torch::Tensor> out(params_.size());
-  for (size_t b = 0; b < parts_.size(); ++b)
-    gather_bucket(b, parts_[b].*which, [&](size_t param, const torch::Tensor& whole) { out[param] = whole.clone(); });
+TensorPieces ZeroOptimizer::pieces(const std::string& suffix,
+                                   const std::function<torch::Tensor(const Part&, const Segment&)>& slice) const {
+  TensorPieces out;
+  for (const Part& part : parts_)
+    for (const Segment& s : part.segments)
+      out.push_back({names_[s.param] + suffix, params_[s.param].sizes().vec(), s.param_begin, slice(part, s)});
   return out;
 }
 
-void ZeroOptimizer::scatter(const std::vector<torch::Tensor>& whole, torch::Tensor Part::*which) {
+TensorPieces ZeroOptimizer::master_pieces() const {
+  return pieces("", [&](const Part& part, const Segment& s) { return master_slice(part, s); });
+}
+
+TensorPieces ZeroOptimizer::state_pieces() const {
+  auto out = pieces(".exp_avg", [](const Part& part, const Segment& s) { return part.exp_avg.narrow(0, s.offset, s.count); });
+  for (auto& p : pieces(".exp_avg_sq", [](const Part& part, const Segment& s) { return part.exp_avg_sq.narrow(0, s.offset, s.count); }))
+    out.push_back(std::move(p));
+  if (reducer_.group().rank() == 0) out.push_back({"adamw.steps", {1}, 0, torch::tensor({steps_}, torch::kInt64)});
+  return out;
+}
+
+void ZeroOptimizer::read_parts(const ReadRange& read, const std::string& suffix, torch::Tensor Part::*which) {
   torch::NoGradGuard no_grad;
   for (Part& part : parts_)
-    for (const Segment& s : part.segments)
-      (part.*which).narrow(0, s.offset, s.count).copy_(whole[s.param].reshape(-1).narrow(0, s.param_begin, s.count));
+    for (const Segment& s : part.segments) {
+      const torch::Tensor values = read(names_[s.param] + suffix, params_[s.param].sizes().vec(), s.param_begin, s.count);
+      (which ? (part.*which).narrow(0, s.offset, s.count) : param_slice(s)).copy_(values);
+    }
 }
 
-NamedTensors ZeroOptimizer::masters() const {
-  // Without separate masters every rank's parameters are the whole masters already.
-  const std::vector<torch::Tensor> whole = separate_ ? gather(&Part::master) : std::vector<torch::Tensor>{};
-  NamedTensors out;
-  for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(names_[i], separate_ ? whole[i] : params_[i].detach().clone());
-  return out;
-}
-
-NamedTensors ZeroOptimizer::state() const {
-  const std::vector<torch::Tensor> exp_avg = gather(&Part::exp_avg), exp_avg_sq = gather(&Part::exp_avg_sq);
-  NamedTensors out;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    out.emplace_back(names_[i] + ".exp_avg", exp_avg[i]);
-    out.emplace_back(names_[i] + ".exp_avg_sq", exp_avg_sq[i]);
+void ZeroOptimizer::load(const ReadRange& masters, const ReadRange& state) {
+  read_parts(masters, "", separate_ ? &Part::master : nullptr);
+  if (state) {
+    read_parts(state, ".exp_avg", &Part::exp_avg);
+    read_parts(state, ".exp_avg_sq", &Part::exp_avg_sq);
+    steps_ = state("adamw.steps", {1}, 0, 1).item<int64_t>();
+  } else {
+    for (Part& part : parts_) {
+      part.exp_avg.zero_();
+      part.exp_avg_sq.zero_();
+    }
+    steps_ = 0;
   }
-  out.emplace_back("adamw.steps", torch::tensor({steps_}, torch::kInt64));
-  return out;
+  gather_into_parameters();
 }
 
 void ZeroOptimizer::load(const NamedTensors& masters, const NamedTensors& state) {
-  const std::map<std::string, torch::Tensor> weights(masters.begin(), masters.end()), moments(state.begin(), state.end());
-  std::vector<torch::Tensor> master(params_.size()), exp_avg(params_.size()), exp_avg_sq(params_.size());
-  for (size_t i = 0; i < params_.size(); ++i) {
-    master[i] = find(weights, names_[i], params_[i]);
-    exp_avg[i] = state.empty() ? torch::zeros_like(params_[i]) : find(moments, names_[i] + ".exp_avg", params_[i]);
-    exp_avg_sq[i] = state.empty() ? torch::zeros_like(params_[i]) : find(moments, names_[i] + ".exp_avg_sq", params_[i]);
-  }
-  if (separate_) {
-    scatter(master, &Part::master);
-  } else {
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i) params_[i].detach().copy_(master[i]);
-  }
-  scatter(exp_avg, &Part::exp_avg);
-  scatter(exp_avg_sq, &Part::exp_avg_sq);
-  steps_ = state.empty() ? 0 : find(moments, "adamw.steps", torch::empty({1})).item<int64_t>();
-  gather_into_parameters();
+  auto reader = [](const NamedTensors& named) -> ReadRange {
+    auto by_name = std::make_shared<std::map<std::string, torch::Tensor>>(named.begin(), named.end());
+    return [by_name](const std::string& name, const std::vector<int64_t>& shape, int64_t begin, int64_t count) {
+      return find(*by_name, name, shape).reshape(-1).narrow(0, begin, count);
+    };
+  };
+  load(reader(masters), state.empty() ? ReadRange() : reader(state));
 }
 
 int64_t ZeroOptimizer::state_bytes() const {

@@ -14,8 +14,9 @@
 // bfloat16 ones); otherwise the parameters are the masters and each rank steps its slices of them
 // in place, as the replicated optimizer does.
 //
-// Checkpoints see whole tensors under AdamW's names: masters() and state() gather them, load()
-// takes this rank's parts, so a checkpoint moves between stages and degrees.
+// Checkpoints see whole tensors under AdamW's names: each rank writes its parts as pieces of them
+// (master_pieces(), state_pieces()) and load() reads the ranges of this rank's parts, so a
+// checkpoint moves between stages and degrees.
 #pragma once
 #include <torch/torch.h>
 
@@ -48,12 +49,19 @@ class ZeroOptimizer {
   // This rank's master parts <- the parameters (after they were broadcast or set whole).
   void take_parameters();
 
-  // Collective over the group, whole tensors: the masters under the parameters' names; AdamW's
-  // state as AdamW::state() names it.
-  NamedTensors masters() const;
-  NamedTensors state() const;
-  // This rank's parts of whole masters and state (as above; an empty state starts the moments at
-  // zero), then the parameters from the masters. Collective.
+  // This rank's parts as pieces of the whole tensors, without communication: the masters under the
+  // parameters' names, AdamW's state as AdamW::state() names it; the group's rank 0 adds the step
+  // count.
+  TensorPieces master_pieces() const;
+  TensorPieces state_pieces() const;
+
+  // Elements [begin, begin + count) of the whole tensor `name` (of `shape`), flat.
+  using ReadRange = std::function<torch::Tensor(const std::string& name, const std::vector<int64_t>& shape, int64_t begin,
+                                                int64_t count)>;
+  // This rank's parts read from `masters` and `state` (null: the moments start at zero), then the
+  // parameters from the masters. Collective.
+  void load(const ReadRange& masters, const ReadRange& state);
+  // The same from whole tensors.
   void load(const NamedTensors& masters, const NamedTensors& state);
 
   // Bytes of master weights (when separate) and moments this rank holds.
@@ -79,14 +87,11 @@ class ZeroOptimizer {
 
   // Every rank's parameters <- the masters of every rank, bucket by bucket.
   void gather_into_parameters();
-  // All-gathers bucket b from this rank's part `mine` and hands `take` each member parameter's
-  // whole slice (shaped like the parameter).
-  void gather_bucket(size_t b, const torch::Tensor& mine,
-                     const std::function<void(size_t param, const torch::Tensor& whole)>& take) const;
-  // The whole tensors (per parameter) of one kind of per-part tensor, gathered over the group.
-  std::vector<torch::Tensor> gather(torch::Tensor Part::*which) const;
-  // This rank's parts of `whole` (one per parameter) into one kind of per-part tensor.
-  void scatter(const std::vector<torch::Tensor>& whole, torch::Tensor Part::*which);
+  // This rank's parts of the whole tensors `read` gives (named after the parameters + `suffix`) into
+  // one kind of per-part tensor.
+  void read_parts(const ReadRange& read, const std::string& suffix, torch::Tensor Part::*which);
+  // One kind of per-part tensor as pieces of the tensors named after the parameters + `suffix`.
+  TensorPieces pieces(const std::string& suffix, const std::function<torch::Tensor(const Part&, const Segment&)>& slice) const;
 
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;

@@ -184,10 +184,25 @@ const SafetensorsFile::Info& SafetensorsFile::info(const std::string& name) cons
 
 torch::Tensor SafetensorsFile::load(const std::string& name) const {
   const Info& i = info(name);
-  torch::Tensor t = torch::empty(i.shape, torch::TensorOptions().dtype(i.dtype));
+  return read(name, i.shape, i.begin, i.end - i.begin);
+}
+
+torch::Tensor SafetensorsFile::load_range(const std::string& name, int64_t begin, int64_t count) const {
+  const Info& i = info(name);
+  const int64_t numel = c10::multiply_integers(i.shape);
+  check(begin >= 0 && count >= 0 && begin + count <= numel,
+        "elements [" + std::to_string(begin) + ", " + std::to_string(begin + count) + ") are outside tensor '" + name +
+            "' of '" + path_ + "', which has " + std::to_string(numel));
+  const uint64_t element = c10::elementSize(i.dtype);
+  return read(name, {count}, i.begin + static_cast<uint64_t>(begin) * element, static_cast<uint64_t>(count) * element);
+}
+
+torch::Tensor SafetensorsFile::read(const std::string& name, const std::vector<int64_t>& shape, uint64_t offset,
+                                    uint64_t bytes) const {
+  torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(info(name).dtype));
   std::ifstream in(path_, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(data_start_ + i.begin));
-  in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(i.end - i.begin));
+  in.seekg(static_cast<std::streamoff>(data_start_ + offset));
+  in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
   check(in.good(), "reading tensor '" + name + "' from '" + path_ + "' failed (file changed while reading?)");
   return t;
 }

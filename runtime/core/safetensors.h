@@ -50,8 +50,12 @@ class SafetensorsFile {
   bool contains(const std::string& name) const { return infos_.count(name) > 0; }
   const Info& info(const std::string& name) const;
   torch::Tensor load(const std::string& name) const;  // a fresh CPU tensor
+  // Elements [begin, begin + count) of the tensor's row-major flattening, reading only their bytes.
+  torch::Tensor load_range(const std::string& name, int64_t begin, int64_t count) const;
 
  private:
+  torch::Tensor read(const std::string& name, const std::vector<int64_t>& shape, uint64_t offset, uint64_t bytes) const;
+
   std::string path_;
   uint64_t data_start_ = 0;
   std::map<std::string, Info> infos_;

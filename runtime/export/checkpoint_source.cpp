@@ -14,9 +14,11 @@ std::string resolved(const std::string& checkpoint) {
 
 }  // namespace
 
-CheckpointSource::CheckpointSource(const std::string& checkpoint)
-    : dir(resolved(checkpoint)), model(read_checkpoint_meta(dir).config.model), weights(dir + "/model.safetensors") {
-  check(model.lact.every == 0, "'" + checkpoint + "' has LaCT layers (model.lact.every = " +
+CheckpointSource::CheckpointSource(const std::string& checkpoint) : CheckpointSource(read_checkpoint_meta(resolved(checkpoint))) {}
+
+CheckpointSource::CheckpointSource(const CheckpointMeta& meta)
+    : dir(meta.dir), model(meta.config.model), weights(checkpoint_tensors(meta, "model")) {
+  check(model.lact.every == 0, "'" + dir + "' has LaCT layers (model.lact.every = " +
                                    std::to_string(model.lact.every) +
                                    "), which neither Hugging Face's Llama nor GGUF's llama can hold: export "
                                    "takes Llama models only");

@@ -6,15 +6,17 @@
 #include <string>
 
 #include "runtime/core/config.h"
-#include "runtime/core/safetensors.h"
+#include "runtime/train/checkpoint.h"
+#include "runtime/train/checkpoint_tensors.h"
 
 namespace loom {
 
 struct CheckpointSource {
   explicit CheckpointSource(const std::string& checkpoint);  // a checkpoint folder or a run dir
+  explicit CheckpointSource(const CheckpointMeta& meta);
   std::string dir;  // the checkpoint folder it resolved to
   ModelConfig model;
-  SafetensorsFile weights;
+  CheckpointTensors weights;  // whole, whichever ranks wrote them
 };
 
 // "f32" | "bf16" | "f16" -> the dtype an export writes.

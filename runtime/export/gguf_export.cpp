@@ -80,7 +80,7 @@ void export_gguf(const std::string& checkpoint, const std::string& out_path, tor
   const std::vector<std::string> names = source.weights.names();
   std::vector<GgufTensorInfo> infos;
   for (const auto& name : names) {
-    const auto& shape = source.weights.info(name).shape;
+    const auto& shape = source.weights.shape(name);
     infos.push_back({gguf_tensor_name(name), shape, shape.size() == 1 ? torch::kFloat32 : dtype, 0});
   }
   write_gguf(out_path, llama_metadata(m, dtype), infos, [&](size_t i) {

@@ -65,7 +65,7 @@ void export_hf(const std::string& checkpoint, const std::string& out_dir, torch:
   fs::create_directories(tmp);
 
   std::vector<TensorEntry> entries;
-  for (const auto& name : source.weights.names()) entries.push_back({name, dtype, source.weights.info(name).shape});
+  for (const auto& name : source.weights.names()) entries.push_back({name, dtype, source.weights.shape(name)});
   const auto groups = shards(entries, shard_bytes);
   nlohmann::ordered_json weight_map;
   uint64_t total = 0;

@@ -20,10 +20,49 @@ namespace fs = std::filesystem;
 
 fs::path checkpoints_dir(const std::string& run_dir) { return fs::path(run_dir) / "checkpoints"; }
 
-void crash_if_requested(int64_t step) {
-  if (!fault_requested("checkpoint-write", step)) return;
+void crash_if_requested(int64_t step, int rank) {
+  if (!fault_requested("checkpoint-write", step, rank)) return;
   std::fprintf(stderr, "loom: LOOM_FAULT=checkpoint-write@%ld: aborting while writing the checkpoint\n", step);
   std::abort();
+}
+
+fs::path temporary_dir(const std::string& run_dir, int64_t step) {
+  return checkpoints_dir(run_dir) / (".tmp-step-" + std::to_string(step));
+}
+
+void make_temporary_dir(const std::string& run_dir, int64_t step) {
+  fs::create_directories(checkpoints_dir(run_dir));
+  fs::remove_all(temporary_dir(run_dir, step));
+  fs::create_directories(temporary_dir(run_dir, step));
+}
+
+// This rank's two files; rank 0's optimizer file also holds its RNG state.
+void write_share(const std::string& run_dir, int64_t step, const CheckpointShare& mine, int rank, int shares) {
+  const fs::path dir = temporary_dir(run_dir, step);
+  write_checkpoint_file((dir / checkpoint_file_name("model", rank, shares)).string(), mine.model);
+  crash_if_requested(step, rank);
+  TensorPieces optimizer = mine.optimizer;
+  if (rank == 0) {
+    const torch::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+    optimizer.push_back({"rng.torch_cpu", rng.sizes().vec(), 0, rng});
+  }
+  write_checkpoint_file((dir / checkpoint_file_name("optimizer", rank, shares)).string(), optimizer);
+}
+
+// Rank 0, once every share is written: the state and config, then the folder and `latest` renamed
+// into place.
+std::string commit(const std::string& run_dir, int64_t step, int shares, const LoaderCursor& cursor, const Config& config) {
+  const fs::path root = checkpoints_dir(run_dir), tmp_dir = temporary_dir(run_dir, step);
+  const fs::path final_dir = checkpoint_dir(run_dir, step);
+  const nlohmann::json state = {{"format", "loom-checkpoint"}, {"version", kCheckpointVersion}, {"step", step},
+                                {"shares", shares}, {"cursor", {{"epoch", cursor.epoch}, {"index", cursor.index}}}};
+  write_text_file((tmp_dir / "state.json").string(), state.dump(2) + "\n");
+  write_text_file((tmp_dir / "config.yaml").string(), to_yaml(config));
+  fs::remove_all(final_dir);
+  fs::rename(tmp_dir, final_dir);
+  write_text_file((root / "latest.tmp").string(), final_dir.filename().string() + "\n");
+  fs::rename(root / "latest.tmp", root / "latest");
+  return final_dir.string();
 }
 
 std::vector<int64_t> checkpoint_steps(const std::string& run_dir) {
@@ -43,31 +82,41 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
   return (checkpoints_dir(run_dir) / ("step-" + std::to_string(step))).string();
 }
 
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const CheckpointShare& mine, const LoaderCursor& cursor,
+                            const Config& config, Communicator& world) {
+  if (world.rank() == 0) make_temporary_dir(run_dir, step);
+  barrier_now(world);
+  write_share(run_dir, step, mine, world.rank(), world.size());
+  barrier_now(world);
+  if (world.rank() == 0) commit(run_dir, step, world.size(), cursor, config);
+  // No rank goes on (or exits, letting a requeued job resume) before the checkpoint is in place.
+  barrier_now(world);
+  return checkpoint_dir(run_dir, step);
+}
+
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const NamedTensors& weights,
                             const NamedTensors& optimizer_state, const LoaderCursor& cursor, const Config& config) {
-  const fs::path root = checkpoints_dir(run_dir);
-  const fs::path final_dir = checkpoint_dir(run_dir, step);
-  const fs::path tmp_dir = root / (".tmp-step-" + std::to_string(step));
-  fs::create_directories(root);
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
+  make_temporary_dir(run_dir, step);
+  write_share(run_dir, step, {whole_pieces(weights), whole_pieces(optimizer_state)}, 0, 1);
+  return commit(run_dir, step, 1, cursor, config);
+}
 
-  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"loom_checkpoint_version", std::to_string(kCheckpointVersion)}};
-  write_safetensors((tmp_dir / "model.safetensors").string(), weights, meta);
-  crash_if_requested(step);
-  auto opt_state = optimizer_state;
-  opt_state.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
-  write_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state, meta);
-  const nlohmann::json state = {{"format", "loom-checkpoint"}, {"version", kCheckpointVersion}, {"step", step},
-                                {"cursor", {{"epoch", cursor.epoch}, {"index", cursor.index}}}};
-  write_text_file((tmp_dir / "state.json").string(), state.dump(2) + "\n");
-  write_text_file((tmp_dir / "config.yaml").string(), to_yaml(config));
-
-  fs::remove_all(final_dir);
-  fs::rename(tmp_dir, final_dir);
-  write_text_file((root / "latest.tmp").string(), final_dir.filename().string() + "\n");
-  fs::rename(root / "latest.tmp", root / "latest");
-  return final_dir.string();
+TensorPieces writer_share(const NamedTensors& all, int64_t rank, int64_t ranks) {
+  std::vector<size_t> order(all.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto bytes = [&](size_t i) { return all[i].second.numel() * all[i].second.element_size(); };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return bytes(a) > bytes(b); });
+  std::vector<int64_t> load(static_cast<size_t>(ranks), 0);
+  std::vector<bool> mine(all.size(), false);
+  for (size_t i : order) {  // largest first, each to the least loaded writer
+    const auto writer = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[writer] += bytes(i);
+    mine[i] = writer == static_cast<size_t>(rank);
+  }
+  TensorPieces out;
+  for (size_t i = 0; i < all.size(); ++i)
+    if (mine[i]) out.push_back({all[i].first, all[i].second.sizes().vec(), 0, all[i].second});
+  return out;
 }
 
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
@@ -111,43 +160,52 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   meta.dir = dir;
   try {
     meta.step = state.at("step").get<int64_t>();
+    meta.shares = state.value("shares", int64_t{1});
     meta.cursor = {state.at("cursor").at("epoch").get<int64_t>(), state.at("cursor").at("index").get<int64_t>()};
   } catch (const nlohmann::json::exception& e) {
     fail("corrupt checkpoint '" + dir + "': state.json lacks step or cursor (" + e.what() + ")");
   }
+  check(meta.shares >= 1, "corrupt checkpoint '" + dir + "': state.json says it was written by " + std::to_string(meta.shares) + " ranks");
   const std::string config_path = (fs::path(dir) / "config.yaml").string();
   meta.config = parse_config(read_text_file(config_path), config_path);
   return meta;
 }
 
+CheckpointTensors checkpoint_tensors(const CheckpointMeta& meta, const std::string& kind) {
+  return CheckpointTensors(meta.dir, kind, meta.shares);
+}
+
 void load_weights(const std::string& dir, const NamedTensors& into, const TensorLayout& layout) {
-  const SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
+  const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir), "model");
   torch::NoGradGuard no_grad;
   size_t used = 0;
   for (const auto& [name, tensor] : into) {
-    check(file.contains(name), "checkpoint '" + dir + "' has no tensor '" + name + "': it was saved from another model architecture");
-    const auto& info = file.info(name);
+    check(stored.contains(name), "checkpoint '" + dir + "' has no tensor '" + name + "': it was saved from another model architecture");
     const TensorShard shard = shard_of(layout, name);
     auto whole = tensor.sizes().vec();
     if (shard.split()) whole[static_cast<size_t>(shard.dim)] = shard.whole;
-    check(info.shape == whole,
-          "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(info.shape)) + " but the model expects " +
+    check(stored.shape(name) == whole,
+          "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(stored.shape(name))) + " but the model expects " +
               c10::str(c10::IntArrayRef(whole)) + ": the checkpoint is from another model shape (check the model: section)");
-    tensor.copy_(take_shard(file.load(name), shard));
+    tensor.copy_(take_shard(stored.load(name), shard));
     ++used;
   }
-  check(used == file.names().size(), "checkpoint '" + dir + "' holds tensors this model does not have (e.g. tied vs untied embeddings)");
+  check(used == stored.names().size(), "checkpoint '" + dir + "' holds tensors this model does not have (e.g. tied vs untied embeddings)");
+}
+
+void restore_rng_state(const CheckpointTensors& optimizer) {
+  check(optimizer.contains("rng.torch_cpu"), "a checkpoint's optimizer files lack the RNG state");
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(optimizer.load("rng.torch_cpu"));
 }
 
 NamedTensors load_optimizer_state(const std::string& dir) {
-  const SafetensorsFile file((fs::path(dir) / "optimizer.safetensors").string());
-  check(file.contains("rng.torch_cpu"), "checkpoint '" + dir + "' lacks the RNG state");
+  const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir), "optimizer");
+  restore_rng_state(stored);
   NamedTensors state;
-  for (const auto& name : file.names())
-    if (name != "rng.torch_cpu") state.emplace_back(name, file.load(name));
-  at::Generator generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  generator.set_state(file.load("rng.torch_cpu"));
+  for (const auto& name : stored.names())
+    if (name != "rng.torch_cpu") state.emplace_back(name, stored.load(name));
   return state;
 }
 

@@ -156,23 +156,10 @@ void TrainingRun::evaluate_now(int64_t step, MetricsLog* log) {
   std::printf("\n");
 }
 
-// Every replica holds the whole weights and optimizer state (with ZeRO, once every replica has
-// given its part), so the ranks of rank 0's tensor-parallel group gather them whole and rank 0 writes
-// them; the barrier keeps every rank from exiting (or a requeued job from resuming) before the
-// checkpoint is complete.
+// Every rank writes its share in parallel (checkpoint.h); no rank holds the whole state.
 const std::string& TrainingRun::checkpoint(int64_t step) {
-  const MeshCoord c = mesh.coord();
-  const NamedTensors masters = update->masters(), mine = update->state();  // collective under ZeRO
-  if (c.dp == 0 && c.sp == 0) {
-    const NamedTensors weights = gather_named(masters, layout, *mesh.device().tp);
-    const NamedTensors state = gather_named(mine, layout, *mesh.device().tp);
-    if (mesh.is_root()) {
-      save_checkpoint(config.run.dir, step, weights, state, loader.cursor(), config);
-      prune_checkpoints(config.run.dir, config.checkpoint.keep_last);
-    }
-  }
-  barrier_now(*mesh.host().world);
-  last_checkpoint_ = checkpoint_dir(config.run.dir, step);
+  last_checkpoint_ = save_checkpoint(config.run.dir, step, update->share(), loader.cursor(), config, *mesh.host().world);
+  if (mesh.is_root()) prune_checkpoints(config.run.dir, config.checkpoint.keep_last);
   return last_checkpoint_;
 }
 

@@ -6,12 +6,25 @@
 #include "optim/master_weights.h"
 #include "optim/training_optimizer.h"
 #include "parallel/data/zero_optimizer.h"
+#include "runtime/core/error.h"
 #include "runtime/train/checkpoint.h"
 
 namespace loom {
 namespace {
 
 int64_t bucket_bytes(const Config& config) { return static_cast<int64_t>(config.parallel.bucket_mb * (1 << 20)); }
+
+// Ranges of a checkpoint's tensors, each checked against the shape this model gives it.
+ZeroOptimizer::ReadRange ranges_of(const CheckpointTensors& stored, const std::string& what) {
+  return [&stored, what](const std::string& name, const std::vector<int64_t>& shape, int64_t begin, int64_t count) {
+    check(stored.contains(name), what + " of the checkpoint has no '" + name +
+                                     "': it is from another model or was trained with another train.optimizer");
+    check(stored.shape(name) == shape, "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(stored.shape(name))) +
+                                           " but this model's is " + c10::str(c10::IntArrayRef(shape)) +
+                                           ": the checkpoint is from another model shape (check the model: section)");
+    return stored.load_range(name, begin, count);
+  };
+}
 
 // Every rank holds the masters and the whole optimizer.
 class ReplicatedUpdate : public WeightUpdate {
@@ -76,8 +89,20 @@ class ReplicatedUpdate : public WeightUpdate {
     masters_.write_back();
   }
 
-  NamedTensors masters() override { return masters_.masters(); }
-  NamedTensors state() override { return optimizer_.state(); }
+  // Every replica holds the same tensors, so the replicas share the writing. Tensor-parallel slices
+  // are gathered whole in the first replica's tensor-parallel group, whose ranks share the writing.
+  CheckpointShare share() override {
+    NamedTensors weights = masters_.masters(), state = optimizer_.state();
+    Communicator* writers = mesh_.device().dp_sp;
+    if (mesh_.device().tp->size() > 1) {
+      const MeshCoord c = mesh_.coord();
+      if (c.dp != 0 || c.sp != 0) return {};
+      weights = gather_named(weights, layout_, *mesh_.device().tp);
+      state = gather_named(state, layout_, *mesh_.device().tp);
+      writers = mesh_.device().tp;
+    }
+    return {writer_share(weights, writers->rank(), writers->size()), writer_share(state, writers->rank(), writers->size())};
+  }
 
   void load(const std::string& dir, bool with_state) override {
     load_weights(dir, masters_.masters(), layout_);
@@ -136,15 +161,15 @@ class ZeroUpdate : public WeightUpdate {
     zero_.take_parameters();
   }
 
-  NamedTensors masters() override { return zero_.masters(); }
-  NamedTensors state() override { return zero_.state(); }
+  CheckpointShare share() override { return {zero_.master_pieces(), zero_.state_pieces()}; }
 
+  // Each rank reads the ranges of its own parts.
   void load(const std::string& dir, bool with_state) override {
-    NamedTensors whole;
-    for (const auto& [name, p] : model_->parameter_list())
-      whole.emplace_back(name, torch::empty(p.sizes(), p.options().dtype(zero_.master_dtype())));
-    load_weights(dir, whole);
-    zero_.load(whole, with_state ? load_optimizer_state(dir) : NamedTensors{});
+    const CheckpointMeta meta = read_checkpoint_meta(dir);
+    const CheckpointTensors weights = checkpoint_tensors(meta, "model");
+    const CheckpointTensors state = with_state ? checkpoint_tensors(meta, "optimizer") : weights;
+    if (with_state) restore_rng_state(state);
+    zero_.load(ranges_of(weights, "the model"), with_state ? ranges_of(state, "the optimizer state") : ZeroOptimizer::ReadRange());
     loaded_ = true;
   }
 

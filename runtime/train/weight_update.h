@@ -17,6 +17,7 @@
 #include "runtime/core/config.h"
 #include "runtime/core/precision.h"
 #include "runtime/model/llama.h"
+#include "runtime/train/checkpoint.h"
 
 namespace loom {
 
@@ -35,10 +36,9 @@ class WeightUpdate {
   virtual void step(double lr) = 0;
   // Every replica continues from the weights of the first rank holding the same slices.
   virtual void synchronise() = 0;
-  // Whole over the replicas (collective with ZeRO), this rank's tensor-parallel slices: the master
-  // weights under the parameters' names, and the optimizer's state.
-  virtual NamedTensors masters() = 0;
-  virtual NamedTensors state() = 0;
+  // What this rank writes of a checkpoint: the master weights under the parameters' names and the
+  // optimizer's state, whole tensors or pieces. Collective (tensor-parallel slices are gathered).
+  virtual CheckpointShare share() = 0;
   // The weights of checkpoint `dir` (this rank's slices of them), and its optimizer state with
   // `with_state`.
   virtual void load(const std::string& dir, bool with_state) = 0;

@@ -1,8 +1,10 @@
 // ZeRO's sharded AdamW steps every rank's parameters exactly as one AdamW steps them with the
 // gradient summed over the ranks, whatever the stage and the bucket size, each rank holding only
-// its part of the state; its whole masters and state are AdamW's, and loading them back gives the
-// same parts.
+// its part of the state; the pieces the ranks write of their masters and state are AdamW's and
+// cover every tensor, and loading whole tensors back gives the same parts.
 #include <gtest/gtest.h>
+
+#include <map>
 
 #include "parallel/comm/mpi_communicator.h"
 #include "parallel/data/zero_optimizer.h"
@@ -41,6 +43,25 @@ void expect_same(const NamedTensors& got, const NamedTensors& want, const std::s
   }
 }
 
+// Each piece equals the same range of the whole tensor of that name, and the ranks' pieces add up to
+// every element of every tensor.
+void expect_pieces(const TensorPieces& got, const NamedTensors& want, Communicator& world, const std::string& what) {
+  std::map<std::string, torch::Tensor> by_name(want.begin(), want.end());
+  auto counts = torch::zeros({static_cast<int64_t>(want.size())}, torch::kInt64);
+  for (const TensorPiece& p : got) {
+    ASSERT_TRUE(by_name.count(p.name)) << what << ": " << p.name;
+    const torch::Tensor& whole = by_name.at(p.name);
+    EXPECT_EQ(p.shape, whole.sizes().vec()) << what << ": " << p.name;
+    const auto range = whole.reshape(-1).narrow(0, p.begin, p.values.numel());
+    EXPECT_TRUE(torch::allclose(p.values.to(torch::kFloat64), range.to(torch::kFloat64), 1e-12, 1e-12)) << what << ": " << p.name;
+    for (size_t i = 0; i < want.size(); ++i)
+      if (want[i].first == p.name) counts[static_cast<int64_t>(i)] += p.values.numel();
+  }
+  world.all_reduce(counts, ReduceOp::kSum).wait();
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_EQ(counts[static_cast<int64_t>(i)].item<int64_t>(), want[i].second.numel()) << what << ": " << want[i].first;
+}
+
 TEST(ZeroOptimizer, StepsEveryRankLikeAdamWOnTheSummedGradient) {
   auto world = mpi_world(60);
   const int rank = world->rank(), size = world->size();
@@ -71,8 +92,8 @@ TEST(ZeroOptimizer, StepsEveryRankLikeAdamWOnTheSummedGradient) {
         zero.step(1e-2);
       }
       expect_same(net.named(), reference.named(), where + ", parameters");
-      expect_same(zero.masters(), reference.named(), where + ", masters");
-      expect_same(zero.state(), adamw.state(), where + ", state");
+      expect_pieces(zero.master_pieces(), reference.named(), *world, where + ", masters");
+      expect_pieces(zero.state_pieces(), adamw.state(), *world, where + ", state");
       // This rank's part: the two moments of each bucket's padded share (the float64 parameters are
       // their own masters).
       int64_t elements = 0;
@@ -81,14 +102,14 @@ TEST(ZeroOptimizer, StepsEveryRankLikeAdamWOnTheSummedGradient) {
 
       Net other(11);
       ZeroOptimizer loaded(other.named(), stage, kOptions, torch::kFloat64, torch::kFloat64, *world, bucket_bytes);
-      loaded.load(zero.masters(), zero.state());
+      loaded.load(reference.named(), adamw.state());
       expect_same(other.named(), reference.named(), where + ", parameters after load");
-      expect_same(loaded.state(), adamw.state(), where + ", state after load");
+      expect_pieces(loaded.state_pieces(), adamw.state(), *world, where + ", state after load");
     }
 }
 
 // Masters wider than the parameters are kept apart, a part per rank: float32 parameters are the
-// float64 masters rounded, and the masters come back whole at float64.
+// float64 masters rounded, and the masters' pieces are written at float64.
 TEST(ZeroOptimizer, KeepsWiderMastersApartAndRoundsTheParametersFromThem) {
   auto world = mpi_world(60);
   Net net;
@@ -104,11 +125,13 @@ TEST(ZeroOptimizer, KeepsWiderMastersApartAndRoundsTheParametersFromThem) {
   net.loss(world->rank(), 0).backward();
   zero.reducer().finish();
   zero.step(1e-2);
-  const NamedTensors masters = zero.masters();
-  for (size_t i = 0; i < masters.size(); ++i) {
-    EXPECT_EQ(masters[i].second.scalar_type(), torch::kFloat64);
-    EXPECT_TRUE(torch::equal(net.named()[i].second, masters[i].second.to(torch::kFloat32))) << masters[i].first;
-    EXPECT_FALSE(torch::equal(masters[i].second, wide[i])) << "the step moved " << masters[i].first;
+  const std::map<std::string, torch::Tensor> params = {{"w1", net.w1}, {"b1", net.b1}, {"w2", net.w2}},
+                                             before(whole.begin(), whole.end());
+  for (const TensorPiece& p : zero.master_pieces()) {
+    EXPECT_EQ(p.values.scalar_type(), torch::kFloat64);
+    const int64_t n = p.values.numel();
+    EXPECT_TRUE(torch::equal(params.at(p.name).detach().reshape(-1).narrow(0, p.begin, n), p.values.to(torch::kFloat32))) << p.name;
+    EXPECT_FALSE(torch::equal(p.values, before.at(p.name).reshape(-1).narrow(0, p.begin, n))) << "the step moved " << p.name;
   }
   int64_t elements = 0;
   for (int64_t b = 0; b < zero.reducer().num_buckets(); ++b) elements += zero.reducer().padded(b) / world->size();
