@@ -26,9 +26,7 @@ int run_data_synth(const SynthArgs& a) {
 }
 
 int run_data_prepare(const std::vector<std::string>& inputs, const std::string& out) {
-  const TokenDataset d = make_text_dataset(inputs);
-  write_dataset(out, d);
-  print_written(out, d);
+  print_written(out, prepare_text_dataset(inputs, out));
   return 0;
 }
 

@@ -1,10 +1,15 @@
 // Datasets and the loader: HDF5 round trip, damaged files, packing of whole documents with their
 // boundaries, labels, and an exact cursor.
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
 #include <filesystem>
 #include <fstream>
 
 #include "runtime/data/batch_loader.h"
 #include "runtime/data/passkey_task.h"
+#include "runtime/data/text_corpus.h"
 #include "runtime/data/token_dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "tests/test_util.h"
@@ -131,6 +136,62 @@ TokenDataset small_docs() {
     d.add_document(t);
   }
   return d;
+}
+
+// Text files and folders become one document per file, framed by BOS and EOS, their bytes intact
+// across the blocks they are read in; files that are not text are skipped.
+TEST(Dataset, PreparedTextHoldsEveryFileWholeAcrossReadBlocks) {
+  test::ScratchDir dir;
+  std::filesystem::create_directories(dir.path("corpus/sub"));
+  std::string big;
+  for (int i = 0; big.size() < (3u << 20) + 17; ++i) big += "line " + std::to_string(i) + " of a file longer than a block\n";
+  std::ofstream(dir.path("corpus/sub/b.txt")) << big;
+  std::ofstream(dir.path("corpus/a.txt")) << "short";
+  std::ofstream(dir.path("corpus/c.bin"), std::ios::binary) << std::string("\x01\x00\x02", 3);
+  const TokenDataset index = prepare_text_dataset({dir.path("corpus")}, dir.path("text.h5"));
+  const TokenDataset d = read_dataset(dir.path("text.h5"));
+  ASSERT_EQ(d.num_docs(), 2);
+  EXPECT_EQ(index.doc_offsets, d.doc_offsets);
+  for (const auto& [doc, text] : {std::pair<int64_t, std::string>{0, "short"}, {1, big}}) {
+    const auto tokens = d.document(doc);
+    ASSERT_EQ(tokens.size(), text.size() + 2);
+    EXPECT_EQ(tokens.front(), tokenizer::kBos);
+    EXPECT_EQ(tokens.back(), tokenizer::kEos);
+    EXPECT_EQ(tokenizer::decode(tokens), text) << "document " << doc;
+  }
+}
+
+// Peak resident memory of a command run to completion (wait4's rusage of that one child).
+int64_t peak_rss_of(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  int status = 0;
+  rusage usage{};
+  wait4(pid, &status, 0, &usage);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << args[0] << " " << args[1];
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+// `loom data prepare` streams: six times the input (and 160 MB more of tokens) leaves its peak
+// memory where it was.
+TEST(Dataset, PreparingALargerInputTakesNoMoreMemory) {
+  test::ScratchDir dir;
+  const std::string line = "a line of text that repeats until the file is large enough\n";
+  std::vector<int64_t> peaks;
+  for (const int mb : {8, 48}) {
+    const std::string input = dir.path("in" + std::to_string(mb) + ".txt");
+    {
+      std::ofstream out(input);
+      for (size_t written = 0; written < (static_cast<size_t>(mb) << 20); written += line.size()) out << line;
+    }
+    peaks.push_back(peak_rss_of({LOOM_BINARY, "data", "prepare", "--input", input, "--out", dir.path("out.h5")}));
+    EXPECT_GE(read_dataset(dir.path("out.h5")).num_tokens(), static_cast<int64_t>(mb) << 20);
+  }
+  std::printf("peak memory of data prepare: %.1f MB for 8 MB, %.1f MB for 48 MB of text\n", peaks[0] / 1e6, peaks[1] / 1e6);
+  EXPECT_LT(peaks[1] - peaks[0], 16 << 20) << "peak " << peaks[0] << " then " << peaks[1] << " bytes";
 }
 
 TEST(Loader, PacksWholeDocumentsKeepsBoundariesAndCutsOnlyOversizedOnes) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "runtime/core/error.h"
 #include "runtime/data/tokenizer.h"
@@ -13,8 +12,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool looks_like_text(const std::string& content) {
-  return content.substr(0, 4096).find('\0') == std::string::npos;
+constexpr size_t kBlockBytes = 1 << 20;
+
+// Whether the file reads as text: no NUL byte in its first 4 KiB (and not empty).
+bool looks_like_text(std::ifstream& in) {
+  std::string head(4096, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  in.clear();
+  in.seekg(0);
+  return !head.empty() && head.find('\0') == std::string::npos;
 }
 
 std::vector<fs::path> list_files(const std::vector<std::string>& inputs) {
@@ -36,21 +43,26 @@ std::vector<fs::path> list_files(const std::vector<std::string>& inputs) {
 
 }  // namespace
 
-TokenDataset make_text_dataset(const std::vector<std::string>& inputs) {
-  TokenDataset data;
+TokenDataset prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& out) {
+  TokenDataset index;
+  DatasetWriter writer(out, index.vocab_size);
+  std::string block(kBlockBytes, '\0');
   for (const auto& file : list_files(inputs)) {
     std::ifstream in(file, std::ios::binary);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    const std::string content = buffer.str();
-    if (content.empty() || !looks_like_text(content)) continue;
-    std::vector<int32_t> doc = {tokenizer::kBos};
-    for (int32_t t : tokenizer::encode(content)) doc.push_back(t);
-    doc.push_back(tokenizer::kEos);
-    data.add_document(doc);
+    check(in.good(), "cannot read '" + file.string() + "'");
+    if (!looks_like_text(in)) continue;
+    writer.write(&tokenizer::kBos, 1);
+    while (in) {  // byte-level tokens: a block's tokens do not depend on the blocks around it
+      in.read(block.data(), static_cast<std::streamsize>(block.size()));
+      const std::vector<int32_t> tokens = tokenizer::encode(block.substr(0, static_cast<size_t>(in.gcount())));
+      writer.write(tokens.data(), tokens.size());
+    }
+    writer.write(&tokenizer::kEos, 1);
+    index.doc_offsets.push_back(writer.tokens_written());
   }
-  check(data.num_docs() > 0, "no text files found in the inputs");
-  return data;
+  check(index.num_docs() > 0, "no text files found in the inputs");
+  writer.finish(index);
+  return index;
 }
 
 }  // namespace loom

@@ -195,30 +195,72 @@ void TokenDataset::add_document(const std::vector<int32_t>& doc, int64_t answer_
   }
 }
 
-void write_dataset(const std::string& path, const TokenDataset& data) {
+// Tokens go to the file in chunks of 64K (256 KiB), small enough that a small dataset stays small.
+constexpr hsize_t kTokenChunk = 1 << 16;
+
+DatasetWriter::DatasetWriter(const std::string& path, int64_t vocab_size)
+    : path_(path), tmp_(path + ".tmp"), vocab_size_(vocab_size) {
   quiet_hdf5();
-  const std::string bad = "refusing to write dataset '" + path + "': ";
-  check(!data.file, bad + "its tokens are in another file; write datasets built in memory");
-  validate_index(data, static_cast<int64_t>(data.tokens.size()), bad);
-  check_vocabulary(data.tokens.data(), data.tokens.size(), 0, data.vocab_size, bad);
-  const std::string tmp = path + ".tmp";
-  {
-    Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    check(file >= 0, "cannot create '" + tmp + "': check that the folder exists and is writable");
-    write_array(file, "/tokens", data.tokens);
-    write_array(file, "/doc_offsets", data.doc_offsets);
-    if (data.has_answers()) {
-      write_array(file, "/answer_start", data.answer_start);
-      write_array(file, "/answer_len", data.answer_len);
-      write_array(file, "/evidence_start", data.evidence_start);
-    }
-    write_attr(file, "format", std::string("loom-tokens"));
-    write_attr(file, "version", kDatasetVersion);
-    write_attr(file, "tokenizer", data.tokenizer);
-    write_attr(file, "vocab_size", data.vocab_size);
-    write_attr(file, "task", data.task);
+  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  check(file_ >= 0, "cannot create '" + tmp_ + "': check that the folder exists and is writable");
+  const hsize_t none = 0, unlimited = H5S_UNLIMITED;
+  Handle space(H5Screate_simple(1, &none, &unlimited), H5Sclose);
+  Handle chunked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_chunk(chunked, 1, &kTokenChunk);
+  tokens_ = H5Dcreate2(file_, "/tokens", H5T_NATIVE_INT32, space, H5P_DEFAULT, chunked, H5P_DEFAULT);
+  check(tokens_ >= 0, "HDF5: creating /tokens in '" + tmp_ + "' failed");
+}
+
+DatasetWriter::~DatasetWriter() {
+  if (tokens_ >= 0) H5Dclose(tokens_);
+  if (file_ >= 0) {
+    H5Fclose(file_);
+    std::error_code ignored;
+    std::filesystem::remove(tmp_, ignored);
   }
-  std::filesystem::rename(tmp, path);
+}
+
+void DatasetWriter::write(const int32_t* tokens, size_t count) {
+  const std::string bad = "refusing to write dataset '" + path_ + "': ";
+  check_vocabulary(tokens, count, written_, vocab_size_, bad);
+  if (count == 0) return;
+  const hsize_t start = static_cast<hsize_t>(written_), n = count, size = start + n;
+  check(H5Dset_extent(tokens_, &size) >= 0, "HDF5: growing /tokens of '" + tmp_ + "' failed");
+  Handle space(H5Dget_space(tokens_), H5Sclose);
+  Handle memory(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &n, nullptr) >= 0 &&
+            H5Dwrite(tokens_, H5T_NATIVE_INT32, memory, space, H5P_DEFAULT, tokens) >= 0,
+        "HDF5: writing tokens to '" + tmp_ + "' failed (disk full?)");
+  written_ += static_cast<int64_t>(count);
+}
+
+void DatasetWriter::finish(const TokenDataset& index) {
+  const std::string bad = "refusing to write dataset '" + path_ + "': ";
+  check(index.vocab_size == vocab_size_, bad + "its index names another vocabulary size");
+  validate_index(index, written_, bad);
+  write_array(file_, "/doc_offsets", index.doc_offsets);
+  if (index.has_answers()) {
+    write_array(file_, "/answer_start", index.answer_start);
+    write_array(file_, "/answer_len", index.answer_len);
+    write_array(file_, "/evidence_start", index.evidence_start);
+  }
+  write_attr(file_, "format", std::string("loom-tokens"));
+  write_attr(file_, "version", kDatasetVersion);
+  write_attr(file_, "tokenizer", index.tokenizer);
+  write_attr(file_, "vocab_size", index.vocab_size);
+  write_attr(file_, "task", index.task);
+  H5Dclose(tokens_);
+  tokens_ = -1;
+  check(H5Fclose(file_) >= 0, "HDF5: closing '" + tmp_ + "' failed (disk full?)");
+  file_ = -1;
+  std::filesystem::rename(tmp_, path_);
+}
+
+void write_dataset(const std::string& path, const TokenDataset& data) {
+  check(!data.file, "refusing to write dataset '" + path + "': its tokens are in another file; write datasets built in memory");
+  DatasetWriter writer(path, data.vocab_size);
+  writer.write(data.tokens.data(), data.tokens.size());
+  writer.finish(data);
 }
 
 TokenDataset read_dataset(const std::string& path) {

@@ -43,7 +43,31 @@ struct TokenDataset {
 
 constexpr int64_t kDatasetVersion = 1;
 
-// Written to a temporary name and renamed, so an interrupted write never leaves a half file behind.
+// Writes a dataset file a block of tokens at a time: the tokens go to the file as they come (a
+// growing, chunked /tokens), so only the caller's index is ever in memory. The file is written
+// under a temporary name and renamed by finish(), so an interrupted write never leaves a half file
+// behind (a writer destroyed unfinished removes it).
+class DatasetWriter {
+ public:
+  DatasetWriter(const std::string& path, int64_t vocab_size);
+  ~DatasetWriter();
+  DatasetWriter(const DatasetWriter&) = delete;
+  DatasetWriter& operator=(const DatasetWriter&) = delete;
+
+  // Appends tokens, each inside the vocabulary.
+  void write(const int32_t* tokens, size_t count);
+  int64_t tokens_written() const { return written_; }
+  // `index` describes the tokens written (its own `tokens` empty): its index and attributes are
+  // checked and written, and the file is renamed into place.
+  void finish(const TokenDataset& index);
+
+ private:
+  std::string path_, tmp_;
+  int64_t vocab_size_, written_ = 0;
+  int64_t file_ = -1, tokens_ = -1;  // HDF5 handles
+};
+
+// A dataset built in memory, written through DatasetWriter.
 void write_dataset(const std::string& path, const TokenDataset& data);
 
 // Opens the file and reads and validates its index; the tokens are read as document() asks. Any
