@@ -138,11 +138,13 @@ int run_train_dry(const TrainArgs& args) {
 
   const double weights = static_cast<double>(params) * element;
   // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
-  // ZeRO keeps 1/n of the masters and moments on each of the n replicas, and stage 2 adds its part
-  // of each bucket's sum beside the bucket.
+  // ZeRO keeps 1/n of the masters and moments on each of the n replicas (about 1/n of the moments
+  // with Muon's whole parameters), and stage 2 adds its part of each bucket's sum beside the bucket.
   const int64_t zero = shape.dp * shape.sp > 1 ? config.parallel.zero : 0;
   const double replicas = zero > 0 ? static_cast<double>(shape.dp * shape.sp) : 1.0;
-  const double masters = (precision.master == precision.param ? 0 : static_cast<double>(params) * master) / replicas;
+  // Muon's ZeRO shards by whole parameters and keeps the masters whole.
+  const double master_replicas = config.train.optimizer == "muon" ? 1.0 : replicas;
+  const double masters = (precision.master == precision.param ? 0 : static_cast<double>(params) * master) / master_replicas;
   const double bucket = static_cast<double>(params) * c10::elementSize(precision.grad_reduce);
   const double buckets = zero > 0 ? bucket * (1 + (zero == 2 ? 1 / replicas : 0)) : shape.world() > 1 ? bucket : 0;
   const double muon = config.train.optimizer == "muon" ? static_cast<double>(count.muon) * master : 0;

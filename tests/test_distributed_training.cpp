@@ -6,7 +6,9 @@
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <tuple>
 
+#include "optim/training_optimizer.h"
 #include "runtime/core/safetensors.h"
 #include "runtime/core/text_file.h"
 #include "runtime/train/checkpoint.h"
@@ -287,6 +289,44 @@ TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
   const auto got = losses(dir_.path("bf16-zero2")), want = losses(dir_.path("bf16-dp2"));
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "bf16 step " << i + 1;
+}
+
+// Muon under ZeRO stage 1 shards by whole parameters: at dp 2 and 3 it trains as one process, each
+// rank keeping about 1/n of the optimizer state (off by at most the largest parameter's state), and
+// its checkpoint resumes on one process without ZeRO.
+TEST_F(DataParallel, MuonUnderZeroShardsByWholeParameters) {
+  const std::string muon = "--set train.optimizer=muon --set train.steps=4 --set checkpoint.interval=2";
+  const std::string three = " --set train.tokens_per_step=768";  // 3 micro-batches
+  ASSERT_EQ(test::run_loom(train_args("muon-one", muon)).exit_code, 0);
+  ASSERT_EQ(test::run_loom(train_args("muon-one-three", muon + three)).exit_code, 0);
+  // float64 state: Muon's momentum for the layers' matrices, AdamW's two moments for the rest.
+  double whole = 0, largest = 0;
+  for (const auto& [name, p] : Llama(test::tiny_config("", "").model)->parameter_list()) {
+    const double bytes = 8.0 * static_cast<double>(p.numel()) * (is_muon_parameter(name, p) ? 1 : 2);
+    whole += bytes / 1e6;
+    largest = std::max(largest, bytes / 1e6);
+  }
+  for (const auto& [ranks, sets, reference] : {std::tuple<int, std::string, std::string>{2, "", "muon-one"},
+                                               {3, three, "muon-one-three"}}) {
+    const std::string run = "muon-zero1-dp" + std::to_string(ranks);
+    const auto r = test::run_loom_ranks(ranks, train_args(run, muon + sets + " --set parallel.zero=1"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string says = "ZeRO stage 1 by whole parameters over " + std::to_string(ranks) + " replicas: this rank holds ";
+    const auto at = r.output.find(says);
+    ASSERT_NE(at, std::string::npos) << r.output;
+    const double held = std::stod(r.output.substr(at + says.size()));
+    EXPECT_NEAR(held, whole / ranks, largest) << run << ": rank 0 holds " << held << " MB of " << whole;
+    EXPECT_LT(held, whole / ranks + largest);
+    const auto got = losses(dir_.path(run)), want = losses(dir_.path(reference));
+    ASSERT_EQ(got.size(), want.size()) << run;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10 * std::abs(want[i])) << run << " step " << i + 1;
+    expect_same_weights(reference + "/checkpoints/step-4", run + "/checkpoints/step-4");
+  }
+  const auto resumed = test::run_loom(train_args("muon-resumed", muon + " --resume " + dir_.path("muon-zero1-dp2/checkpoints/step-2")));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto got = losses(dir_.path("muon-resumed")), want = losses(dir_.path("muon-one"));
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i + 2], 1e-10 * std::abs(want[i + 2])) << "resumed step " << i + 3;
 }
 
 // A checkpoint written under ZeRO holds whole tensors: saved at dp 4 with stage 2, it resumes at dp 2

@@ -357,9 +357,10 @@ void validate(const Config& c) {
   }
   if (c.parallel.zero > 0) {
     const std::string zero = c.where("parallel.zero") + " = " + std::to_string(c.parallel.zero);
-    check(t.optimizer == "adamw", zero + " with train.optimizer = " + t.optimizer +
-                                      ": Muon orthogonalises whole matrices, so its sharding (by whole parameters) "
-                                      "is not in this version; use adamw, or parallel.zero: 0");
+    check(t.optimizer == "adamw" || c.parallel.zero == 1,
+          zero + " with train.optimizer = " + t.optimizer +
+              ": Muon orthogonalises whole matrices, so ZeRO shards its state by whole parameters, whose gradients are "
+              "all-reduced (stage 1); use parallel.zero: 1");
     check(c.parallel.tp == 1, zero + " with parallel.tp = " + std::to_string(c.parallel.tp) +
                                   ": ZeRO with tensor parallelism is not in this version; use parallel.tp: 1");
   }

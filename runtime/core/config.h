@@ -109,7 +109,8 @@ struct ParallelConfig {
   std::string placement = "uniform";
   std::string topology;  // zeppelin: the cluster file (configs/topology/); empty: one node of dp x sp ranks
   // ZeRO over the dp x sp replicas: 0 every rank holds the whole optimizer; 1 each holds 1/n of the
-  // master weights and AdamW state; 2 also reduce-scatters the gradients.
+  // master weights and AdamW state (with Muon: the state of 1/n of the parameters, whole); 2 also
+  // reduce-scatters the gradients (AdamW only).
   int64_t zero = 0;
   double bucket_mb = 25;           // gradient all-reduce bucket size
   double timeout_s = 600;          // a collective that takes longer aborts the job

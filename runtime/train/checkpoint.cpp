@@ -102,20 +102,10 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Name
 }
 
 TensorPieces writer_share(const NamedTensors& all, int64_t rank, int64_t ranks) {
-  std::vector<size_t> order(all.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto bytes = [&](size_t i) { return all[i].second.numel() * all[i].second.element_size(); };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return bytes(a) > bytes(b); });
-  std::vector<int64_t> load(static_cast<size_t>(ranks), 0);
-  std::vector<bool> mine(all.size(), false);
-  for (size_t i : order) {  // largest first, each to the least loaded writer
-    const auto writer = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[writer] += bytes(i);
-    mine[i] = writer == static_cast<size_t>(rank);
-  }
+  const std::vector<int64_t> owners = balanced_owners(all, ranks);
   TensorPieces out;
   for (size_t i = 0; i < all.size(); ++i)
-    if (mine[i]) out.push_back({all[i].first, all[i].second.sizes().vec(), 0, all[i].second});
+    if (owners[i] == rank) out.push_back({all[i].first, all[i].second.sizes().vec(), 0, all[i].second});
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "optim/master_weights.h"
 #include "optim/training_optimizer.h"
@@ -26,12 +27,28 @@ ZeroOptimizer::ReadRange ranges_of(const CheckpointTensors& stored, const std::s
   };
 }
 
-// Every rank holds the masters and the whole optimizer.
+// The masters this rank's optimizer steps: all of them, or those `owners` gives it.
+NamedTensors owned(const NamedTensors& masters, const std::vector<int64_t>& owners, int64_t rank) {
+  if (owners.empty()) return masters;
+  NamedTensors out;
+  for (size_t i = 0; i < masters.size(); ++i)
+    if (owners[i] == rank) out.push_back(masters[i]);
+  return out;
+}
+
+// Every rank holds the masters and, replicated, the whole optimizer. With `by_parameters` (ZeRO
+// stage 1 for Muon, whose Newton-Schulz needs whole matrices) each replica steps only the whole
+// parameters it owns (balanced by bytes) and keeps only their optimizer state; every rank still
+// receives the whole summed gradient, and each parameter is then broadcast from its owner.
 class ReplicatedUpdate : public WeightUpdate {
  public:
   ReplicatedUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision,
-                   const TensorLayout& layout)
-      : mesh_(mesh), layout_(layout), masters_(model->parameter_list(), precision.master), optimizer_(masters_.masters(), config.train) {
+                   const TensorLayout& layout, bool by_parameters)
+      : mesh_(mesh),
+        layout_(layout),
+        masters_(model->parameter_list(), precision.master),
+        owners_(by_parameters ? balanced_owners(masters_.masters(), mesh.device().dp_sp->size()) : std::vector<int64_t>{}),
+        optimizer_(owned(masters_.masters(), owners_, mesh.device().dp_sp->rank()), config.train) {
     // Gradients are summed in the policy's reduction dtype straight into the masters' gradients:
     // the tensor-parallel slices over the replicas of the same slice, what every rank holds whole
     // over every rank (each rank's gradient of a norm is its own rows' share).
@@ -77,6 +94,12 @@ class ReplicatedUpdate : public WeightUpdate {
 
   void step(double lr) override {
     optimizer_.step(lr);
+    if (!owners_.empty()) {
+      std::vector<CommHandle> pending;
+      for (size_t i = 0; i < owners_.size(); ++i)
+        pending.push_back(mesh_.device().dp_sp->broadcast(masters_.masters()[i].second.detach(), owners_[i]));
+      for (auto& h : pending) h.wait();
+    }
     masters_.write_back();
   }
 
@@ -91,9 +114,16 @@ class ReplicatedUpdate : public WeightUpdate {
 
   // Every replica holds the same tensors, so the replicas share the writing. Tensor-parallel slices
   // are gathered whole in the first replica's tensor-parallel group, whose ranks share the writing.
+  // By parameters, each rank writes its own parameters' state and rank 0 the step count.
   CheckpointShare share() override {
     NamedTensors weights = masters_.masters(), state = optimizer_.state();
     Communicator* writers = mesh_.device().dp_sp;
+    if (!owners_.empty()) {
+      TensorPieces mine;
+      for (const auto& [name, t] : state)
+        if (belongs_to_parameter(name) || writers->rank() == 0) mine.push_back({name, t.sizes().vec(), 0, t});
+      return {writer_share(weights, writers->rank(), writers->size()), mine};
+    }
     if (mesh_.device().tp->size() > 1) {
       const MeshCoord c = mesh_.coord();
       if (c.dp != 0 || c.sp != 0) return {};
@@ -104,20 +134,47 @@ class ReplicatedUpdate : public WeightUpdate {
     return {writer_share(weights, writers->rank(), writers->size()), writer_share(state, writers->rank(), writers->size())};
   }
 
+  // The state of the parameters this rank steps, and the step counts.
   void load(const std::string& dir, bool with_state) override {
     load_weights(dir, masters_.masters(), layout_);
     masters_.write_back();
-    if (with_state) optimizer_.load_state(take_named(load_optimizer_state(dir), layout_));
+    if (!with_state) return;
+    const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir), "optimizer");
+    restore_rng_state(stored);
+    std::set<std::string> stepped;
+    for (const auto& [name, t] : owned(masters_.masters(), owners_, mesh_.device().dp_sp->rank())) stepped.insert(name);
+    NamedTensors state;
+    for (const auto& name : stored.names())
+      if (name != "rng.torch_cpu" && (!belongs_to_parameter(name) || stepped.count(parameter_of(name))))
+        state.emplace_back(name, stored.load(name));
+    optimizer_.load_state(take_named(state, layout_));
   }
 
-  std::string describe() const override { return optimizer_.describe(); }
+  std::string describe() const override {
+    if (owners_.empty()) return optimizer_.describe();
+    double bytes = 0;
+    for (const auto& [name, t] : optimizer_.state()) bytes += static_cast<double>(t.numel() * t.element_size());
+    char text[200];
+    std::snprintf(text, sizeof text, "%s; ZeRO stage 1 by whole parameters over %d replicas: this rank holds %.3g MB of "
+                  "its state (the state of the parameters it steps)", optimizer_.describe().c_str(),
+                  mesh_.device().dp_sp->size(), bytes / 1e6);
+    return text;
+  }
 
  private:
   bool holds_whole(const std::string& name) const { return !shard_of(layout_, name).split(); }
+  // Optimizer state is named "<parameter>.<what>"; anything else (a step count) is the optimizer's own.
+  static std::string parameter_of(const std::string& state_name) { return state_name.substr(0, state_name.rfind('.')); }
+  bool belongs_to_parameter(const std::string& state_name) const {
+    for (const auto& [name, m] : masters_.masters())
+      if (name == parameter_of(state_name)) return true;
+    return false;
+  }
 
   const Mesh& mesh_;
   const TensorLayout& layout_;
   MasterWeights masters_;
+  std::vector<int64_t> owners_;  // by parameters: the replica that steps each master; empty: every rank
   TrainingOptimizer optimizer_;
   std::vector<std::unique_ptr<GradientReducer>> reducers_;
 };
@@ -193,8 +250,9 @@ class ZeroUpdate : public WeightUpdate {
 std::unique_ptr<WeightUpdate> make_weight_update(const Config& config, const Mesh& mesh, Llama& model,
                                                  const Precision& precision, const TensorLayout& layout) {
   // One replica has nothing to share the state with.
-  if (config.parallel.zero > 0 && mesh.device().dp_sp->size() > 1) return std::make_unique<ZeroUpdate>(config, mesh, model, precision);
-  return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout);
+  const bool zero = config.parallel.zero > 0 && mesh.device().dp_sp->size() > 1;
+  if (zero && config.train.optimizer == "adamw") return std::make_unique<ZeroUpdate>(config, mesh, model, precision);
+  return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout, zero);
 }
 
 }  // namespace loom

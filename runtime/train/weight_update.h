@@ -6,6 +6,8 @@
 //   1, 2  ZeRO over the dp x sp replicas (parallel/data/zero_optimizer.h): each holds 1/n of the
 //         master weights and AdamW state; stage 2 reduce-scatters the gradients. With one replica
 //         the update is the replicated one.
+//   1     with Muon: ZeRO by whole parameters, each replica keeping the optimizer state of the
+//         parameters it steps (Newton-Schulz needs whole matrices); masters stay whole.
 #pragma once
 #include <memory>
 #include <string>
