@@ -256,6 +256,22 @@ void add_placement_bench(CLI::App& app, loom::PlacementBenchArgs& p, int& rc) {
   pl->callback([&] { rc = loom::run_bench_placement(p); });
 }
 
+void add_calibrate_bench(CLI::App& app, loom::CalibrateArgs& c, int& rc) {
+  auto* cmd = app.get_subcommand("bench")->add_subcommand(
+      "calibrate", "measure Zeppelin's cost model on the ranks launched (the model's time per attention pair and per token, "
+                   "the links within and across nodes) and write it as a topology file");
+  cmd->add_option("--config", c.config, "the YAML experiment config whose model is timed")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--set", c.overrides, "override a config key (repeatable)");
+  cmd->add_option("--out", c.out, "the topology file to write")->required()->check(output_file);
+  cmd->add_option("--lengths", c.lengths, "document lengths timed (default: train.seq_len / 4, / 2 and itself)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--nics-per-node", c.nics_per_node, "NICs per node, written as is (ranks cannot see them)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--bytes", c.bytes, "bytes exchanged per link measurement")->check(CLI::PositiveNumber);
+  cmd->add_option("--reps", c.reps, "timed repetitions of each measurement (median)")->check(CLI::PositiveNumber);
+  cmd->callback([&] { rc = loom::run_bench_calibrate(c); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,6 +310,8 @@ int main(int argc, char** argv) {
   add_export_import(app, export_args, import_args, rc);
   add_bench(app, bench, bench_comm, bench_attention, bench_tensor, bench_chunkwise, bench_block, bench_lact, rc);
   add_placement_bench(app, bench_placement, rc);
+  loom::CalibrateArgs bench_calibrate;
+  add_calibrate_bench(app, bench_calibrate, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

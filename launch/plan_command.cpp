@@ -45,7 +45,7 @@ int run_plan(const PlanArgs& args) {
   const MeshShape shape = resolve_mesh_shape(c, world);
   const Topology t = placement_topology(c, shape.dp * shape.sp);
   CostModel cost = placement_cost(c, t);
-  if (args.flops_per_s > 0) cost.flops_per_s = args.flops_per_s;
+  if (args.flops_per_s > 0) cost.set_rate(args.flops_per_s);
   const int64_t bytes = static_cast<int64_t>(c10::elementSize(parse_dtype(c.train.dtype)));
   const std::vector<int64_t> lengths = step_lengths(c, args.step);
   const StepPlan zeppelin = plan_zeppelin(lengths, t, cost, {}, placement_cap(c));
@@ -53,10 +53,11 @@ int run_plan(const PlanArgs& args) {
   int64_t tokens = 0;
   for (const int64_t l : lengths) tokens += l;
   std::printf("loom plan: step %ld of %s, %zu sequences, %ld tokens, on %s (%d nodes x %d ranks, %d NICs each)\n"
-              "cost model: d_model %ld, %ld layers, %ld-byte activations, at %.3g FLOP/s per rank; at most %ld tokens "
+              "cost model: d_model %ld, %ld layers, %ld-byte activations, at %.3g FLOP/s per rank (%.3g on attention); at most %ld tokens "
               "of a sequence per rank (train.seq_len / parallel.sp)\n",
               args.step, args.config.c_str(), lengths.size(), tokens, t.name.c_str(), t.nodes, t.ranks_per_node,
-              t.nics_per_node, c.model.d_model, c.model.n_layers, bytes, cost.flops_per_s, placement_cap(c));
+              t.nics_per_node, c.model.d_model, c.model.n_layers, bytes, cost.flops_per_s, cost.attention_flops_per_s,
+              placement_cap(c));
   std::printf("%9s %8s  %-11s %s\n", "sequence", "tokens", "span", "ranks");
   for (const Placement& p : zeppelin.placements)
     std::printf("%9ld %8ld  %-11s %s\n", p.sequence, lengths[p.sequence], span_name(p.span), ranks_text(p.ranks).c_str());

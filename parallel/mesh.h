@@ -76,6 +76,8 @@ class Mesh {
 
   // One line per rank: mesh coordinates, host, local rank and the device it computes on.
   std::string placement_table() const;
+  // The host each world rank runs on.
+  const std::vector<std::string>& hosts() const { return hosts_; }
 
  private:
   MeshShape shape_;

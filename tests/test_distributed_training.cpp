@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "optim/training_optimizer.h"
+#include "parallel/placement/topology.h"
 #include "runtime/core/safetensors.h"
 #include "runtime/core/text_file.h"
 #include "runtime/train/checkpoint.h"
@@ -182,6 +183,31 @@ TEST_F(DataParallel, PlacementBenchmarkMeasuresBothPlacementsOnTheSameRanks) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* row : {"\nuniform ", "\nzeppelin "}) EXPECT_NE(r.output.find(row), std::string::npos) << row << r.output;
   EXPECT_NE(r.output.find("matmul ceiling"), std::string::npos) << r.output;
+}
+
+// Calibration on two ranks of one node: a topology file that loads, with the node and its ranks, the
+// intra-node link measured and both rates positive; it plans a step. A length beyond the model's is
+// refused.
+TEST_F(DataParallel, CalibrationWritesATopologyThePlannerReads) {
+  // Long enough for attention's L² to show beside the linear layers of so small a model.
+  const std::string out = dir_.path("calibrated.yaml"), config = " --config " + dir_.path("config.yaml");
+  const auto r = test::run_loom_ranks(2, "bench calibrate" + config + " --set model.max_seq_len=2048 --lengths 512 1024 2048"
+                                         " --out " + out + " --bytes 1048576 --reps 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Topology t = load_topology(out);
+  EXPECT_EQ(t.nodes, 1);
+  EXPECT_EQ(t.ranks_per_node, 2);
+  EXPECT_GT(t.intra_gbyte_s, 0);
+  EXPECT_NE(t.intra_gbyte_s, Topology{}.intra_gbyte_s) << "measured, not the default";
+  EXPECT_GT(t.rank_flops_per_s, 0);
+  EXPECT_GT(t.attention_flops_per_s, 0);
+  EXPECT_NE(r.output.find("a = "), std::string::npos) << r.output;
+  const auto plan = test::run_loom("plan" + config + " --set parallel.sp=2 --topology " + out);
+  EXPECT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_NE(plan.output.find("calibrated on"), std::string::npos) << plan.output;
+  const auto beyond = test::run_loom_ranks(2, "bench calibrate" + config + " --out " + out + " --lengths 128 4096");
+  EXPECT_NE(beyond.exit_code, 0);
+  EXPECT_NE(beyond.output.find("length 4096 is outside [1, model.max_seq_len]"), std::string::npos) << beyond.output;
 }
 
 // Checkpoints hold whole tensors whatever the tp degree: a tp = 2 checkpoint resumes on one rank and

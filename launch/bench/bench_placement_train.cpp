@@ -73,7 +73,7 @@ int run_bench_placement_train(const PlacementBenchArgs& args) {
   if (!mesh.is_root()) return 0;
   // The predictions again with the rate the placed steps achieved.
   CostModel cost = placement_cost(base, runs[1].placement->topology());
-  cost.flops_per_s = median(measured[1].flops_per_rank_s);
+  cost.set_rate(median(measured[1].flops_per_rank_s));
   BatchLoader again = first_step;
   double predicted_s[2] = {0, 0};
   for (int64_t step = 0; step < args.warmups + args.steps; ++step) {

@@ -67,6 +67,16 @@ struct PlacementBenchArgs {
 int run_bench_placement(const PlacementBenchArgs& args);
 int run_bench_placement_train(const PlacementBenchArgs& args);
 
+struct CalibrateArgs {
+  std::string config, out;
+  std::vector<std::string> overrides;
+  std::vector<int64_t> lengths;  // empty: train.seq_len / 4, / 2 and itself
+  int nics_per_node = 1;         // what the file says; not measurable from the ranks
+  int64_t bytes = 64 << 20;      // exchanged per link measurement
+  int reps = 5;
+};
+int run_bench_calibrate(const CalibrateArgs& args);
+
 struct ChunkwiseBenchArgs {
   std::string json_out;
   std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384};

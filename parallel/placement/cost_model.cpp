@@ -5,7 +5,7 @@
 namespace loom {
 
 CostModel CostModel::llama(int64_t d_model, int64_t kv_width, int64_t ffn, int64_t layers, int64_t bytes,
-                           double flops_per_s) {
+                           double flops_per_s, double attention_flops_per_s) {
   const double d = static_cast<double>(d_model), kv = static_cast<double>(kv_width), l = static_cast<double>(layers);
   CostModel c;
   // Forward: QK^T and PV, 2 FLOPs per multiply-add over d_model each; the backward twice that.
@@ -17,12 +17,13 @@ CostModel CostModel::llama(int64_t d_model, int64_t kv_width, int64_t ffn, int64
   // The hidden state to the linear layout and back, in the forward and in the backward.
   c.remap_bytes_per_token = 4.0 * d * static_cast<double>(bytes) * l;
   c.flops_per_s = flops_per_s;
+  c.attention_flops_per_s = attention_flops_per_s > 0 ? attention_flops_per_s : flops_per_s;
   return c;
 }
 
 double CostModel::attention_s(int64_t length) const {
   const double l = static_cast<double>(length);
-  return l * (l + 1) / 2 * attention_flops_per_pair / flops_per_s;
+  return l * (l + 1) / 2 * attention_flops_per_pair / attention_flops_per_s;
 }
 
 double CostModel::linear_s(int64_t tokens) const {
@@ -40,7 +41,7 @@ double CostModel::ring_s(int64_t length, int p, double gbyte_s, double latency_s
 
 double CostModel::min_hiding_chunk(double gbyte_s) const {
   // A step's block of c²/2 pairs against its c tokens' transfer.
-  return 2.0 * ring_bytes_per_token * flops_per_s / (attention_flops_per_pair * gbyte_s * 1e9);
+  return 2.0 * ring_bytes_per_token * attention_flops_per_s / (attention_flops_per_pair * gbyte_s * 1e9);
 }
 
 }  // namespace loom

@@ -18,11 +18,14 @@ struct CostModel {
   double ring_bytes_per_token = 0;      // what a ring moves per token of a chunk over fwd+bwd, all layers
   double remap_bytes_per_token = 0;     // what remapping moves per token it moves, over fwd+bwd, all layers
   double flops_per_s = 0;               // one rank's achieved rate
+  double attention_flops_per_s = 0;     // its rate on attention (the same unless measured apart)
 
   // A Llama-style model: d_model, KV width (kv_heads × head_dim), MLP width, layers, bytes per
-  // element of the activations.
+  // element of the activations; attention at `attention_flops_per_s` (0: flops_per_s).
   static CostModel llama(int64_t d_model, int64_t kv_width, int64_t ffn, int64_t layers, int64_t bytes,
-                         double flops_per_s);
+                         double flops_per_s, double attention_flops_per_s = 0);
+  // Both rates set to one measured rate.
+  void set_rate(double rate) { flops_per_s = attention_flops_per_s = rate; }
 
   // Seconds of attention for a sequence of `length` on one rank (causal: L(L+1)/2 pairs).
   double attention_s(int64_t length) const;

@@ -11,7 +11,8 @@ namespace loom {
 namespace {
 
 const std::set<std::string> kKeys = {"name",          "nodes",         "ranks_per_node", "nics_per_node",   "nic_gbyte_s",
-                                     "intra_gbyte_s", "nic_latency_us", "intra_latency_us", "rank_tflops"};
+                                     "intra_gbyte_s", "nic_latency_us", "intra_latency_us", "rank_tflops",
+                                     "attention_tflops"};
 
 double positive(const YAML::Node& root, const std::string& key, double fallback, const std::string& path) {
   if (!root[key]) return fallback;
@@ -39,7 +40,7 @@ Topology load_topology(const std::string& path) {
     const auto key = entry.first.as<std::string>();
     check(kKeys.count(key) > 0, path + ": unknown key '" + key + "'; a topology has name, nodes, ranks_per_node, "
                                        "nics_per_node, nic_gbyte_s, intra_gbyte_s, nic_latency_us, intra_latency_us, "
-                                       "rank_tflops");
+                                       "rank_tflops, attention_tflops");
   }
   Topology t;
   t.name = root["name"] ? root["name"].as<std::string>() : path;
@@ -59,6 +60,7 @@ Topology load_topology(const std::string& path) {
   t.nic_latency_s = positive(root, "nic_latency_us", t.nic_latency_s * 1e6, path) * 1e-6;
   t.intra_latency_s = positive(root, "intra_latency_us", t.intra_latency_s * 1e6, path) * 1e-6;
   t.rank_flops_per_s = positive(root, "rank_tflops", t.rank_flops_per_s * 1e-12, path) * 1e12;
+  t.attention_flops_per_s = root["attention_tflops"] ? positive(root, "attention_tflops", 0, path) * 1e12 : 0;
   return t;
 }
 

@@ -18,6 +18,7 @@ struct Topology {
   double nic_latency_s = 5e-6;  // per message over a NIC
   double intra_latency_s = 2e-6;
   double rank_flops_per_s = 2e14;  // what one rank achieves in training, for the cost model
+  double attention_flops_per_s = 0;  // its rate on attention where measured apart (0: rank_flops_per_s)
 
   int world() const { return nodes * ranks_per_node; }
   int node_of(int rank) const { return rank / ranks_per_node; }
@@ -27,7 +28,8 @@ struct Topology {
 };
 
 // A topology from a YAML file (configs/topology/): the keys above, bandwidths in GB/s, latencies in
-// microseconds, the rank's rate in TFLOP/s (rank_tflops). Missing keys keep their defaults; unknown keys, non-positive values and NIC counts
+// microseconds, the rank's rate in TFLOP/s (rank_tflops) and on attention where it differs
+// (attention_tflops, as `loom bench calibrate` measures them). Missing keys keep their defaults; unknown keys, non-positive values and NIC counts
 // that do not divide the ranks of a node are errors naming the file.
 Topology load_topology(const std::string& path);
 

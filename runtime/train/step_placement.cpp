@@ -60,7 +60,8 @@ Topology placement_topology(const Config& config, int64_t replicas) {
 CostModel placement_cost(const Config& config, const Topology& topology) {
   const auto& m = config.model;
   const auto bytes = static_cast<int64_t>(c10::elementSize(parse_dtype(config.train.dtype)));
-  return CostModel::llama(m.d_model, m.n_kv_heads * m.head_dim(), m.ffn_dim(), m.n_layers, bytes, topology.rank_flops_per_s);
+  return CostModel::llama(m.d_model, m.n_kv_heads * m.head_dim(), m.ffn_dim(), m.n_layers, bytes, topology.rank_flops_per_s,
+                         topology.attention_flops_per_s);
 }
 
 int64_t placement_cap(const Config& config) { return std::max<int64_t>(1, config.train.seq_len / config.parallel.sp); }

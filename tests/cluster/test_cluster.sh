@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Label `cluster`: Loom across an emulated 2-node cluster (scripts/cluster/up.sh, 2 ranks per node,
-# 1 Gbit/s NICs): every collective test with node-local groups of two, then data-parallel training
-# whose placement table shows two hosts. Skips (exit 77) where root or network namespaces are missing.
+# 1 Gbit/s NICs): every collective test with node-local groups of two, data-parallel training
+# whose placement table shows two hosts, and `loom bench calibrate` finding the two nodes of two
+# ranks and the shaped NIC's rate. Skips (exit 77) where root or network namespaces are missing.
 #   tests/cluster/test_cluster.sh BUILD_DIR
 set -euo pipefail
 build="$(cd "$1" && pwd)"
@@ -38,4 +39,15 @@ echo "$output" | grep "rank "
 for expected in "rank 1: dp 1 sp 0 tp 0 | host node0 | local rank 1" "rank 2: dp 2 sp 0 tp 0 | host node1 | local rank 0"; do
   grep -qF "$expected" <<<"$output" || { echo "FAIL: the placement table lacks '$expected'"; exit 1; }
 done
+echo "== loom bench calibrate across two nodes"
+run -- "$build/loom" bench calibrate --config "$work/config.yaml" --set model.max_seq_len=2048 --lengths 512 1024 2048 \
+  --out "$work/calibrated.yaml" --bytes 8388608 --reps 3
+cat "$work/calibrated.yaml"
+for expected in "nodes: 2" "ranks_per_node: 2"; do
+  grep -qx "$expected" "$work/calibrated.yaml" || { echo "FAIL: the calibrated topology lacks '$expected'"; exit 1; }
+done
+# tc shapes the NIC to 1 Gbit/s = 0.125 GB/s; the exchange must find that rate, give or take framing.
+nic=$(sed -n 's/^nic_gbyte_s: //p' "$work/calibrated.yaml")
+python3 -c "import sys; sys.exit(0 if 0.08 <= $nic <= 0.14 else 1)" || { echo "FAIL: the NIC measured $nic GB/s, not 1 Gbit/s"; exit 1; }
+"$build/loom" plan --config "$work/config.yaml" --set parallel.sp=2 --set train.seq_len=256 --topology "$work/calibrated.yaml" >/dev/null
 echo "cluster tests passed"
