@@ -9,6 +9,7 @@
 #include "optim/training_optimizer.h"
 #include "parallel/sequence/attention_choice.h"
 #include "parallel/mesh.h"
+#include "runtime/core/error.h"
 #include "runtime/core/precision.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/parallelize.h"
@@ -96,6 +97,61 @@ double chunkwise_bytes(const Config& c, int64_t tokens, double element) {
   return activation_bytes(c, std::min(tokens, c.train.chunk_size), element) + 2.0 * kv_cache * static_cast<double>(tokens);
 }
 
+// What one rank holds, in bytes, for a config on a mesh.
+struct MemoryEstimate {
+  int64_t zero = 0;  // the stage in effect (0 with one replica)
+  double weights = 0, masters = 0, moments = 0, buckets = 0, activations = 0;
+  double total() const { return 2 * weights + masters + moments + buckets + activations; }  // gradients as large as weights
+};
+
+MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, const Precision& precision,
+                               const ParameterCount& count, int64_t tokens) {
+  const auto params = static_cast<double>(count.rank0);
+  const auto element = static_cast<double>(precision.param_bytes());
+  const auto master = static_cast<double>(c10::elementSize(precision.master));
+  MemoryEstimate m;
+  m.weights = params * element;
+  // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
+  // ZeRO keeps 1/n of the masters and moments on each of the n replicas (about 1/n of the moments
+  // with Muon's whole parameters, whose masters stay whole), and stage 2 adds its part of each
+  // bucket's sum beside the bucket.
+  m.zero = shape.dp * shape.sp > 1 ? config.parallel.zero : 0;
+  const double replicas = m.zero > 0 ? static_cast<double>(shape.dp * shape.sp) : 1.0;
+  const bool muon = config.train.optimizer == "muon";
+  m.masters = (precision.master == precision.param ? 0 : params * master) / (muon ? 1.0 : replicas);
+  const double bucket = params * static_cast<double>(c10::elementSize(precision.grad_reduce));
+  m.buckets = m.zero > 0 ? bucket * (1 + (m.zero == 2 ? 1 / replicas : 0)) : shape.world() > 1 ? bucket : 0;
+  const double muon_moments = muon ? static_cast<double>(count.muon) * master : 0;
+  m.moments = (2 * params * master - muon_moments) / replicas;  // AdamW keeps two per parameter, Muon one
+  // Tensor parallelism splits the heads, the MLP's columns and the residual stream's rows.
+  m.activations = (config.train.strategy == "full" ? activation_bytes(config, tokens, element)
+                                                   : chunkwise_bytes(config, tokens, element)) /
+                  static_cast<double>(shape.tp);
+  return m;
+}
+
+// The same estimate for every ZeRO stage and backprop this config could switch to ("-": refused
+// with the rest of the config, as the validation says).
+void print_memory_table(const Config& config, const MeshShape& shape, const Precision& precision,
+                        const ParameterCount& count, int64_t tokens) {
+  std::printf("memory per rank by parallel.zero and train.strategy (estimate):\n%10s %12s %12s\n", "", "full",
+              "seco/spaco");
+  for (const int zero : {0, 1, 2}) {
+    std::printf("%10s", ("zero " + std::to_string(zero)).c_str());
+    for (const char* strategy : {"full", "seco"}) {
+      std::string cell = "-";
+      try {
+        const Config other = parse_config(to_yaml(config), "dry run",
+                                          {"parallel.zero=" + std::to_string(zero), std::string("train.strategy=") + strategy});
+        cell = bytes_text(estimate_memory(other, shape, precision, count, tokens).total());
+      } catch (const Error&) {  // the combination is refused: its cell stays "-"
+      }
+      std::printf(" %12s", cell.c_str());
+    }
+    std::printf("\n");
+  }
+}
+
 }  // namespace
 
 int run_train_dry(const TrainArgs& args) {
@@ -113,16 +169,13 @@ int run_train_dry(const TrainArgs& args) {
   if (shape.tp == 1) std::printf("tensors on every rank (replicated over dp x sp):\n");
   else std::printf("tensors of tp rank 0 (the other tp ranks hold slices of the same shapes; replicated over dp x sp):\n");
   const ParameterCount count = print_tensors(config.model, shape.tp);
-  const int64_t params = count.rank0;
   const Precision precision = resolve_precision(config);
-  const auto element = static_cast<double>(precision.param_bytes());
-  const auto master = static_cast<double>(c10::elementSize(precision.master));
   const int64_t micro = config.accumulation_steps() / shape.dp;
   const int64_t chunks = shape.sp > 1 ? 2 * shape.sp : 1;  // the zigzag layout pads to a multiple of 2 sp
   const int64_t tokens = (config.train.seq_len + chunks - 1) / chunks * chunks / shape.sp;
   std::printf("parameters: %s (%s in %s)", human_count(static_cast<double>(count.total)).c_str(),
-              bytes_text(static_cast<double>(count.total) * element).c_str(), config.train.dtype.c_str());
-  if (shape.tp > 1) std::printf("; %s on each tp rank", human_count(static_cast<double>(params)).c_str());
+              bytes_text(static_cast<double>(count.total * precision.param_bytes())).c_str(), config.train.dtype.c_str());
+  if (shape.tp > 1) std::printf("; %s on each tp rank", human_count(static_cast<double>(count.rank0)).c_str());
   std::printf("\n");
   const bool placed = config.parallel.placement == "zeppelin";
   if (placed) {
@@ -136,30 +189,14 @@ int run_train_dry(const TrainArgs& args) {
   const AttentionChoice attention = choose_attention(config, placed ? shape.dp * shape.sp : shape.sp);
   std::printf("attention: %s (%s)\n", attention.algorithm.c_str(), attention.reason.c_str());
 
-  const double weights = static_cast<double>(params) * element;
-  // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
-  // ZeRO keeps 1/n of the masters and moments on each of the n replicas (about 1/n of the moments
-  // with Muon's whole parameters), and stage 2 adds its part of each bucket's sum beside the bucket.
-  const int64_t zero = shape.dp * shape.sp > 1 ? config.parallel.zero : 0;
-  const double replicas = zero > 0 ? static_cast<double>(shape.dp * shape.sp) : 1.0;
-  // Muon's ZeRO shards by whole parameters and keeps the masters whole.
-  const double master_replicas = config.train.optimizer == "muon" ? 1.0 : replicas;
-  const double masters = (precision.master == precision.param ? 0 : static_cast<double>(params) * master) / master_replicas;
-  const double bucket = static_cast<double>(params) * c10::elementSize(precision.grad_reduce);
-  const double buckets = zero > 0 ? bucket * (1 + (zero == 2 ? 1 / replicas : 0)) : shape.world() > 1 ? bucket : 0;
-  const double muon = config.train.optimizer == "muon" ? static_cast<double>(count.muon) * master : 0;
-  const double moments = (2 * static_cast<double>(params) * master - muon) / replicas;  // AdamW keeps two per parameter, Muon one
-  // Tensor parallelism splits the heads, the MLP's columns and the residual stream's rows.
-  const double activations = (config.train.strategy == "full" ? activation_bytes(config, tokens, element)
-                                                               : chunkwise_bytes(config, tokens, element)) /
-                             static_cast<double>(shape.tp);
+  const MemoryEstimate chosen = estimate_memory(config, shape, precision, count, tokens);
   std::printf("memory per rank (estimate%s): weights %s + gradients %s + master weights %s + %s moments %s + reduction "
               "buckets %s + activations of one micro-batch (%s) %s = %s\n",
-              zero > 0 ? (", ZeRO stage " + std::to_string(zero) + " over " + std::to_string(shape.dp * shape.sp)).c_str() : "",
-              bytes_text(weights).c_str(), bytes_text(weights).c_str(), bytes_text(masters).c_str(),
-              config.train.optimizer.c_str(), bytes_text(moments).c_str(), bytes_text(buckets).c_str(),
-              config.train.strategy.c_str(), bytes_text(activations).c_str(),
-              bytes_text(2 * weights + masters + moments + buckets + activations).c_str());
+              chosen.zero > 0 ? (", ZeRO stage " + std::to_string(chosen.zero) + " over " + std::to_string(shape.dp * shape.sp)).c_str() : "",
+              bytes_text(chosen.weights).c_str(), bytes_text(chosen.weights).c_str(), bytes_text(chosen.masters).c_str(),
+              config.train.optimizer.c_str(), bytes_text(chosen.moments).c_str(), bytes_text(chosen.buckets).c_str(),
+              config.train.strategy.c_str(), bytes_text(chosen.activations).c_str(), bytes_text(chosen.total()).c_str());
+  print_memory_table(config, shape, precision, count, tokens);
   check_trainable(config, shape);
   std::printf("the config is valid for %ld ranks\n", world);
   return 0;

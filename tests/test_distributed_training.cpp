@@ -489,6 +489,15 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
       "adamw moments " + human_count(16.0 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()) / 2) + "B";
   for (const std::string expected : {std::string("memory per rank (estimate, ZeRO stage 2 over 2)"), moments})
     EXPECT_NE(zero.output.find(expected), std::string::npos) << expected << "\n" << zero.output;
+  // The table of every stage and backprop: the chosen one's total in its cell, every stage shown;
+  // combinations the config refuses are "-" (ZeRO with tensor parallelism below).
+  const auto row = [](const std::string& out, const std::string& start) {
+    const auto at = out.find("\n" + start);
+    return at == std::string::npos ? std::string() : out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+  };
+  const std::string chosen = zero.output.substr(zero.output.find(" = ", zero.output.find("memory per rank (estimate, ZeRO")) + 3);
+  EXPECT_NE(row(zero.output, "    zero 2").find(chosen.substr(0, chosen.find('\n'))), std::string::npos) << zero.output;
+  for (const char* stage : {"    zero 0", "    zero 1"}) EXPECT_EQ(row(zero.output, stage).find(" - "), std::string::npos) << zero.output;
   const std::string zeppelin = "train --dry-run --world 4 --set parallel.sp=2 --set parallel.placement=zeppelin --config " + config;
   const auto placed = test::run_loom(zeppelin);
   EXPECT_EQ(placed.exit_code, 0) << placed.output;
@@ -510,6 +519,7 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   EXPECT_NE(line_of("model.embed_tokens.weight").find("[130, 32]"), std::string::npos) << tp.output;
   for (const char* expected : {"mesh dp 2 x sp 1 x tp 2", "on each tp rank", "valid for 4 ranks"})
     EXPECT_NE(tp.output.find(expected), std::string::npos) << expected << "\n" << tp.output;
+  EXPECT_NE(row(tp.output, "    zero 1").find("            -            -"), std::string::npos) << tp.output;
   const auto tp_muon = test::run_loom("train --dry-run --world 2 --set parallel.tp=2 --set train.optimizer=muon --config " + config);
   EXPECT_EQ(tp_muon.exit_code, 1);
   EXPECT_NE(tp_muon.output.find("Muon orthogonalises whole matrices"), std::string::npos) << tp_muon.output;
