@@ -68,6 +68,18 @@ TEST_F(CheckpointFiles, GapsAndOverlapsAreRefused) {
             std::string::npos);
 }
 
+TEST_F(CheckpointFiles, DamagedPieceDescriptionsAreRefused) {
+  const std::string path = dir_.path(checkpoint_file_name("model", 0, 1));
+  const NamedTensors piece = {{"b@4", torch::zeros({3})}};
+  for (const auto& [pieces, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"[1, 2]", "metadata is not a JSON object"},
+           {R"({"b@4": {"tensor": 3, "begin": 4, "shape": [3, 5]}})", "the description of piece 'b@4' lacks"},
+           {R"({"b@4": {"tensor": "b", "begin": 14, "shape": [3, 5]}})", "piece 'b@4' reaches outside its tensor"}}) {
+    write_safetensors(path, piece, {{"loom_pieces", pieces}});
+    EXPECT_NE(test::error_of([&] { CheckpointTensors(dir_.path(), "model", 1); }).find(expected), std::string::npos) << pieces;
+  }
+}
+
 TEST_F(CheckpointFiles, AnUnknownTensorIsNamed) {
   write();
   const CheckpointTensors stored(dir_.path(), "model", 3);

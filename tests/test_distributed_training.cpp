@@ -356,7 +356,7 @@ TEST_F(DataParallel, MuonUnderZeroShardsByWholeParameters) {
 }
 
 // A checkpoint written under ZeRO holds whole tensors: saved at dp 4 with stage 2, it resumes at dp 2
-// with stage 1, on one process without ZeRO and on dp 2 x sp 2, each continuing as the
+// with stage 1, on one process without ZeRO, on dp 2 x sp 2 and on tp 2, each continuing as the
 // uninterrupted run does, optimizer state included.
 TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
   const std::string four = "--set train.steps=4 --set checkpoint.interval=2";
@@ -379,7 +379,8 @@ TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
   for (int r = 0; r < 4; ++r) EXPECT_NEAR(moment_bytes[r], whole / 4, 0.01 * whole / 4) << "rank " << r;
   struct Layout { const char* run; int ranks; const char* sets; };
   for (const Layout& l : {Layout{"as-dp2-zero1", 2, " --set parallel.zero=1"}, Layout{"as-one", 1, ""},
-                          Layout{"as-sp2-zero2", 4, " --set parallel.sp=2 --set parallel.zero=2"}}) {
+                          Layout{"as-sp2-zero2", 4, " --set parallel.sp=2 --set parallel.zero=2"},
+                          Layout{"as-tp2", 2, " --set parallel.tp=2"}}) {
     fs::create_directories(dir_.path(l.run) + "/checkpoints");
     fs::copy(dir_.path("zero2-dp4/checkpoints/step-2"), dir_.path(l.run) + "/checkpoints/step-2", fs::copy_options::recursive);
     const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, four + l.sets + " --resume " + dir_.path(l.run) + "/checkpoints/step-2"));

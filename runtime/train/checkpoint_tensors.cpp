@@ -66,12 +66,16 @@ void CheckpointTensors::add_file(const std::string& path) {
     std::vector<int64_t> shape = info.shape;
     int64_t begin = 0;
     if (described.contains(key)) {
-      const auto& d = described[key];
-      check(d.is_object() && d.contains("tensor") && d.contains("begin") && d.contains("shape"),
-            "'" + path + "': the description of piece '" + key + "' lacks tensor, begin or shape");
-      name = d["tensor"].get<std::string>();
-      begin = d["begin"].get<int64_t>();
-      shape = d["shape"].get<std::vector<int64_t>>();
+      try {
+        const auto& d = described.at(key);
+        name = d.at("tensor").get<std::string>();
+        begin = d.at("begin").get<int64_t>();
+        shape = d.at("shape").get<std::vector<int64_t>>();
+      } catch (const nlohmann::json::exception&) {
+        fail("'" + path + "': the description of piece '" + key + "' lacks its tensor, begin or shape; the checkpoint is damaged");
+      }
+      check(begin >= 0 && begin + numel_of(info.shape) <= numel_of(shape),
+            "'" + path + "': piece '" + key + "' reaches outside its tensor; the checkpoint is damaged");
     }
     auto [it, fresh] = tensors_.try_emplace(name, Stored{shape, info.dtype, {}});
     if (fresh) names_.push_back(name);
