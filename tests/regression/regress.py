@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import shlex
 import shutil
 import socket
@@ -90,10 +89,10 @@ def build(cls, path, data, **fixed):
     return cls(**fixed, **data)
 
 
-def load_profile(name, root=HERE):
-    path = root / "hardware" / f"{name}.yaml"
+def load_profile(name):
+    path = HERE / "hardware" / f"{name}.yaml"
     if not path.exists():
-        known = sorted(p.stem for p in (root / "hardware").glob("*.yaml"))
+        known = sorted(p.stem for p in (HERE / "hardware").glob("*.yaml"))
         raise RegressionError(f"no hardware profile '{name}' ({path}); known: {', '.join(known)}")
     profile = build(Profile, path, read_yaml(path, "hardware profile"), name=name)
     if profile.kind not in ("cpu", "gpu"):
@@ -119,11 +118,11 @@ def load_case(path):
     return case
 
 
-def load_cases(names, profile, nodes, root=HERE):
-    every = {p.stem: p for p in sorted((root / "cases").glob("*.yaml"))}
+def load_cases(names, profile, nodes):
+    every = {p.stem: p for p in sorted((HERE / "cases").glob("*.yaml"))}
     for name in names or []:
         if name not in every:
-            raise RegressionError(f"no case '{name}' in {root / 'cases'}; known: {', '.join(every)}")
+            raise RegressionError(f"no case '{name}' in {HERE / 'cases'}; known: {', '.join(every)}")
     cases = [load_case(every[n]) for n in (names or every)]
     return [c for c in cases if c.hardware in ("any", profile.kind) and c.nodes == nodes]
 
@@ -156,7 +155,7 @@ def train_command(args, case, profile, run_dir, ranks, extra_set, resume=None):
     settings = {**profile.set, **case.set, **extra_set, "run.dir": run_dir, "data.path": str(data_path(args)),
                 "log.progress": "false"}
     command = [*launch_prefix(ranks, case.nodes, profile, args.launcher), args.loom, "train",
-               "--config", str(args.root / "base.yaml"), *set_args(settings)]
+               "--config", str(HERE / "base.yaml"), *set_args(settings)]
     return command + (["--resume", resume] if resume else [])
 
 
@@ -359,12 +358,11 @@ def parse_args(argv):
     p.add_argument("--launcher", choices=["loom-run", "srun"], default="loom-run", help="srun inside a Slurm job")
     p.add_argument("--nodes", type=int, default=1, help="run the cases that span this many nodes (default 1)")
     p.add_argument("--loom", default=str(ROOT / "build" / "loom"), help="the loom binary")
-    p.add_argument("--root", type=Path, default=HERE, help=argparse.SUPPRESS)  # tests point it at their own cases
-    p.add_argument("--goldens", type=Path, help="golden folder (default: ROOT/golden)")
+    p.add_argument("--goldens", type=Path, help="golden folder (default: tests/regression/golden)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "regression", help="where the runs go")
     p.add_argument("--json", type=Path, help="write the table as JSON here (default: WORK/HARDWARE/results.json)")
     args = p.parse_args(argv)
-    args.goldens = args.goldens or args.root / "golden"
+    args.goldens = args.goldens or HERE / "golden"
     args.work = args.work / args.hardware
     args.json = args.json or args.work / "results.json"
     return args
@@ -389,8 +387,8 @@ def dry_run(args, cases, profile):
 
 def main(argv):
     args = parse_args(argv)
-    profile = load_profile(args.hardware, args.root)
-    cases = load_cases(args.cases, profile, args.nodes, args.root)
+    profile = load_profile(args.hardware)
+    cases = load_cases(args.cases, profile, args.nodes)
     if not cases:
         raise RegressionError(f"no case of {args.nodes} node(s) applies to {args.hardware} ({profile.kind})")
     if args.dry_run:
