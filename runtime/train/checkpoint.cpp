@@ -190,13 +190,4 @@ void restore_rng_state(const CheckpointTensors& optimizer) {
   generator.set_state(optimizer.load("rng.torch_cpu"));
 }
 
-NamedTensors load_optimizer_state(const std::string& dir) {
-  const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir), "optimizer");
-  restore_rng_state(stored);
-  NamedTensors state;
-  for (const auto& name : stored.names())
-    if (name != "rng.torch_cpu") state.emplace_back(name, stored.load(name));
-  return state;
-}
-
 }  // namespace loom

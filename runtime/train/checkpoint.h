@@ -74,10 +74,6 @@ CheckpointTensors checkpoint_tensors(const CheckpointMeta& meta, const std::stri
 // error that names it.
 void load_weights(const std::string& dir, const NamedTensors& into, const TensorLayout& layout = {});
 
-// Restores the torch RNG state and returns the optimizer state, whole, to give the optimizer's
-// load_state().
-NamedTensors load_optimizer_state(const std::string& dir);
-
 // Restores the torch RNG state the checkpoint's optimizer files hold.
 void restore_rng_state(const CheckpointTensors& optimizer);
 
