@@ -5,6 +5,7 @@
 
 #include "launch/commands.h"
 #include "runtime/data/passkey_task.h"
+#include "runtime/data/recall_task.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/token_dataset.h"
 
@@ -19,7 +20,10 @@ void print_written(const std::string& path, const TokenDataset& d) {
 
 int run_data_synth(const SynthArgs& a) {
   const auto style = a.style == "marker" ? PasskeyStyle::kMarker : PasskeyStyle::kProse;
-  const TokenDataset d = make_passkey_dataset({a.docs, a.min_len, a.max_len, a.seed, style, a.key_digits});
+  const TokenDataset d =
+      a.task == "recall"
+          ? make_recall_dataset({a.docs, a.min_len, a.max_len, a.pairs, a.key_len, a.value_len, a.seed})
+          : make_passkey_dataset({a.docs, a.min_len, a.max_len, a.seed, style, a.key_digits});
   write_dataset(a.out, d);
   print_written(a.out, d);
   return 0;
@@ -33,8 +37,7 @@ int run_data_prepare(const std::vector<std::string>& inputs, const std::string& 
 int run_data_inspect(const std::string& path) {
   const TokenDataset d = read_dataset(path);
   std::printf("%s: task %s, tokenizer %s, vocab %ld\n", path.c_str(), d.task.c_str(), d.tokenizer.c_str(), d.vocab_size);
-  std::printf("%ld documents, %ld tokens, %s\n", d.num_docs(), d.num_tokens(),
-              d.has_answers() ? "with answer spans" : "no answer spans");
+  std::printf("%ld documents, %ld tokens, %zu answer spans\n", d.num_docs(), d.num_tokens(), d.answers.size());
   std::map<int, int64_t> histogram;
   int64_t longest = 0;
   for (int64_t i = 0; i < d.num_docs(); ++i) {

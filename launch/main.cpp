@@ -5,10 +5,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "launch/bench/benchmarks.h"
 #include "launch/commands.h"
@@ -88,7 +91,7 @@ void add_plan(CLI::App& app, loom::PlanArgs& a, int& rc) {
 }
 
 void add_eval(CLI::App& app, loom::EvalArgs& a, int& rc) {
-  auto* cmd = app.add_subcommand("eval", "loss, perplexity and passkey retrieval accuracy of a checkpoint");
+  auto* cmd = app.add_subcommand("eval", "loss, perplexity and retrieval accuracy (task data) of a checkpoint");
   cmd->add_option("--checkpoint", a.checkpoint, "checkpoint folder or run dir")->required();
   cmd->add_option("--data", a.data, "HDF5 dataset (default: the run's validation split)");
   cmd->add_option("--json", a.json_out, "also write the results as JSON here")->check(output_file);
@@ -114,13 +117,17 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   auto* data = app.add_subcommand("data", "make and inspect HDF5 datasets");
   data->require_subcommand(1);
   auto* s = data->add_subcommand("synth", "synthetic long-context task data");
-  s->add_option("--task", synth.task, "task")->check(CLI::IsMember({"passkey"}));
+  s->add_option("--task", synth.task, "passkey (one key hidden in filler) or recall (many key:value pairs, each asked later)")
+      ->check(CLI::IsMember({"passkey", "recall"}));
   s->add_option("--out", synth.out, "output .h5 file")->check(output_file)->required();
   s->add_option("--docs", synth.docs, "number of documents");
   s->add_option("--min-len", synth.min_len, "shortest document in bytes");
-  s->add_option("--max-len", synth.max_len, "longest document in bytes");
+  s->add_option("--max-len", synth.max_len, "longest document in bytes (recall: pairs first, queries last, so lengths set the distances)");
   s->add_option("--seed", synth.seed, "random seed");
   s->add_option("--key-digits", synth.key_digits, "digits of the pass key (1-9)")->check(CLI::Range(1, 9));
+  s->add_option("--pairs", synth.pairs, "recall: key-value pairs per document, each asked once")->check(positive);
+  s->add_option("--key-len", synth.key_len, "recall: letters per key")->check(CLI::Range(1, 8));
+  s->add_option("--value-len", synth.value_len, "recall: digits per value")->check(CLI::Range(1, 9));
   s->add_option("--style", synth.style, "prose (natural sentences) or marker (the key and question marked by '#')")
       ->check(CLI::IsMember({"prose", "marker"}));
   s->callback([&] { rc = loom::run_data_synth(synth); });
@@ -272,6 +279,49 @@ void add_calibrate_bench(CLI::App& app, loom::CalibrateArgs& c, int& rc) {
   cmd->callback([&] { rc = loom::run_bench_calibrate(c); });
 }
 
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// CLI11's "A subcommand is required" does not say which word was not a command: find the first
+// word that is not a command where one is expected, and name the commands there and the nearest.
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  std::string path = "loom";
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') continue;
+    const auto commands = level->get_subcommands([](CLI::App*) { return true; });
+    if (commands.empty()) return "";
+    std::string names, nearest;
+    size_t nearest_distance = 3;  // suggest only near misses
+    for (CLI::App* c : commands) {
+      if (c->get_name() == word) level = c;
+      names += (names.empty() ? "" : ", ") + c->get_name();
+      const size_t d = edit_distance(word, c->get_name());
+      if (d < nearest_distance) nearest_distance = d, nearest = c->get_name();
+    }
+    if (level->get_name() == word) {
+      path += " " + word;
+      continue;
+    }
+    return "'" + word + "' is not a command of `" + path + "`" + (nearest.empty() ? "" : "; did you mean '" + nearest + "'?") +
+           " The commands are: " + names + ".";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -318,6 +368,8 @@ int main(int argc, char** argv) {
     // --help (exit code 0) prints as CLI11 does; a bad command line is an error the user can fix
     // like any other: the same prefix and exit code.
     if (e.get_exit_code() == 0) return app.exit(e);
+    if (const std::string unknown = unknown_command(app, argc, argv); !unknown.empty())
+      return report_failure("error", unknown, 1);
     return report_failure("error", std::string(e.what()) + " (run with --help for the options)", 1);
   } catch (const loom::Error& e) {
     return report_failure("error", e.what(), 1);

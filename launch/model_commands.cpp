@@ -75,7 +75,9 @@ int run_eval(const EvalArgs& args) {
   const int64_t seq_len = std::min(longest, c.model.max_seq_len);
   std::printf("evaluating %s (step %ld) on %s (%s split)\n", m.meta.dir.c_str(), m.meta.step, path.c_str(),
               training_file ? "validation" : "whole file");
-  const EvalResult r = evaluate(m.model, data, docs, seq_len, args.max_docs);
+  // The loss over what the run learnt from: its answers where it trained on answers and the file has them.
+  const std::string loss_on = data.has_answers() ? c.data.loss_on : "all";
+  const EvalResult r = evaluate(m.model, data, docs, seq_len, args.max_docs, loss_on);
   std::printf("%s", r.table().c_str());
   if (!args.json_out.empty()) {
     auto j = r.to_json();

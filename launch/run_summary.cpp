@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "launch/commands.h"
@@ -63,12 +65,23 @@ void print_eval(const nlohmann::json& e) {
     std::printf("\n");
     return;
   }
-  std::printf(", passkey retrieval %.1f%% of %ld\n", 100 * e["accuracy"].get<double>(), e.value("answered", 0L));
-  if (!e.contains("accuracy_by_depth")) return;
-  std::printf("  by depth of the key:");
-  for (const auto& [bucket, v] : e["accuracy_by_depth"].items())
-    std::printf("  %s %.0f%%", bucket.c_str(), 100.0 * v["correct"].get<double>() / std::max(1.0, v["total"].get<double>()));
-  std::printf("\n");
+  std::printf(", retrieval %.1f%% of %ld\n", 100 * e["accuracy"].get<double>(), e.value("answered", 0L));
+  for (const char* group : {"depth", "distance"}) {
+    const std::string key = std::string("accuracy_by_") + group;
+    if (!e.contains(key)) continue;
+    // JSON keeps its keys in text order ("1024-2048" before "128-256"): print them by their number.
+    std::vector<std::pair<long, std::string>> line;
+    for (const auto& [bucket, v] : e[key].items()) {
+      char text[64];
+      std::snprintf(text, sizeof text, "  %s %.0f%%", bucket.c_str(),
+                    100.0 * v["correct"].get<double>() / std::max(1.0, v["total"].get<double>()));
+      line.emplace_back(std::stol(bucket), text);
+    }
+    std::sort(line.begin(), line.end());
+    std::printf("  by %s:", group);
+    for (const auto& [from, text] : line) std::printf("%s", text.c_str());
+    std::printf("\n");
+  }
 }
 
 }  // namespace

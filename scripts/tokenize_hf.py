@@ -68,7 +68,7 @@ def main():
         f.create_dataset("doc_offsets", data=np.asarray(offsets, dtype=np.int64))
         # Fixed-length strings and int64 scalars: what Loom's reader expects.
         f.attrs.create("format", np.bytes_("loom-tokens"))
-        f.attrs.create("version", np.int64(1))
+        f.attrs.create("version", np.int64(2))
         f.attrs.create("tokenizer", np.bytes_("hf:" + os.path.basename(os.path.dirname(os.path.abspath(args.tokenizer)))))
         f.attrs.create("vocab_size", np.int64(tokenizer.get_vocab_size(with_added_tokens=True)))
         f.attrs.create("task", np.bytes_("text"))

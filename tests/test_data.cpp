@@ -6,9 +6,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "runtime/data/batch_loader.h"
 #include "runtime/data/passkey_task.h"
+#include "runtime/data/recall_task.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/token_dataset.h"
 #include "runtime/data/tokenizer.h"
@@ -35,9 +37,8 @@ TEST(Dataset, Hdf5RoundTripKeepsEverything) {
   for (int64_t i = 0; i < d.num_docs(); ++i) EXPECT_EQ(back.document(i), d.document(i)) << "document " << i;
   EXPECT_EQ(back.document(3, 5, 7), d.document(3, 5, 7));
   EXPECT_EQ(back.doc_offsets, d.doc_offsets);
-  EXPECT_EQ(back.answer_start, d.answer_start);
-  EXPECT_EQ(back.answer_len, d.answer_len);
-  EXPECT_EQ(back.evidence_start, d.evidence_start);
+  EXPECT_EQ(back.answer_offsets, d.answer_offsets);
+  EXPECT_EQ(back.answers, d.answers);
   EXPECT_EQ(back.task, "passkey");
   EXPECT_EQ(back.vocab_size, tokenizer::kVocabSize);
 }
@@ -48,9 +49,11 @@ TEST(Dataset, PasskeyDocumentsHoldTheirKeyAndAnswer) {
     const auto begin = d.tokens.begin() + d.doc_offsets[i];
     const std::vector<int32_t> doc(begin, begin + d.doc_length(i));
     const std::string text = tokenizer::decode(doc);
-    const std::string answer = tokenizer::decode({begin + d.answer_start[i], begin + d.answer_start[i] + d.answer_len[i]});
+    ASSERT_EQ(d.answers_of(i).size(), 1u);
+    const AnswerSpan a = d.answers_of(i)[0];
+    const std::string answer = tokenizer::decode({begin + a.start, begin + a.start + a.length});
     ASSERT_EQ(answer.size(), 5u);
-    EXPECT_EQ(text.substr(static_cast<size_t>(d.evidence_start[i] - 1), 21), "The pass key is " + answer);
+    EXPECT_EQ(text.substr(static_cast<size_t>(a.evidence - 1), 21), "The pass key is " + answer);
     EXPECT_EQ(doc.front(), tokenizer::kBos);
     EXPECT_EQ(doc.back(), tokenizer::kEos);
     EXPECT_GE(d.doc_length(i), 150);
@@ -63,9 +66,10 @@ TEST(Dataset, MarkerPasskeyMarksKeyAndQuestionWithAByteFoundNowhereElse) {
   for (int64_t i = 0; i < d.num_docs(); ++i) {
     const auto begin = d.tokens.begin() + d.doc_offsets[i];
     const std::string text = tokenizer::decode({begin, begin + d.doc_length(i)});
-    const std::string answer = tokenizer::decode({begin + d.answer_start[i], begin + d.answer_start[i] + d.answer_len[i]});
-    EXPECT_EQ(text.substr(static_cast<size_t>(d.evidence_start[i] - 1), 6), "#" + answer);
-    EXPECT_EQ(text.substr(static_cast<size_t>(d.answer_start[i] - 3), 2), "?#");
+    const AnswerSpan a = d.answers_of(i).at(0);
+    const std::string answer = tokenizer::decode({begin + a.start, begin + a.start + a.length});
+    EXPECT_EQ(text.substr(static_cast<size_t>(a.evidence - 1), 6), "#" + answer);
+    EXPECT_EQ(text.substr(static_cast<size_t>(a.start - 3), 2), "?#");
     EXPECT_EQ(std::count(text.begin(), text.end(), '#'), 2) << "one marker for the key, one for the question";
   }
 }
@@ -77,7 +81,8 @@ TEST(Dataset, PasskeyKeysHaveTheAskedNumberOfDigits) {
     for (int64_t i = 0; i < d.num_docs(); ++i) {
       const auto begin = d.tokens.begin() + d.doc_offsets[i];
       const std::string text = tokenizer::decode({begin, begin + d.doc_length(i)});
-      const std::string answer = tokenizer::decode({begin + d.answer_start[i], begin + d.answer_start[i] + d.answer_len[i]});
+      const AnswerSpan a = d.answers_of(i).at(0);
+      const std::string answer = tokenizer::decode({begin + a.start, begin + a.start + a.length});
       ASSERT_EQ(static_cast<int64_t>(answer.size()), digits);
       EXPECT_NE(answer[0], '0');
       EXPECT_EQ(std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }), 2 * digits)
@@ -86,6 +91,75 @@ TEST(Dataset, PasskeyKeysHaveTheAskedNumberOfDigits) {
   }
   EXPECT_NE(test::error_of([] { make_passkey_dataset({4, 64, 300, 5, PasskeyStyle::kMarker, 10}); }).find("--key-digits"),
             std::string::npos);
+}
+
+std::string document_text(const TokenDataset& d, int64_t i) { return tokenizer::decode(d.document(i)); }
+
+// Recall documents: `pairs` distinct keys stated first as "key:value ", each asked once later; an
+// answer is recoverable from the document alone (the value after the key's first "key:"), and each
+// span's evidence is that stated value.
+TEST(Dataset, RecallDocumentsStateEveryPairFirstAndAskEachOnce) {
+  const RecallOptions o{60, 120, 900, 8, 2, 3, 5};
+  const TokenDataset d = make_recall_dataset(o);
+  const int64_t pair_bytes = o.key_len + 1 + o.value_len + 1;
+  for (int64_t i = 0; i < d.num_docs(); ++i) {
+    const std::string text = document_text(d, i);  // BOS/EOS dropped: byte j is token j + 1
+    EXPECT_GE(d.doc_length(i), o.min_len + 2);
+    EXPECT_LE(d.doc_length(i), o.max_len + 2);
+    const std::vector<AnswerSpan> spans = d.answers_of(i);
+    ASSERT_EQ(static_cast<int64_t>(spans.size()), o.pairs);
+    std::set<std::string> keys, asked;
+    for (int64_t p = 0; p < o.pairs; ++p) {
+      const std::string pair = text.substr(static_cast<size_t>(p * pair_bytes), static_cast<size_t>(pair_bytes));
+      EXPECT_EQ(pair[2], ':');
+      keys.insert(pair.substr(0, 2));
+    }
+    EXPECT_EQ(static_cast<int64_t>(keys.size()), o.pairs) << "keys are distinct inside a document";
+    for (const AnswerSpan& a : spans) {
+      EXPECT_EQ(a.length, o.value_len);
+      const std::string key = text.substr(static_cast<size_t>(a.start - 1 - 3), 2);
+      const std::string answer = text.substr(static_cast<size_t>(a.start - 1), static_cast<size_t>(a.length));
+      const size_t stated = text.find(key + ":");
+      EXPECT_EQ(text.substr(stated + 3, static_cast<size_t>(o.value_len)), answer) << "recoverable from the document";
+      EXPECT_EQ(static_cast<size_t>(a.evidence - 1), stated + 3) << "the evidence is the stated value";
+      EXPECT_GT(a.start, d.doc_length(i) - 1 - o.pairs * pair_bytes) << "queries come last";
+      asked.insert(key);
+    }
+    EXPECT_EQ(asked, keys) << "every key asked once";
+    EXPECT_EQ(std::count(text.begin(), text.end(), ':'), 2 * o.pairs) << "':' only in pairs and queries";
+  }
+}
+
+TEST(Dataset, RecallIsDeterministicBySeedAndChecksItsOptions) {
+  const TokenDataset a = make_recall_dataset({20, 200, 400, 16, 2, 2, 7});
+  const TokenDataset b = make_recall_dataset({20, 200, 400, 16, 2, 2, 7});
+  const TokenDataset c = make_recall_dataset({20, 200, 400, 16, 2, 2, 8});
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.answers, b.answers);
+  EXPECT_NE(a.tokens, c.tokens);
+  EXPECT_NE(test::error_of([] { make_recall_dataset({4, 100, 400, 16, 2, 2, 1}); }).find("--min-len must be at least 192"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { make_recall_dataset({4, 400, 800, 20, 1, 2, 1}); }).find("raise --key-len"),
+            std::string::npos);
+}
+
+// Documents with several answer spans, and ones with none, round-trip through the file.
+TEST(Dataset, AnswerSpansRoundTripPerDocument) {
+  test::ScratchDir dir;
+  TokenDataset d;
+  d.add_document({1, 2, 3});
+  d.add_document({1, 2, 3, 4, 5, 6}, {{2, 1, 1}, {4, 2, 0}});
+  d.add_document({7, 8});
+  d.add_document({1, 2, 3, 4}, {{3, 1, 2}});
+  write_dataset(dir.path("d.h5"), d);
+  const TokenDataset back = read_dataset(dir.path("d.h5"));
+  EXPECT_EQ(back.answer_offsets, (std::vector<int64_t>{0, 0, 2, 2, 3}));
+  EXPECT_TRUE(back.answers_of(0).empty());
+  EXPECT_EQ(back.answers_of(1), (std::vector<AnswerSpan>{{2, 1, 1}, {4, 2, 0}}));
+  EXPECT_EQ(back.answers_of(3), (std::vector<AnswerSpan>{{3, 1, 2}}));
+  TokenDataset outside;
+  outside.add_document({1, 2, 3}, {{2, 2, 0}});
+  EXPECT_NE(test::error_of([&] { write_dataset(dir.path("bad.h5"), outside); }).find("lies outside it"), std::string::npos);
 }
 
 TEST(Dataset, DamagedOrMissingFilesAreClearErrors) {
@@ -226,9 +300,12 @@ TEST(Loader, PacksWholeDocumentsKeepsBoundariesAndCutsOnlyOversizedOnes) {
 
 TEST(Loader, AnswersOnlyLabelsTheAnswerSpan) {
   TokenDataset d;
-  d.add_document({1, 2, 3, 4, 5, 6}, 3, 2);
+  d.add_document({1, 2, 3, 4, 5, 6}, {{3, 2, 1}});
   const auto labels = document_labels(d, 0, d.document(0), "answers");
   EXPECT_EQ(labels, (std::vector<int64_t>{-1, -1, 4, 5, -1, -1}));
+  d.add_document({1, 2, 3, 4, 5, 6, 7, 8}, {{2, 1, 1}, {5, 2, 3}});
+  EXPECT_EQ(document_labels(d, 1, d.document(1), "answers"), (std::vector<int64_t>{-1, 3, -1, -1, 6, 7, -1, -1}))
+      << "every span of a document is labelled";
   EXPECT_EQ(document_labels(d, 0, d.document(0), "all"), (std::vector<int64_t>{2, 3, 4, 5, 6, -1}));
   EXPECT_EQ(document_labels(d, 0, d.document(0, 0, 4), "answers"), (std::vector<int64_t>{-1, -1, 4, -1}))
       << "a document cut inside its answer labels what it holds";

@@ -261,6 +261,18 @@ class BadInput : public ::testing::Test {
 
 TEST_F(BadInput, UnknownConfigKey) { expect_error("train --config " + path_ + " --set train.stpes=3", "unknown config key 'train.stpes'"); }
 
+TEST_F(BadInput, MistypedCommandIsNamedWithTheNearestOne) {
+  expect_error("trian --config " + path_, "'trian' is not a command of `loom`; did you mean 'train'?");
+  expect_error("data synthh --out x.h5", "'synthh' is not a command of `loom data`; did you mean 'synth'?");
+}
+
+TEST_F(BadInput, MissingCheckpointSuggestsOnlyWhatEvalTakes) {
+  const auto r = test::run_loom("eval --checkpoint " + dir_.path("nope"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("--resume"), std::string::npos) << "an option of train, not of eval: " << r.output;
+}
+
 TEST_F(BadInput, TopologyOfAnotherSizeThanTheJob) {
   expect_error("train --config " + path_ + " --set parallel.placement=zeppelin --set parallel.topology=" +
                    std::string(LOOM_SOURCE_DIR) + "/configs/topology/a800-4nic.yaml",
@@ -353,7 +365,8 @@ TEST_F(BadInput, EvalOfAPasskeyCheckpointReportsAccuracyByDepth) {
   ASSERT_EQ(test::run_loom("train --config " + path_).exit_code, 0);
   const auto r = test::run_loom("eval --checkpoint " + dir_.path("run") + " --json " + dir_.path("eval.json"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("by depth of the key"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("by depth of the evidence"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("by distance from the evidence"), std::string::npos) << r.output;
   const auto j = nlohmann::json::parse(std::ifstream(dir_.path("eval.json")));
   EXPECT_GT(j["answered"].get<int64_t>(), 0);
   EXPECT_TRUE(std::isfinite(j["loss"].get<double>()));

@@ -33,14 +33,16 @@ std::vector<int64_t> document_labels(const TokenDataset& data, int64_t d, const 
                                      const std::string& loss_on) {
   const auto length = static_cast<int64_t>(tokens.size());
   std::vector<int64_t> labels(length, -1);
-  int64_t lo = 1, hi = length;  // label[i] = token[i + 1] for i + 1 in [lo, hi)
-  if (loss_on == "answers") {
-    check(data.has_answers(), "data.loss_on: answers needs a dataset with answer spans (e.g. `loom data synth`)");
-    if (data.answer_start[d] < 0) return labels;
-    lo = data.answer_start[d];
-    hi = lo + data.answer_len[d];
+  // label[i] = token[i + 1] for every i + 1 inside [lo, hi) of a labelled range.
+  const auto label = [&](int64_t lo, int64_t hi) {
+    for (int64_t j = std::max<int64_t>(lo, 1); j < std::min(hi, length); ++j) labels[j - 1] = tokens[j];
+  };
+  if (loss_on != "answers") {
+    label(1, length);
+    return labels;
   }
-  for (int64_t j = std::max<int64_t>(lo, 1); j < std::min(hi, length); ++j) labels[j - 1] = tokens[j];
+  check(data.has_answers(), "data.loss_on: answers needs a dataset with answer spans (e.g. `loom data synth`)");
+  for (const AnswerSpan& a : data.answers_of(d)) label(a.start, a.start + a.length);
   return labels;
 }
 

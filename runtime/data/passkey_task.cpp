@@ -5,13 +5,12 @@
 #include <string>
 
 #include "runtime/core/error.h"
+#include "runtime/data/filler_text.h"
 #include "runtime/data/tokenizer.h"
 
 namespace loom {
 namespace {
 
-const char* const kFiller[] = {"The grass is green. ", "The sky is blue. ", "The sun is yellow. ",
-                               "Here we go. ", "There and back again. "};
 struct Phrasing {
   std::string (*needle)(const std::string& key);
   std::string question;
@@ -28,14 +27,6 @@ int64_t draw_length(std::mt19937_64& rng, const PasskeyOptions& o) {
   const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
   const double span = std::log(static_cast<double>(o.max_len) / static_cast<double>(o.min_len));
   return static_cast<int64_t>(std::round(o.min_len * std::exp(span * u * u)));
-}
-
-std::string filler(std::mt19937_64& rng, int64_t bytes) {
-  std::string text;
-  std::uniform_int_distribution<int> pick(0, 4);
-  while (static_cast<int64_t>(text.size()) < bytes) text += kFiller[pick(rng)];
-  text.resize(bytes);
-  return text;
 }
 
 }  // namespace
@@ -57,7 +48,7 @@ TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
     const std::string key = std::to_string(std::uniform_int_distribution<int>(lowest, 10 * lowest - 1)(rng));
     const int64_t filler_bytes = draw_length(rng, o) - fixed;
     const double depth = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-    const std::string text = filler(rng, filler_bytes);
+    const std::string text = filler_text(rng, filler_bytes);
     const auto cut = static_cast<size_t>(depth * static_cast<double>(text.size()));
     const std::string before = text.substr(0, cut) + say.needle(key) + text.substr(cut) + say.question;
     const auto evidence = static_cast<int64_t>(cut) + 1;  // after BOS
@@ -67,7 +58,7 @@ TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
     const int64_t answer_start = static_cast<int64_t>(doc.size());
     for (int32_t t : tokenizer::encode(key + ".")) doc.push_back(t);
     doc.push_back(tokenizer::kEos);
-    data.add_document(doc, answer_start, static_cast<int64_t>(key.size()), evidence);
+    data.add_document(doc, {{answer_start, static_cast<int64_t>(key.size()), evidence}});
   }
   return data;
 }

@@ -142,14 +142,38 @@ void validate_index(const TokenDataset& d, int64_t n_tokens, const std::string& 
                                               " but there are " + std::to_string(n_tokens) + " tokens");
   check(d.vocab_size >= 2, bad + "vocab_size attribute is " + std::to_string(d.vocab_size));
   if (!d.has_answers()) return;
-  check(d.answer_start.size() == static_cast<size_t>(d.num_docs()) && d.answer_len.size() == d.answer_start.size() &&
-            d.evidence_start.size() == d.answer_start.size(),
-        bad + "answer_start, answer_len and evidence_start must have one entry per document");
-  for (int64_t i = 0; i < d.num_docs(); ++i)
-    check(d.answer_start[i] < 0 || (d.answer_len[i] >= 0 && d.answer_start[i] + d.answer_len[i] <= d.doc_length(i)),
-          bad + "the answer span of document " + std::to_string(i) + " lies outside it");
-  for (int64_t i = 0; i < d.num_docs(); ++i)
-    check(d.evidence_start[i] < d.doc_length(i), bad + "the evidence of document " + std::to_string(i) + " lies outside it");
+  check(d.answer_offsets.size() == d.doc_offsets.size() && d.answer_offsets.front() == 0 &&
+            d.answer_offsets.back() == static_cast<int64_t>(d.answers.size()),
+        bad + "answer_offsets must have one entry per document plus one, from 0 to the number of answer spans");
+  for (int64_t i = 0; i < d.num_docs(); ++i) {
+    check(d.answer_offsets[i + 1] >= d.answer_offsets[i], bad + "answer_offsets decrease at document " + std::to_string(i));
+    for (const AnswerSpan& a : d.answers_of(i)) {
+      check(a.start >= 0 && a.length >= 0 && a.start + a.length <= d.doc_length(i),
+            bad + "an answer span of document " + std::to_string(i) + " lies outside it");
+      check(a.evidence >= 0 && a.evidence < d.doc_length(i),
+            bad + "the evidence of an answer of document " + std::to_string(i) + " lies outside it");
+    }
+  }
+}
+
+// The answer arrays as they are in the file: version 1 has one entry per document, -1 for none.
+void read_answers(const Reader& r, int64_t version, TokenDataset& d) {
+  if (!r.has("/answer_start")) return;
+  const auto start = r.array<int64_t>("/answer_start"), length = r.array<int64_t>("/answer_len"),
+             evidence = r.array<int64_t>("/evidence_start");
+  check(length.size() == start.size() && evidence.size() == start.size(),
+        r.bad() + "answer_start, answer_len and evidence_start differ in length");
+  if (version >= 2) {
+    d.answer_offsets = r.array<int64_t>("/answer_offsets");
+    for (size_t i = 0; i < start.size(); ++i) d.answers.push_back({start[i], length[i], evidence[i]});
+    return;
+  }
+  check(start.size() + 1 == d.doc_offsets.size(), r.bad() + "version 1 answer arrays must have one entry per document");
+  d.answer_offsets = {0};
+  for (size_t i = 0; i < start.size(); ++i) {
+    if (start[i] >= 0) d.answers.push_back({start[i], length[i], evidence[i]});
+    d.answer_offsets.push_back(static_cast<int64_t>(d.answers.size()));
+  }
 }
 
 }  // namespace
@@ -180,19 +204,19 @@ std::vector<int32_t> TokenDataset::document(int64_t d, int64_t begin, int64_t co
   return {tokens.begin() + offset, tokens.begin() + offset + count};
 }
 
-void TokenDataset::add_document(const std::vector<int32_t>& doc, int64_t answer_begin, int64_t answer_length,
-                                int64_t evidence_begin) {
+std::vector<AnswerSpan> TokenDataset::answers_of(int64_t d) const {
+  if (!has_answers()) return {};
+  return {answers.begin() + answer_offsets[d], answers.begin() + answer_offsets[d + 1]};
+}
+
+void TokenDataset::add_document(const std::vector<int32_t>& doc, const std::vector<AnswerSpan>& spans) {
+  // The first document with answers gives every earlier one an empty list.
+  if (!spans.empty() && !has_answers()) answer_offsets.assign(doc_offsets.size(), 0);
   tokens.insert(tokens.end(), doc.begin(), doc.end());
   doc_offsets.push_back(static_cast<int64_t>(tokens.size()));
-  if (answer_begin >= 0 || has_answers()) {
-    const auto earlier = static_cast<size_t>(num_docs() - 1);
-    answer_start.resize(earlier, -1);
-    answer_len.resize(earlier, 0);
-    evidence_start.resize(earlier, -1);
-    answer_start.push_back(answer_begin);
-    answer_len.push_back(answer_length);
-    evidence_start.push_back(evidence_begin);
-  }
+  if (!has_answers()) return;
+  answers.insert(answers.end(), spans.begin(), spans.end());
+  answer_offsets.push_back(static_cast<int64_t>(answers.size()));
 }
 
 // Tokens go to the file in chunks of 64K (256 KiB), small enough that a small dataset stays small.
@@ -240,9 +264,16 @@ void DatasetWriter::finish(const TokenDataset& index) {
   validate_index(index, written_, bad);
   write_array(file_, "/doc_offsets", index.doc_offsets);
   if (index.has_answers()) {
-    write_array(file_, "/answer_start", index.answer_start);
-    write_array(file_, "/answer_len", index.answer_len);
-    write_array(file_, "/evidence_start", index.evidence_start);
+    std::vector<int64_t> start, length, evidence;
+    for (const AnswerSpan& a : index.answers) {
+      start.push_back(a.start);
+      length.push_back(a.length);
+      evidence.push_back(a.evidence);
+    }
+    write_array(file_, "/answer_offsets", index.answer_offsets);
+    write_array(file_, "/answer_start", start);
+    write_array(file_, "/answer_len", length);
+    write_array(file_, "/evidence_start", evidence);
   }
   write_attr(file_, "format", std::string("loom-tokens"));
   write_attr(file_, "version", kDatasetVersion);
@@ -269,18 +300,15 @@ TokenDataset read_dataset(const std::string& path) {
   const Reader& r = *reader;
   check(r.text_attr("format") == "loom-tokens", r.bad() + "format attribute is not 'loom-tokens'");
   const int64_t version = r.int_attr("version");
-  check(version == kDatasetVersion, r.bad() + "format version " + std::to_string(version) +
-                                        " is not the supported " + std::to_string(kDatasetVersion));
+  check(version >= 1 && version <= kDatasetVersion, r.bad() + "format version " + std::to_string(version) +
+                                                         " is not one this Loom reads (1 to " +
+                                                         std::to_string(kDatasetVersion) + "); a newer Loom wrote it?");
   TokenDataset d;
   d.tokenizer = r.text_attr("tokenizer");
   d.vocab_size = r.int_attr("vocab_size");
   d.task = r.text_attr("task");
   d.doc_offsets = r.array<int64_t>("/doc_offsets");
-  if (r.has("/answer_start")) {
-    d.answer_start = r.array<int64_t>("/answer_start");
-    d.answer_len = r.array<int64_t>("/answer_len");
-    d.evidence_start = r.array<int64_t>("/evidence_start");
-  }
+  read_answers(r, version, d);
   validate_index(d, r.length("/tokens"), r.bad());
   d.file = std::make_shared<const TokenFile>(std::move(reader));
   return d;

@@ -126,7 +126,7 @@ std::string resolve_checkpoint(const std::string& path, const std::string& run_d
     return target.string();
   };
   if (path == "auto") return from_run_dir(run_dir);
-  check(fs::exists(path), "checkpoint '" + path + "' does not exist; pass a checkpoints/step-N folder, a run dir, or --resume auto");
+  check(fs::exists(path), "checkpoint '" + path + "' does not exist; pass a checkpoints/step-N folder or a run dir that has checkpoints");
   if (fs::exists(fs::path(path) / "state.json")) return path;
   const std::string latest = from_run_dir(path);
   check(!latest.empty(), "'" + path + "' is neither a checkpoint folder (no state.json) nor a run dir with checkpoints");

@@ -11,7 +11,7 @@ namespace loom {
 namespace {
 
 struct Tally {
-  std::map<int64_t, AccuracyBucket> depth, length;
+  std::map<int64_t, AccuracyBucket> depth, distance, length;
 };
 
 void count(std::map<int64_t, AccuracyBucket>& buckets, int64_t key, const std::string& label, bool correct) {
@@ -21,9 +21,22 @@ void count(std::map<int64_t, AccuracyBucket>& buckets, int64_t key, const std::s
   b.correct += correct;
 }
 
+// Powers of two: [2^k, 2^(k+1)).
+void count_log2(std::map<int64_t, AccuracyBucket>& buckets, int64_t value, bool correct) {
+  const auto k = static_cast<int64_t>(std::floor(std::log2(static_cast<double>(std::max<int64_t>(1, value)))));
+  count(buckets, k, std::to_string(1LL << k) + "-" + std::to_string(2LL << k), correct);
+}
+
+// Depth: where the evidence sits in the context that precedes the answer (0% = its start).
+void count_depth(std::map<int64_t, AccuracyBucket>& buckets, const AnswerSpan& a, bool correct) {
+  const double depth = static_cast<double>(a.evidence) / static_cast<double>(a.start);
+  const auto k = std::min<int64_t>(4, static_cast<int64_t>(depth * 5));
+  count(buckets, k, std::to_string(k * 20) + "-" + std::to_string((k + 1) * 20) + "%", correct);
+}
+
 // Greedy decoding of the answer is correct exactly when the argmax at every answer position is the
 // right token given the right prefix: if all are right, greedy decoding reproduces the prefix it was
-// scored with; at the first wrong one, both fail. So one teacher-forced forward scores the answer.
+// scored with; at the first wrong one, both fail. So one teacher-forced forward scores every answer.
 void score_answers(const TokenDataset& data, const PackedBatch& batch, const torch::Tensor& predictions, Tally& tally,
                    EvalResult& result) {
   const auto pred = predictions.accessor<int64_t, 1>();
@@ -34,19 +47,14 @@ void score_answers(const TokenDataset& data, const PackedBatch& batch, const tor
     while (slot + packed_len < static_cast<int64_t>(batch.doc_ids.size()) &&
            batch.doc_ids[slot + packed_len] == static_cast<int64_t>(j))
       ++packed_len;
-    const int64_t a = data.answer_start[doc], len = data.answer_len[doc];
-    if (a > 0 && a + len <= packed_len) {
+    for (const AnswerSpan& a : data.answers_of(doc)) {
+      if (a.start < 1 || a.start + a.length > packed_len) continue;  // cut off: not answered
       bool correct = true;
-      const std::vector<int32_t> answer = data.document(doc, a, len);
-      for (int64_t t = 0; t < len; ++t) correct &= pred[slot + a - 1 + t] == answer[t];
-      // Depth: where the key sits in the context that precedes the answer (0% = its start).
-      const double depth = static_cast<double>(data.evidence_start[doc]) / static_cast<double>(a);
-      const auto depth_bucket = std::min<int64_t>(4, static_cast<int64_t>(depth * 5));
-      std::ostringstream depth_label;
-      depth_label << depth_bucket * 20 << "-" << (depth_bucket + 1) * 20 << "%";
-      const auto length_bucket = static_cast<int64_t>(std::floor(std::log2(static_cast<double>(data.doc_length(doc)))));
-      count(tally.depth, depth_bucket, depth_label.str(), correct);
-      count(tally.length, length_bucket, std::to_string(1LL << length_bucket) + "-" + std::to_string(2LL << length_bucket), correct);
+      const std::vector<int32_t> answer = data.document(doc, a.start, a.length);
+      for (int64_t t = 0; t < a.length; ++t) correct &= pred[slot + a.start - 1 + t] == answer[t];
+      count_depth(tally.depth, a, correct);
+      count_log2(tally.distance, a.start - a.evidence, correct);
+      count_log2(tally.length, data.doc_length(doc), correct);
       result.correct += correct;
       result.answered += 1;
     }
@@ -65,11 +73,11 @@ double percent(int64_t a, int64_t b) { return b ? 100.0 * static_cast<double>(a)
 }  // namespace
 
 EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<int64_t>& docs, int64_t seq_len,
-                    int64_t max_docs) {
+                    int64_t max_docs, const std::string& loss_on) {
   torch::NoGradGuard no_grad;
   model->eval();
   const std::vector<int64_t> subset(docs.begin(), docs.begin() + std::min<int64_t>(max_docs, docs.size()));
-  BatchLoader loader(data, subset, seq_len, "all", /*seed=*/0);
+  BatchLoader loader(data, subset, seq_len, loss_on, /*seed=*/0);
   EvalResult result;
   result.has_answers = data.has_answers();
   result.docs = static_cast<int64_t>(subset.size());
@@ -89,8 +97,13 @@ EvalResult evaluate(Llama& model, const TokenDataset& data, const std::vector<in
   result.loss = loss_sum / static_cast<double>(std::max<int64_t>(1, result.tokens));
   result.perplexity = std::exp(result.loss);
   result.by_depth = values(tally.depth);
+  result.by_distance = values(tally.distance);
   result.by_length = values(tally.length);
   return result;
+}
+
+std::vector<std::pair<std::string, const std::vector<AccuracyBucket>*>> EvalResult::groups() const {
+  return {{"depth", &by_depth}, {"distance", &by_distance}, {"length", &by_length}};
 }
 
 nlohmann::json EvalResult::to_json() const {
@@ -98,8 +111,8 @@ nlohmann::json EvalResult::to_json() const {
   if (!has_answers) return j;
   j["accuracy"] = percent(correct, answered) / 100.0;
   j["answered"] = answered;
-  for (const auto* group : {&by_depth, &by_length}) {
-    auto& out = j[group == &by_depth ? "accuracy_by_depth" : "accuracy_by_length"];
+  for (const auto& [name, group] : groups()) {
+    auto& out = j["accuracy_by_" + name];
     for (const auto& b : *group) out[b.label] = {{"correct", b.correct}, {"total", b.total}};
   }
   return j;
@@ -108,7 +121,7 @@ nlohmann::json EvalResult::to_json() const {
 std::string EvalResult::table() const {
   std::ostringstream s;
   char line[160];
-  std::snprintf(line, sizeof line, "eval: loss %.4f | perplexity %.3f | %ld tokens in %ld documents\n", loss, perplexity,
+  std::snprintf(line, sizeof line, "eval: loss %.4f | perplexity %.3f | %ld scored tokens in %ld documents\n", loss, perplexity,
                 tokens, docs);
   s << line;
   if (cut > 0) {
@@ -119,8 +132,11 @@ std::string EvalResult::table() const {
   if (!has_answers) return s.str();
   std::snprintf(line, sizeof line, "retrieval accuracy: %.1f%% (%ld/%ld)\n", percent(correct, answered), correct, answered);
   s << line;
-  for (const auto* group : {&by_depth, &by_length}) {
-    s << (group == &by_depth ? "  by depth of the key:\n" : "  by document length (tokens):\n");
+  const std::map<std::string, std::string> heading = {{"depth", "by depth of the evidence"},
+                                                      {"distance", "by distance from the evidence (tokens)"},
+                                                      {"length", "by document length (tokens)"}};
+  for (const auto& [name, group] : groups()) {
+    s << "  " << heading.at(name) << ":\n";
     for (const auto& b : *group) {
       std::snprintf(line, sizeof line, "    %-14s %6.1f%%  (%ld/%ld)\n", b.label.c_str(), percent(b.correct, b.total),
                     b.correct, b.total);

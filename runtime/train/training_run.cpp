@@ -143,15 +143,18 @@ void TrainingRun::print_start() const {
 void TrainingRun::evaluate_now(int64_t step, MetricsLog* log) {
   const MeshCoord c = mesh.coord();
   if (val_docs.empty() || c.dp != 0 || c.sp != 0) return;
-  const EvalResult result = evaluate(model, data, val_docs, config.train.seq_len, config.eval.max_docs);
+  const EvalResult result = evaluate(model, data, val_docs, config.train.seq_len, config.eval.max_docs, config.data.loss_on);
   if (!log) return;
   auto record = result.to_json();
   record["step"] = step;
   record["kind"] = "eval";
   log->record(record);
   log->finish_line();
-  std::printf("eval at step %ld: loss %.4f, perplexity %.3f", step, result.loss, result.perplexity);
-  if (result.has_answers) std::printf(", passkey retrieval %ld/%ld", result.correct, result.answered);
+  // Names its sample (the first eval.max_docs held-out documents), so it is not read against `loom
+  // eval`'s figure over every held-out document.
+  std::printf("eval at step %ld on %ld held-out documents: loss %.4f, perplexity %.3f", step, result.docs, result.loss,
+              result.perplexity);
+  if (result.has_answers) std::printf(", retrieval %ld/%ld", result.correct, result.answered);
   if (result.cut > 0) std::printf(" (%ld of %ld documents cut at train.seq_len)", result.cut, result.docs);
   std::printf("\n");
 }

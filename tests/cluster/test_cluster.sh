@@ -11,7 +11,7 @@ source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Creating a namespace can work where entering one does not (a chroot): probe both.
 if [[ "$(id -u)" != 0 ]] || ! { ip netns add loom-probe && ip netns exec loom-probe true; } 2>/dev/null; then
   ip netns delete loom-probe 2>/dev/null
-  echo "SKIP: the cluster tests need root and network namespaces (ip netns add / exec)"
+  echo "SKIPPED: the cluster tests need root and network namespaces (ip netns add / exec)"
   exit 77
 fi
 ip netns delete loom-probe

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Loom's exports read by independent readers (the `safetensors`, `gguf` and `tokenizers` Python
-# packages, installed into a virtualenv under the build dir), and the hf export run by a NumPy Llama
-# against Loom's logits. Skips (exit 77) when the virtualenv
-# cannot be made or PyPI cannot be reached.
+# packages, installed into a virtualenv under the build dir), the hf export run by a NumPy Llama
+# against Loom's logits, and datasets written by h5py read by Loom. Skips (exit 77) when the
+# virtualenv cannot be made.
 set -euo pipefail
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
 venv=$build/interop-venv
+# Skips only where the virtualenv cannot be made, and then says why in pip's or venv's own words.
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import safetensors, gguf, tokenizers, numpy, h5py" 2>/dev/null; then
   rm -rf "$venv"
-  if ! python3 -m venv "$venv" >/dev/null 2>&1 ||
-     ! timeout 300 "$venv/bin/pip" install -q safetensors numpy gguf tokenizers h5py >/dev/null 2>&1; then
-    echo "SKIPPED: cannot make a virtualenv with safetensors, numpy, gguf, tokenizers and h5py (no python3-venv, or PyPI unreachable)"
-    rm -rf "$venv"
+  log=$(mktemp)
+  if ! python3 -m venv "$venv" >"$log" 2>&1 ||
+     ! timeout 300 "$venv/bin/pip" install -q safetensors numpy gguf tokenizers h5py >>"$log" 2>&1; then
+    echo "SKIPPED: cannot make a virtualenv with safetensors, numpy, gguf, tokenizers and h5py: $(tail -n 3 "$log" | tr '\n' ' ')"
+    rm -rf "$venv" "$log"
     exit 77
   fi
+  rm -f "$log"
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -39,3 +42,19 @@ assert (a['tokens'][:] == b['tokens'][:]).all() and (a['doc_offsets'][:] == b['d
 print('tokenize_hf.py with the exported tokenizer.json = loom data prepare:', len(a['tokens']), 'tokens')
 " "$work/hf.h5" "$work/loom.h5"
 "$loom" data inspect "$work/hf.h5" >/dev/null
+# A version 1 dataset (one answer span per document, -1 for none), as older Loom and other writers
+# made them, still reads: two documents with answers, one without.
+"$venv/bin/python" -c "
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], 'w') as f:
+    f['tokens'] = np.arange(12, dtype=np.int32)
+    f['doc_offsets'] = np.array([0, 4, 8, 12], dtype=np.int64)
+    f['answer_start'] = np.array([2, -1, 1], dtype=np.int64)
+    f['answer_len'] = np.array([2, 0, 3], dtype=np.int64)
+    f['evidence_start'] = np.array([0, -1, 0], dtype=np.int64)
+    for k, v in [('format', 'loom-tokens'), ('tokenizer', 'byte'), ('task', 'passkey')]:
+        f.attrs.create(k, np.bytes_(v))
+    f.attrs.create('version', np.int64(1)); f.attrs.create('vocab_size', np.int64(259))
+" "$work/v1.h5"
+"$loom" data inspect "$work/v1.h5" | grep -q "3 documents, 12 tokens, 2 answer spans"
+echo "a version 1 dataset reads: 2 answer spans in 3 documents"

@@ -13,7 +13,7 @@
 set -euo pipefail
 build="$(cd "${1:?usage: test_slurm.sh BUILD_DIR}" && pwd)"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-skip() { echo "SKIP: $*"; exit 77; }
+skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAIL: $*"; [ -f "${out:-}" ] && { echo "--- job output:"; cat "$out"; }; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "slurmd and munged need root here"
