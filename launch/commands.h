@@ -63,7 +63,7 @@ int run_data_synth(const SynthArgs& args);
 std::string version_report();
 int run_data_prepare(const std::vector<std::string>& inputs, const std::string& out);
 int run_data_inspect(const std::string& path);
-int run_summary(const std::string& run_dir);
+int run_summary(const std::string& run_dir, const std::string& plot = "");
 int run_config_keys();
 
 }  // namespace loom

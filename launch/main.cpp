@@ -161,10 +161,12 @@ void add_config(CLI::App& app, int& rc) {
   keys->callback([&] { rc = loom::run_config_keys(); });
 }
 
-void add_summary(CLI::App& app, std::string& run_dir, int& rc) {
+void add_summary(CLI::App& app, std::string& run_dir, std::string& plot, int& rc) {
   auto* cmd = app.add_subcommand("summary", "what a run produced: paths, loss curve, throughput, evaluation");
   cmd->add_option("run_dir", run_dir, "the run's run.dir")->required();
-  cmd->callback([&] { rc = loom::run_summary(run_dir); });
+  cmd->add_option("--plot", plot, "also draw loss, eval loss and accuracy by distance into this PNG (gnuplot)")
+      ->check(output_file);
+  cmd->callback([&] { rc = loom::run_summary(run_dir, plot); });
 }
 
 void add_bench(CLI::App& app, loom::TrainBenchArgs& a, loom::CommBenchArgs& comm, loom::AttentionBenchArgs& attn,
@@ -349,13 +351,13 @@ int main(int argc, char** argv) {
   loom::LactBenchArgs bench_lact;
   loom::PlacementBenchArgs bench_placement;
   std::vector<std::string> inputs;
-  std::string out, inspect_path, run_dir;
+  std::string out, inspect_path, run_dir, plot_path;
   add_train(app, train, rc);
   add_plan(app, plan, rc);
   add_eval(app, eval, rc);
   add_generate(app, gen, rc);
   add_data(app, synth, inputs, out, inspect_path, rc);
-  add_summary(app, run_dir, rc);
+  add_summary(app, run_dir, plot_path, rc);
   add_config(app, rc);
   add_export_import(app, export_args, import_args, rc);
   add_bench(app, bench, bench_comm, bench_attention, bench_tensor, bench_chunkwise, bench_block, bench_lact, rc);

@@ -1,5 +1,6 @@
 // loom summary RUN_DIR: what a run produced, for a person at a terminal: where things are, the
-// loss curve as a text chart, throughput, and the latest evaluation.
+// loss curve as a text chart, throughput, and the latest evaluation; with --plot, the same as a
+// picture (run_plot.cpp).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,29 +13,14 @@
 #include <vector>
 
 #include "launch/commands.h"
+#include "launch/run_plot.h"
+#include "launch/run_records.h"
 #include "runtime/core/error.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/metrics_log.h"
 
 namespace loom {
 namespace {
-
-struct RunRecords {
-  std::vector<nlohmann::json> steps, evals;
-};
-
-RunRecords read_records(const std::string& path) {
-  std::ifstream in(path);
-  check(in.good(), "no metrics at '" + path + "': is this a run dir?");
-  RunRecords r;
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    (j.value("kind", "") == "eval" ? r.evals : r.steps).push_back(j);
-  }
-  return r;
-}
 
 // Loss per step drawn as `height` rows of `width` columns (each column is the mean of its steps).
 void print_loss_chart(const std::vector<nlohmann::json>& steps, int width = 64, int height = 10) {
@@ -67,27 +53,18 @@ void print_eval(const nlohmann::json& e) {
   }
   std::printf(", retrieval %.1f%% of %ld\n", 100 * e["accuracy"].get<double>(), e.value("answered", 0L));
   for (const char* group : {"depth", "distance"}) {
-    const std::string key = std::string("accuracy_by_") + group;
-    if (!e.contains(key)) continue;
-    // JSON keeps its keys in text order ("1024-2048" before "128-256"): print them by their number.
-    std::vector<std::pair<long, std::string>> line;
-    for (const auto& [bucket, v] : e[key].items()) {
-      char text[64];
-      std::snprintf(text, sizeof text, "  %s %.0f%%", bucket.c_str(),
-                    100.0 * v["correct"].get<double>() / std::max(1.0, v["total"].get<double>()));
-      line.emplace_back(std::stol(bucket), text);
-    }
-    std::sort(line.begin(), line.end());
+    const auto buckets = accuracy_buckets(e, group);
+    if (buckets.empty()) continue;
     std::printf("  by %s:", group);
-    for (const auto& [from, text] : line) std::printf("%s", text.c_str());
+    for (const auto& [bucket, percent] : buckets) std::printf("  %s %.0f%%", bucket.c_str(), percent);
     std::printf("\n");
   }
 }
 
 }  // namespace
 
-int run_summary(const std::string& run_dir) {
-  const RunRecords r = read_records(run_dir + "/metrics.jsonl");
+int run_summary(const std::string& run_dir, const std::string& plot) {
+  const RunRecords r = read_run_records(run_dir);
   std::printf("run dir:     %s\nconfig:      %s/config.resolved.yaml\nmetrics:     %s/metrics.jsonl\n", run_dir.c_str(),
               run_dir.c_str(), run_dir.c_str());
   const std::string latest = resolve_checkpoint("auto", run_dir);
@@ -103,9 +80,8 @@ int run_summary(const std::string& run_dir) {
   std::printf("steps:       %zu in %s, median %s tokens/s, peak memory %sB\n", r.steps.size(), human_duration(seconds).c_str(),
               human_count(tps[tps.size() / 2]).c_str(), human_count(r.steps.back().value("peak_mem_bytes", 0.0)).c_str());
   print_loss_chart(r.steps);
-  const std::string eval_json = run_dir + "/eval.json";
-  if (std::filesystem::exists(eval_json)) print_eval(nlohmann::json::parse(std::ifstream(eval_json)));
-  else if (!r.evals.empty()) print_eval(r.evals.back());
+  if (!r.latest_eval.is_null()) print_eval(r.latest_eval);
+  if (!plot.empty()) plot_run(r, run_dir, plot);
   return 0;
 }
 

@@ -14,6 +14,7 @@ packages=(
   iproute2              # network namespaces and tc for the emulated cluster (scripts/cluster)
   python3 python3-venv  # the interop test reads Loom's exports with Python packages in a virtualenv
   python3-yaml          # the regression harness reads its cases (tests/regression)
+  gnuplot-nox           # `loom summary RUN --plot out.png`
   slurmctld slurmd slurm-client  # the Slurm test runs its own one-node cluster (tests/slurm; the services stay unconfigured)
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for the reader fuzz test
 )

@@ -95,13 +95,13 @@ TEST(Dataset, PasskeyKeysHaveTheAskedNumberOfDigits) {
 
 std::string document_text(const TokenDataset& d, int64_t i) { return tokenizer::decode(d.document(i)); }
 
-// Recall documents: `pairs` distinct keys stated first as "key:value ", each asked once later; an
-// answer is recoverable from the document alone (the value after the key's first "key:"), and each
-// span's evidence is that stated value.
+// Recall documents: `pairs` distinct keys stated first as "keyvalue ", each asked once later; an
+// answer is recoverable from the document alone (the value after the key's first occurrence), and
+// each span's evidence is that stated value.
 TEST(Dataset, RecallDocumentsStateEveryPairFirstAndAskEachOnce) {
   const RecallOptions o{60, 120, 900, 8, 2, 3, 5};
   const TokenDataset d = make_recall_dataset(o);
-  const int64_t pair_bytes = o.key_len + 1 + o.value_len + 1;
+  const int64_t pair_bytes = o.key_len + o.value_len + 1;
   for (int64_t i = 0; i < d.num_docs(); ++i) {
     const std::string text = document_text(d, i);  // BOS/EOS dropped: byte j is token j + 1
     EXPECT_GE(d.doc_length(i), o.min_len + 2);
@@ -111,22 +111,25 @@ TEST(Dataset, RecallDocumentsStateEveryPairFirstAndAskEachOnce) {
     std::set<std::string> keys, asked;
     for (int64_t p = 0; p < o.pairs; ++p) {
       const std::string pair = text.substr(static_cast<size_t>(p * pair_bytes), static_cast<size_t>(pair_bytes));
-      EXPECT_EQ(pair[2], ':');
+      EXPECT_TRUE(std::all_of(pair.begin(), pair.begin() + 2, ::islower)) << pair;
+      EXPECT_TRUE(std::all_of(pair.begin() + 2, pair.begin() + 5, ::isdigit)) << pair;
+      EXPECT_EQ(pair[5], ' ');
       keys.insert(pair.substr(0, 2));
     }
     EXPECT_EQ(static_cast<int64_t>(keys.size()), o.pairs) << "keys are distinct inside a document";
     for (const AnswerSpan& a : spans) {
       EXPECT_EQ(a.length, o.value_len);
-      const std::string key = text.substr(static_cast<size_t>(a.start - 1 - 3), 2);
+      const std::string key = text.substr(static_cast<size_t>(a.start - 1 - 2), 2);
       const std::string answer = text.substr(static_cast<size_t>(a.start - 1), static_cast<size_t>(a.length));
-      const size_t stated = text.find(key + ":");
-      EXPECT_EQ(text.substr(stated + 3, static_cast<size_t>(o.value_len)), answer) << "recoverable from the document";
-      EXPECT_EQ(static_cast<size_t>(a.evidence - 1), stated + 3) << "the evidence is the stated value";
+      const size_t stated = text.find(key);  // the pairs come first
+      EXPECT_EQ(text.substr(stated + 2, static_cast<size_t>(o.value_len)), answer) << "recoverable from the document";
+      EXPECT_EQ(static_cast<size_t>(a.evidence - 1), stated + 2) << "the evidence is the stated value";
       EXPECT_GT(a.start, d.doc_length(i) - 1 - o.pairs * pair_bytes) << "queries come last";
       asked.insert(key);
     }
     EXPECT_EQ(asked, keys) << "every key asked once";
-    EXPECT_EQ(std::count(text.begin(), text.end(), ':'), 2 * o.pairs) << "':' only in pairs and queries";
+    EXPECT_EQ(std::count_if(text.begin(), text.end(), ::isdigit), 2 * o.pairs * o.value_len)
+        << "digits only in the pairs and the queries";
   }
 }
 
@@ -137,7 +140,7 @@ TEST(Dataset, RecallIsDeterministicBySeedAndChecksItsOptions) {
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.answers, b.answers);
   EXPECT_NE(a.tokens, c.tokens);
-  EXPECT_NE(test::error_of([] { make_recall_dataset({4, 100, 400, 16, 2, 2, 1}); }).find("--min-len must be at least 192"),
+  EXPECT_NE(test::error_of([] { make_recall_dataset({4, 100, 400, 16, 2, 2, 1}); }).find("--min-len must be at least 160"),
             std::string::npos);
   EXPECT_NE(test::error_of([] { make_recall_dataset({4, 400, 800, 20, 1, 2, 1}); }).find("raise --key-len"),
             std::string::npos);

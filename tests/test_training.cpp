@@ -373,6 +373,18 @@ TEST_F(BadInput, EvalOfAPasskeyCheckpointReportsAccuracyByDepth) {
   EXPECT_EQ(j["accuracy_by_depth"].size() > 0, true);
 }
 
+// `loom summary --plot` draws a PNG of the run (where gnuplot is installed, as setup-deps does).
+TEST_F(BadInput, SummaryPlotsTheRunAsAPng) {
+  ASSERT_EQ(test::run_loom("train --config " + path_ + " --set eval.interval=1").exit_code, 0);
+  const auto r = test::run_loom("summary " + dir_.path("run") + " --plot " + dir_.path("run.png"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream png(dir_.path("run.png"), std::ios::binary);
+  std::string head(8, '\0');
+  png.read(head.data(), 8);
+  EXPECT_EQ(head, std::string("\x89PNG\r\n\x1a\n", 8)) << r.output;
+  EXPECT_GT(fs::file_size(dir_.path("run.png")), 10000u) << "three panels drawn, not an empty image";
+}
+
 // A placement cuts a packed sequence into its documents: each real token once, in order, with its
 // position and label, padding dropped, each document on its own (id 0).
 TEST(StepPlacement, DocumentsOfAPackedSequenceAreItsDocumentsInOrder) {

@@ -124,6 +124,7 @@ struct CheckpointConfig {
 struct LogConfig {
   int64_t interval = 1;  // steps between progress lines
   bool progress = true;
+  bool tensorboard = false;  // also TensorBoard event files in <run.dir>/tensorboard
 };
 
 struct EvalConfig {

@@ -1,5 +1,5 @@
 // Filler for the synthetic tasks: short fixed sentences in random order. It holds no digits, ':' or
-// '#', so nothing in it can be mistaken for a key, a value or a marker.
+// '#', so nothing in it can be mistaken for a value or a marker.
 #pragma once
 #include <cstdint>
 #include <random>

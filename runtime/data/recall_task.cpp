@@ -46,7 +46,7 @@ void check_options(const RecallOptions& o, int64_t section) {
 }  // namespace
 
 TokenDataset make_recall_dataset(const RecallOptions& o) {
-  const int64_t pair_bytes = o.key_len + 1 + o.value_len + 1;  // "key:value "
+  const int64_t pair_bytes = o.key_len + o.value_len + 1;  // "keyvalue "
   const int64_t section = o.pairs * pair_bytes;
   check_options(o, section);
   std::mt19937_64 rng(o.seed);
@@ -62,13 +62,13 @@ TokenDataset make_recall_dataset(const RecallOptions& o) {
     std::shuffle(asked.begin(), asked.end(), rng);
 
     std::string text;
-    for (int64_t p = 0; p < o.pairs; ++p) text += keys[p] + ":" + values[p] + " ";
+    for (int64_t p = 0; p < o.pairs; ++p) text += keys[p] + values[p] + " ";
     text += filler_text(rng, length - 2 * section);
     std::vector<AnswerSpan> spans;
     for (const int64_t p : asked) {
-      text += keys[p] + ":";
+      text += keys[p];
       // Token positions: BOS comes first, so byte i of the text is token i + 1.
-      const int64_t evidence = 1 + p * pair_bytes + o.key_len + 1;
+      const int64_t evidence = 1 + p * pair_bytes + o.key_len;
       spans.push_back({1 + static_cast<int64_t>(text.size()), o.value_len, evidence});
       text += values[p] + " ";
     }

@@ -4,11 +4,16 @@
 // signal is dense enough for a small model to learn retrieval in minutes, and the distance from a
 // pair to its query spans the document, so accuracy by distance shows how far retrieval reaches.
 //
-//   <BOS>qd:83 mx:07 ab:51 ... The grass is green. Here we go. ... mx:07 ab:51 qd:83 ...<EOS>
-//        `-- pairs ---------'  `-- filler -------------------'  `-- queries ---------'
+//   <BOS>q8 m0 a5 ... The grass is green. Here we go. ... m0 a5 q8 ...<EOS>
+//        `-pairs-'    `-- filler -------------------'   `-queries-'
 //
-// Byte-level text: keys are lowercase letters, values digits, and the filler holds neither ':' nor
-// digits, so a key followed by ':' occurs only in its pair and its query.
+// Byte-level text: keys are lowercase letters, values digits, and the filler has no digits, so a
+// key followed by a digit occurs only in its pair and its query. The value follows its key with
+// nothing between: at the query the key itself is what the model matches against the pairs (an
+// induction head: attend to the token after an earlier copy of this one). A separator such as
+// "q:8" makes every query end in the same ':' and the match needs the token before it as well;
+// in one measurement on 2 cores that held a small model at 26% retrieval after 1000 steps, where
+// this format reached 95%.
 #pragma once
 #include <cstdint>
 
@@ -20,9 +25,9 @@ struct RecallOptions {
   int64_t docs = 1000;
   int64_t min_len = 256;  // bytes per document, before BOS/EOS; lengths are uniform between the
   int64_t max_len = 2048; // bounds, so the filler (and the pair-to-query distance) is too
-  int64_t pairs = 16;     // key-value pairs per document, each asked once
-  int64_t key_len = 2;    // letters per key (distinct inside a document)
-  int64_t value_len = 2;  // digits per value
+  int64_t pairs = 8;      // key-value pairs per document, each asked once
+  int64_t key_len = 1;    // letters per key (distinct inside a document)
+  int64_t value_len = 1;  // digits per value
   uint64_t seed = 1;
 };
 

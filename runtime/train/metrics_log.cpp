@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/core/error.h"
+#include "runtime/train/tensorboard_events.h"
 
 namespace loom {
 
@@ -53,7 +54,8 @@ bool plain_progress_requested() {
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t total_steps, bool progress)
+MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t total_steps, bool progress,
+                       bool tensorboard)
     : total_steps_(total_steps), progress_(progress), tty_(isatty(STDOUT_FILENO) && !plain_progress_requested()) {
   const std::string path = run_dir + "/metrics.jsonl";
   std::vector<std::string> kept;
@@ -69,7 +71,11 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t 
   check(out_.good(), "cannot write '" + path + "'");
   for (const auto& line : kept) out_ << line << "\n";
   out_.flush();
+  // A resumed run starts a new events file; TensorBoard shows a step written twice by its later value.
+  if (tensorboard) events_ = std::make_unique<TensorBoardEvents>(run_dir + "/tensorboard");
 }
+
+MetricsLog::~MetricsLog() = default;
 
 void MetricsLog::step(const StepMetrics& m, bool show) {
   nlohmann::json line = {{"step", m.step}, {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"lr", m.lr}, {"tokens", m.tokens},
@@ -91,6 +97,12 @@ void MetricsLog::step(const StepMetrics& m, bool show) {
 void MetricsLog::record(const nlohmann::json& record) {
   out_ << record.dump() << "\n";
   out_.flush();
+  if (!events_) return;
+  const std::string kind = record.value("kind", std::string("train"));
+  const int64_t step = record.value("step", int64_t{0});
+  for (const auto& [key, value] : record.items())
+    if (value.is_number() && key != "step") events_->scalar(kind + "/" + key, value.get<double>(), step);
+  events_->flush();
 }
 
 void MetricsLog::finish_line() {

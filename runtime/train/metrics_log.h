@@ -1,10 +1,12 @@
-// Where a run reports: <run.dir>/metrics.jsonl (one JSON object per step, and eval records), and a
-// one-line progress display on the terminal.
+// Where a run reports: <run.dir>/metrics.jsonl (one JSON object per step, and eval records), with
+// log.tensorboard the same numbers as TensorBoard scalars in <run.dir>/tensorboard/, and a one-line
+// progress display on the terminal.
 #pragma once
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
 
 namespace loom {
@@ -22,18 +24,23 @@ struct StepMetrics {
 // Peak resident memory of this process so far (VmHWM), in bytes.
 int64_t peak_rss_bytes();
 
+class TensorBoardEvents;
+
 class MetricsLog {
  public:
   // Appends to run_dir/metrics.jsonl, first dropping records after `resume_step` (a resumed run
   // rewrites the steps it replays, so the file never holds two records of one step).
-  MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t total_steps, bool progress);
+  MetricsLog(const std::string& run_dir, int64_t resume_step, int64_t total_steps, bool progress, bool tensorboard = false);
+  ~MetricsLog();
 
   void step(const StepMetrics& m, bool show);
-  void record(const nlohmann::json& record);  // eval and other records
+  // Eval and other records; to TensorBoard every number in it as "<kind>/<key>" ("train/" for steps).
+  void record(const nlohmann::json& record);
   void finish_line();                         // ends the progress line before other output
 
  private:
   std::ofstream out_;
+  std::unique_ptr<TensorBoardEvents> events_;
   int64_t total_steps_;
   bool progress_;
   bool tty_;

@@ -95,7 +95,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   run.print_start();
 
   std::optional<MetricsLog> log;
-  if (mesh.is_root()) log.emplace(config.run.dir, start, config.train.steps, config.log.progress);
+  if (mesh.is_root()) log.emplace(config.run.dir, start, config.train.steps, config.log.progress, config.log.tensorboard);
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
   TrainSummary summary;
