@@ -54,7 +54,7 @@ int run_import(const ImportArgs& args);
 struct SynthArgs {
   std::string task = "passkey", style = "prose", out;
   int64_t docs = 1000, min_len = 256, max_len = 4096, key_digits = 5;
-  int64_t pairs = 16, key_len = 2, value_len = 2;  // recall
+  int64_t pairs = 8, key_len = 1, value_len = 1;  // recall (RecallOptions's defaults)
   uint64_t seed = 1;
 };
 int run_data_synth(const SynthArgs& args);

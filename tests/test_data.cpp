@@ -140,6 +140,18 @@ TEST(Dataset, RecallIsDeterministicBySeedAndChecksItsOptions) {
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.answers, b.answers);
   EXPECT_NE(a.tokens, c.tokens);
+  // Keys are listed in random order: with one fixed order a key's rank would say where its pair
+  // sits, and position alone could answer a query.
+  const TokenDataset one_letter = make_recall_dataset({400, 48, 96, 8, 1, 1, 4});
+  int64_t a_first = 0, b_first = 0;
+  for (int64_t i = 0; i < one_letter.num_docs(); ++i) {
+    const std::string pairs = document_text(one_letter, i).substr(0, 24);
+    const size_t ka = pairs.find('a'), kb = pairs.find('b');
+    if (ka == std::string::npos || kb == std::string::npos) continue;
+    (ka < kb ? a_first : b_first) += 1;
+  }
+  EXPECT_GT(a_first, 3);
+  EXPECT_GT(b_first, 3);
   EXPECT_NE(test::error_of([] { make_recall_dataset({4, 100, 400, 16, 2, 2, 1}); }).find("--min-len must be at least 160"),
             std::string::npos);
   EXPECT_NE(test::error_of([] { make_recall_dataset({4, 400, 800, 20, 1, 2, 1}); }).find("raise --key-len"),

@@ -23,8 +23,8 @@ namespace loom {
 
 struct RecallOptions {
   int64_t docs = 1000;
-  int64_t min_len = 256;  // bytes per document, before BOS/EOS; lengths are uniform between the
-  int64_t max_len = 2048; // bounds, so the filler (and the pair-to-query distance) is too
+  int64_t min_len = 256;  // bytes per document, before BOS/EOS; lengths are log-uniform between
+  int64_t max_len = 2048; // the bounds, and so are the filler and the pair-to-query distances
   int64_t pairs = 8;      // key-value pairs per document, each asked once
   int64_t key_len = 1;    // letters per key (distinct inside a document)
   int64_t value_len = 1;  // digits per value
