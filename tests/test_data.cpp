@@ -154,7 +154,7 @@ TEST(Dataset, RecallIsDeterministicBySeedAndChecksItsOptions) {
   EXPECT_GT(b_first, 3);
   EXPECT_NE(test::error_of([] { make_recall_dataset({4, 100, 400, 16, 2, 2, 1}); }).find("--min-len must be at least 160"),
             std::string::npos);
-  EXPECT_NE(test::error_of([] { make_recall_dataset({4, 400, 800, 20, 1, 2, 1}); }).find("raise --key-len"),
+  EXPECT_NE(test::error_of([] { make_recall_dataset({4, 400, 800, 27, 1, 2, 1}); }).find("raise --key-len"),
             std::string::npos);
 }
 

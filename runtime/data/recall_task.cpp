@@ -43,7 +43,7 @@ void check_options(const RecallOptions& o, int64_t section) {
   check(o.docs > 0, "recall: --docs must be positive");
   check(o.pairs > 0, "recall: --pairs must be positive");
   check(o.key_len >= 1 && o.value_len >= 1, "recall: --key-len and --value-len must be at least 1");
-  check(std::pow(26.0, static_cast<double>(o.key_len)) >= 2.0 * static_cast<double>(o.pairs),
+  check(std::pow(26.0, static_cast<double>(o.key_len)) >= static_cast<double>(o.pairs),
         "recall: " + std::to_string(o.pairs) + " distinct keys of " + std::to_string(o.key_len) +
             " letters are too many; raise --key-len or lower --pairs");
   check(o.min_len >= 2 * section, "recall: --min-len must be at least " + std::to_string(2 * section) +

@@ -174,9 +174,7 @@ void load_weights(const std::string& dir, const NamedTensors& into, const Tensor
     const TensorShard shard = shard_of(layout, name);
     auto whole = tensor.sizes().vec();
     if (shard.split()) whole[static_cast<size_t>(shard.dim)] = shard.whole;
-    check(stored.shape(name) == whole,
-          "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(stored.shape(name))) + " but the model expects " +
-              c10::str(c10::IntArrayRef(whole)) + ": the checkpoint is from another model shape (check the model: section)");
+    stored.check_shape(name, whole);
     tensor.copy_(take_shard(stored.load(name), shard));
     ++used;
   }

@@ -106,6 +106,12 @@ const CheckpointTensors::Stored& CheckpointTensors::tensor(const std::string& na
   return it->second;
 }
 
+void CheckpointTensors::check_shape(const std::string& name, const std::vector<int64_t>& model_shape) const {
+  check(shape(name) == model_shape, "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape(name))) +
+                                        " but this model's is " + c10::str(c10::IntArrayRef(model_shape)) +
+                                        ": the checkpoint is from another model shape (check the model: section)");
+}
+
 torch::Tensor CheckpointTensors::load(const std::string& name) const {
   const Stored& stored = tensor(name);
   if (stored.pieces.size() == 1) return files_[stored.pieces[0].file].load(stored.pieces[0].key).reshape(stored.shape);

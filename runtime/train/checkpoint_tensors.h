@@ -34,6 +34,8 @@ class CheckpointTensors {
   std::vector<std::string> names() const { return names_; }  // in the order the writers wrote them
   bool contains(const std::string& name) const { return tensors_.count(name) > 0; }
   const std::vector<int64_t>& shape(const std::string& name) const { return tensor(name).shape; }
+  // A stored shape other than the one this model gives the tensor is an error that says so.
+  void check_shape(const std::string& name, const std::vector<int64_t>& model_shape) const;
   torch::ScalarType dtype(const std::string& name) const { return tensor(name).dtype; }
   torch::Tensor load(const std::string& name) const;  // whole, a fresh CPU tensor
   // Elements [begin, begin + count) of the tensor's row-major flattening, as a 1-D CPU tensor.

@@ -20,9 +20,7 @@ ZeroOptimizer::ReadRange ranges_of(const CheckpointTensors& stored, const std::s
   return [&stored, what](const std::string& name, const std::vector<int64_t>& shape, int64_t begin, int64_t count) {
     check(stored.contains(name), what + " of the checkpoint has no '" + name +
                                      "': it is from another model or was trained with another train.optimizer");
-    check(stored.shape(name) == shape, "checkpoint tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(stored.shape(name))) +
-                                           " but this model's is " + c10::str(c10::IntArrayRef(shape)) +
-                                           ": the checkpoint is from another model shape (check the model: section)");
+    stored.check_shape(name, shape);
     return stored.load_range(name, begin, count);
   };
 }
