@@ -29,7 +29,7 @@ std::string write_config(const test::ScratchDir& dir, const Config& c) {
 // held-out answers must be right well above chance, so a change that breaks learning is caught.
 // Chance is 10% (a value is one digit of ten); a model that only learns which values the document
 // holds and which it has already been asked for reaches about 34% (1/8 + 1/7 + ... + 1/1, over 8);
-// this recipe measured 41-43% at 200-300 steps (docs/benchmarks/retrieval.md).
+// this recipe measured 40-46% at 200-600 steps (docs/benchmarks/retrieval.md).
 TEST(Training, RecallAccuracyRisesWellAboveChance) {
   test::ScratchDir dir;
   write_dataset(dir.path("recall.h5"), make_recall_dataset({4000, 48, 96, 8, 1, 1, 3}));
