@@ -49,7 +49,7 @@ void plot_run(const RunRecords& r, const std::string& title, const std::string& 
     s << "set title 'retrieval accuracy (%)'\nset yrange [0:100]\nset key bottom right\n"
       << "plot $eval using 1:3 with linespoints title 'held-out answers'\n"
       << "set title 'accuracy by distance to the evidence (latest eval)'\nset xlabel 'tokens'\n"
-      << "set style fill solid 0.6\nset boxwidth 0.7\n"
+      << "set style fill solid 0.6\nset boxwidth 0.7\nset xtics rotate by 45 right\n"
       << "plot $distance using 0:2:xtic(1) with boxes notitle\n";
   }
   s << "unset multiplot\n";
