@@ -7,6 +7,7 @@
 
 #include "launch/commands.h"
 #include "optim/training_optimizer.h"
+#include "parallel/data/gradient_reducer.h"
 #include "parallel/sequence/attention_choice.h"
 #include "parallel/mesh.h"
 #include "runtime/core/error.h"
@@ -100,8 +101,8 @@ double chunkwise_bytes(const Config& c, int64_t tokens, double element) {
 // What one rank holds, in bytes, for a config on a mesh.
 struct MemoryEstimate {
   int64_t zero = 0;  // the stage in effect (0 with one replica)
-  double weights = 0, masters = 0, moments = 0, buckets = 0, activations = 0;
-  double total() const { return 2 * weights + masters + moments + buckets + activations; }  // gradients as large as weights
+  double weights = 0, gradients = 0, masters = 0, moments = 0, buckets = 0, activations = 0;
+  double total() const { return weights + gradients + masters + moments + buckets + activations; }
 };
 
 MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, const Precision& precision,
@@ -114,13 +115,21 @@ MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, con
   // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
   // ZeRO keeps 1/n of the masters and moments on each of the n replicas (about 1/n of the moments
   // with Muon's whole parameters, whose masters stay whole), and stage 2 adds its part of each
-  // bucket's sum beside the bucket.
+  // bucket's sum. Stage 2 under full backprop keeps no .grad and only the buckets in flight
+  // (gradient_reducer.h); chunk-wise backprop accumulates whole gradients until the step's reduction.
   m.zero = shape.dp * shape.sp > 1 ? config.parallel.zero : 0;
   const double replicas = m.zero > 0 ? static_cast<double>(shape.dp * shape.sp) : 1.0;
   const bool muon = config.train.optimizer == "muon";
   m.masters = (precision.master == precision.param ? 0 : params * master) / (muon ? 1.0 : replicas);
-  const double bucket = params * static_cast<double>(c10::elementSize(precision.grad_reduce));
-  m.buckets = m.zero > 0 ? bucket * (1 + (m.zero == 2 ? 1 / replicas : 0)) : shape.world() > 1 ? bucket : 0;
+  const double buckets = params * static_cast<double>(c10::elementSize(precision.grad_reduce));
+  const bool sharded_gradients = m.zero == 2 && config.train.strategy == "full";
+  m.gradients = sharded_gradients ? 0 : m.weights;
+  if (sharded_gradients) {
+    const double in_flight = static_cast<double>(GradientReducer::kInFlight + 1) * config.parallel.bucket_mb * (1 << 20);
+    m.buckets = std::min(buckets, in_flight) + buckets / replicas;
+  } else {
+    m.buckets = m.zero > 0 ? buckets * (1 + (m.zero == 2 ? 1 / replicas : 0)) : shape.world() > 1 ? buckets : 0;
+  }
   const double muon_moments = muon ? static_cast<double>(count.muon) * master : 0;
   m.moments = (2 * params * master - muon_moments) / replicas;  // AdamW keeps two per parameter, Muon one
   // Tensor parallelism splits the heads, the MLP's columns and the residual stream's rows.
@@ -193,7 +202,7 @@ int run_train_dry(const TrainArgs& args) {
   std::printf("memory per rank (estimate%s): weights %s + gradients %s + master weights %s + %s moments %s + reduction "
               "buckets %s + activations of one micro-batch (%s) %s = %s\n",
               chosen.zero > 0 ? (", ZeRO stage " + std::to_string(chosen.zero) + " over " + std::to_string(shape.dp * shape.sp)).c_str() : "",
-              bytes_text(chosen.weights).c_str(), bytes_text(chosen.weights).c_str(), bytes_text(chosen.masters).c_str(),
+              bytes_text(chosen.weights).c_str(), bytes_text(chosen.gradients).c_str(), bytes_text(chosen.masters).c_str(),
               config.train.optimizer.c_str(), bytes_text(chosen.moments).c_str(), bytes_text(chosen.buckets).c_str(),
               config.train.strategy.c_str(), bytes_text(chosen.activations).c_str(), bytes_text(chosen.total()).c_str());
   print_memory_table(config, shape, precision, count, tokens);

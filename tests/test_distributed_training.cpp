@@ -283,7 +283,8 @@ TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {
 }
 
 // ZeRO end to end (5 float64 steps): stages 1 and 2 at dp 2, 3 and 4 and at dp 2 x sp 2 give the
-// losses and parameters of one process, and each rank holds 1/n of the master weights and moments.
+// losses and parameters of one process, each rank holds 1/n of the master weights and moments, and
+// at stage 2 1/n of the reduced gradients.
 TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
   const std::string steps = "--set train.steps=5", three = " --set train.tokens_per_step=768";  // 3 micro-batches
   ASSERT_EQ(test::run_loom(train_args("one5", steps)).exit_code, 0);
@@ -302,6 +303,12 @@ TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
     ASSERT_NE(at, std::string::npos) << r.output;
     const double held_mb = std::stod(r.output.substr(at + says.size()));
     EXPECT_NEAR(held_mb, whole_mb / l.ranks, 0.01 * whole_mb / l.ranks) << run << ": rank 0 holds " << held_mb << " MB of " << whole_mb;
+    // Reduced gradients kept between backwards (float64, half the moments' bytes): whole buffers at
+    // stage 1, this rank's parts at stage 2.
+    const std::string keeps = "and keeps ";
+    const double grads_mb = std::stod(r.output.substr(r.output.find(keeps, at) + keeps.size()));
+    const double want_grads_mb = whole_mb / 2 / (l.stage == 2 ? l.ranks : 1);
+    EXPECT_NEAR(grads_mb, want_grads_mb, 0.01 * want_grads_mb) << run << ": rank 0 keeps " << grads_mb << " MB of gradients";
     const auto got = losses(dir_.path(run)), want = losses(dir_.path(l.reference));
     ASSERT_EQ(got.size(), want.size()) << run;
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10 * std::abs(want[i])) << run << " step " << i + 1;

@@ -46,18 +46,23 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, std::vector<
     elements += p.numel();
   }
   const int64_t ranks = group_.size();
+  reduce_options_ = params_.front().options().dtype(reduce_dtype);
   for (auto& b : buckets_) {
-    const auto& last = params_[b.params.back()];
-    const int64_t elements = b.offsets.back() + last.numel();
-    const auto options = last.options().dtype(reduce_dtype);
+    const int64_t elements = b.offsets.back() + params_[b.params.back()].numel();
     if (zero_stage_ == 0) {
-      b.flat = torch::empty({elements}, options);
+      b.padded = elements;
+      b.flat = torch::empty({elements}, reduce_options_);
       continue;
     }
     // The padding is never written, so it sums to zero.
-    b.flat = torch::zeros({(elements + ranks - 1) / ranks * ranks}, options);
-    const int64_t part = b.flat.numel() / ranks;
-    b.part = zero_stage_ == 2 ? torch::empty({part}, options) : b.flat.narrow(0, group_.rank() * part, part);
+    b.padded = (elements + ranks - 1) / ranks * ranks;
+    const int64_t part = b.padded / ranks;
+    if (zero_stage_ == 2) {
+      b.part = torch::zeros({part}, reduce_options_);
+      continue;
+    }
+    b.flat = torch::zeros({b.padded}, reduce_options_);
+    b.part = b.flat.narrow(0, group_.rank() * part, part);
   }
   for (size_t i = 0; i < params_.size(); ++i) {
     hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& grad) { on_gradient(i, grad); }));
@@ -69,10 +74,24 @@ GradientReducer::~GradientReducer() {
 }
 
 void GradientReducer::arm() {
+  if (armed_) {
+    check(zero_stage_ == 2, "GradientReducer armed twice without finish()");
+    complete_backward();
+  } else if (zero_stage_ == 2) {
+    for (auto& b : buckets_) b.part.zero_();
+  }
   armed_ = true;
-  next_launch_ = 0;
+  next_launch_ = next_retire_ = 0;
   std::fill(arrived_.begin(), arrived_.end(), false);
   for (auto& b : buckets_) b.filled = 0;
+}
+
+torch::Tensor& GradientReducer::flat_of(Bucket& b) {
+  if (!b.flat.defined()) {
+    b.flat = torch::zeros({b.padded}, reduce_options_);
+    peak_transient_ = std::max(peak_transient_, transient_bytes());
+  }
+  return b.flat;
 }
 
 // Runs inside the backward, before the gradient is accumulated into .grad, so the step's total
@@ -80,9 +99,12 @@ void GradientReducer::arm() {
 void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
   if (!armed_ || arrived_[param]) return;
   arrived_[param] = true;
+  // The previous parameter's .grad was written after its hook returned, before this one ran.
+  if (last_arrived_) drop_gradient(*last_arrived_);
+  if (zero_stage_ == 2) last_arrived_ = param;
   Bucket& b = buckets_[bucket_of_[param]];
   const auto& p = params_[param];
-  auto slot = b.flat.narrow(0, b.offsets[slot_of_[param]], p.numel());
+  auto slot = flat_of(b).narrow(0, b.offsets[slot_of_[param]], p.numel());
   const auto& earlier = p.grad();
   if (earlier.defined()) {
     slot.copy_(earlier.reshape(-1));
@@ -94,38 +116,85 @@ void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
   launch_ready_buckets();
 }
 
+void GradientReducer::drop_gradient(size_t param) {
+  params_[param].mutable_grad() = torch::Tensor();
+  last_arrived_.reset();
+}
+
 void GradientReducer::launch_ready_buckets() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].filled == buckets_[next_launch_].params.size()) {
     Bucket& b = buckets_[next_launch_++];
-    b.handle = zero_stage_ == 2 ? group_.reduce_scatter(b.flat, b.part, ReduceOp::kSum) : group_.all_reduce(b.flat, ReduceOp::kSum);
+    if (zero_stage_ == 2) {
+      b.incoming = torch::empty({b.part.numel()}, reduce_options_);
+      peak_transient_ = std::max(peak_transient_, transient_bytes());
+      b.handle = group_.reduce_scatter(b.flat, b.incoming, ReduceOp::kSum);
+    } else {
+      b.handle = group_.all_reduce(b.flat, ReduceOp::kSum);
+    }
+    while (zero_stage_ == 2 && next_launch_ - next_retire_ > kInFlight) retire_next();
   }
 }
 
-void GradientReducer::finish() {
-  check(armed_, "GradientReducer::finish without arm()");
+void GradientReducer::retire_next() {
+  Bucket& b = buckets_[next_retire_++];
+  b.handle.wait();
+  b.part.add_(b.incoming);
+  b.flat = torch::Tensor();
+  b.incoming = torch::Tensor();
+}
+
+void GradientReducer::complete_backward() {
   // A parameter the backward did not reach contributes what it has (or zero), so every rank still
   // issues every bucket.
   for (size_t i = 0; i < params_.size(); ++i) {
     if (arrived_[i]) continue;
     arrived_[i] = true;
     Bucket& b = buckets_[bucket_of_[i]];
-    auto slot = b.flat.narrow(0, b.offsets[slot_of_[i]], params_[i].numel());
+    auto slot = flat_of(b).narrow(0, b.offsets[slot_of_[i]], params_[i].numel());
     if (params_[i].grad().defined()) slot.copy_(params_[i].grad().reshape(-1));
     else slot.zero_();
+    if (zero_stage_ == 2) params_[i].mutable_grad() = torch::Tensor();
     ++b.filled;
   }
+  if (last_arrived_) drop_gradient(*last_arrived_);
   launch_ready_buckets();
-  for (auto& b : buckets_) {
-    b.handle.wait();
-    if (zero_stage_ > 0) continue;
+  if (zero_stage_ == 2) {
+    while (next_retire_ < buckets_.size()) retire_next();
+    return;
+  }
+  for (auto& b : buckets_) b.handle.wait();
+}
+
+void GradientReducer::finish() {
+  check(armed_, "GradientReducer::finish without arm()");
+  complete_backward();
+  armed_ = false;
+  if (zero_stage_ > 0) return;
+  for (auto& b : buckets_)
     for (size_t k = 0; k < b.params.size(); ++k) {
       auto& t = targets_[b.params[k]];
       const auto reduced = b.flat.narrow(0, b.offsets[k], t.numel()).view(t.sizes());
       if (t.grad().defined()) t.mutable_grad().copy_(reduced);
       else t.mutable_grad() = reduced.to(t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
     }
+}
+
+int64_t GradientReducer::transient_bytes() const {
+  int64_t bytes = 0;
+  if (zero_stage_ != 2) return bytes;
+  for (const auto& b : buckets_)
+    for (const auto* t : {&b.flat, &b.incoming})
+      if (t->defined()) bytes += t->numel() * t->element_size();
+  return bytes;
+}
+
+int64_t GradientReducer::held_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& b : buckets_) {
+    const auto& kept = zero_stage_ == 2 ? b.part : b.flat;
+    bytes += kept.numel() * kept.element_size();
   }
-  armed_ = false;
+  return bytes;
 }
 
 }  // namespace loom

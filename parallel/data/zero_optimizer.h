@@ -6,8 +6,8 @@
 // the group's size, and rank r owns part r of every bucket: it alone keeps the master weights and
 // AdamW moments of those elements and steps them with its part of the summed gradient; the updated
 // parts are then all-gathered into every rank's parameters. Stage 1 takes its part from an
-// all-reduce; stage 2 from a reduce-scatter, which moves half the bytes and never gives a rank the
-// whole sum. Each part is stepped with AdamW's own arithmetic (adamw_update) on slices, so a step
+// all-reduce; stage 2 from a reduce-scatter after every backward of the step, which moves half the
+// bytes, never gives a rank the whole sum and keeps no whole gradient between backwards. Each part is stepped with AdamW's own arithmetic (adamw_update) on slices, so a step
 // equals the replicated optimizer's up to the order in which the gradient norm is summed.
 //
 // Master weights are kept apart only when they are wider than the parameters (float32 masters of
@@ -66,6 +66,8 @@ class ZeroOptimizer {
 
   // Bytes of master weights (when separate) and moments this rank holds.
   int64_t state_bytes() const;
+  // Bytes of reduced gradients this rank keeps between backwards (GradientReducer::held_bytes).
+  int64_t gradient_bytes() const { return reducer_.held_bytes(); }
   int stage() const { return stage_; }
   c10::ScalarType master_dtype() const { return master_; }
 

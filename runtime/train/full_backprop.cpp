@@ -14,9 +14,9 @@ Backpropagated FullBackprop::run(const MicroBatch& batch, double denominator) {
   result.tokens = (shard.tokens.doc_ids >= 0).sum().item<int64_t>();
   const auto loss = model_->loss(shard, head_rows_);
   // Armed now, the reducer starts each bucket's all-reduce as soon as its gradients are complete,
-  // while the backward goes on with earlier layers.
-  if (batch.last)
-    for (auto* r : reducers_) r->arm();
+  // while the backward goes on with earlier layers; stage 2 reduces every micro-batch's.
+  for (auto* r : reducers_)
+    if (batch.last || r->reduces_every_backward()) r->arm();
   (loss / denominator).backward();
   result.loss = loss.item<double>();
   return result;

@@ -43,7 +43,8 @@ Llama build_model(const Config& config, const Precision& precision, const Mesh& 
 }
 
 // The strategy train.strategy names; the reducers are armed before the gradients of the step's
-// last micro-batch start to arrive.
+// last micro-batch start to arrive (stage 2: of every micro-batch, where the strategy runs one
+// backward per micro-batch; chunk-wise strategies arm after their chunks' backwards).
 // Under a placement a micro-batch is whole on this rank unless it names its ring.
 std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, const Mesh& mesh, WeightUpdate& update) {
   const std::vector<GradientReducer*> arm = update.reducers();

@@ -229,10 +229,11 @@ class ZeroUpdate : public WeightUpdate {
   }
 
   std::string describe() const override {
-    char text[160];
+    char text[240];
     std::snprintf(text, sizeof text, "adamw, ZeRO stage %d over %d replicas: this rank holds %.3g MB of its state "
-                  "(moments, and masters wider than the parameters)", zero_.stage(), mesh_.device().dp_sp->size(),
-                  static_cast<double>(zero_.state_bytes()) / 1e6);
+                  "(moments, and masters wider than the parameters) and keeps %.3g MB of reduced gradients",
+                  zero_.stage(), mesh_.device().dp_sp->size(), static_cast<double>(zero_.state_bytes()) / 1e6,
+                  static_cast<double>(zero_.gradient_bytes()) / 1e6);
     return text;
   }
 

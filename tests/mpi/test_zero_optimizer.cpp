@@ -156,5 +156,72 @@ TEST(ZeroOptimizer, StageTwoReducesOnlyThisRanksPart) {
   EXPECT_EQ(part2.storage().nbytes(), static_cast<size_t>(part2.numel() * 8)) << "stage 2's part is a tensor of its own";
 }
 
+// A chain of equal layers, one bucket each, so that stage 2's buckets come and go during the
+// backward.
+struct Chain {
+  std::vector<torch::Tensor> weights;
+  Chain() {
+    torch::manual_seed(3);
+    for (int i = 0; i < 8; ++i) weights.push_back((0.5 * torch::randn({4, 4}, torch::kFloat64)).requires_grad_());
+  }
+  NamedTensors named() const {
+    NamedTensors out;
+    for (size_t i = 0; i < weights.size(); ++i) out.push_back({"w" + std::to_string(i), weights[i]});
+    return out;
+  }
+  torch::Tensor loss(int rank, int micro) const {
+    torch::manual_seed(1000 + 10 * rank + micro);
+    auto h = torch::randn({3, 4}, torch::kFloat64);
+    for (const auto& w : weights) h = torch::tanh(h.matmul(w.t()));
+    return h.pow(2).sum();
+  }
+  int64_t grads_held() const {
+    int64_t n = 0;
+    for (const auto& w : weights) n += w.grad().defined();
+    return n;
+  }
+};
+
+// Stage 2 armed before each of a step's backwards adds every micro-batch's reduced part into this
+// rank's, so the step equals AdamW on the gradient summed over ranks and micro-batches, while no
+// parameter's whole gradient outlives the next parameter's arrival and at most a few buckets'
+// buffers exist at once.
+TEST(ZeroOptimizer, StageTwoSumsEveryMicroBatchIntoItsPartWithoutWholeGradients) {
+  auto world = mpi_world(60);
+  const int rank = world->rank(), size = world->size();
+  constexpr int kMicro = 3;
+  Chain reference;
+  AdamW adamw(reference.named(), kOptions);
+  for (int step = 0; step < kSteps; ++step) {
+    for (auto& w : reference.weights) w.mutable_grad() = torch::Tensor();
+    for (int r = 0; r < size; ++r)
+      for (int m = 0; m < kMicro; ++m) reference.loss(r, kMicro * step + m).backward();
+    adamw.step(1e-2);
+  }
+  Chain net;
+  ZeroOptimizer zero(net.named(), 2, kOptions, torch::kFloat64, torch::kFloat64, *world, 8);
+  ASSERT_EQ(zero.reducer().num_buckets(), 8);
+  ASSERT_TRUE(zero.reducer().reduces_every_backward());
+  int64_t held_at_first_layer = -1;
+  // Registered after the reducer's, so it runs once the reducer has seen w0's gradient.
+  net.weights[0].register_hook([&](const torch::Tensor&) { held_at_first_layer = std::max(held_at_first_layer, net.grads_held()); });
+  for (int step = 0; step < kSteps; ++step) {
+    for (int m = 0; m < kMicro; ++m) {
+      zero.reducer().arm();
+      net.loss(rank, kMicro * step + m).backward();
+    }
+    zero.reducer().finish();
+    EXPECT_EQ(net.grads_held(), 0) << "step " << step;
+    zero.step(1e-2);
+  }
+  expect_same(net.named(), reference.named(), "stage 2 over micro-batches, parameters");
+  expect_pieces(zero.state_pieces(), adamw.state(), *world, "stage 2 over micro-batches, state");
+  EXPECT_EQ(held_at_first_layer, 0) << "whole gradients outlived the next parameter's hook";
+  const int64_t padded = zero.reducer().padded(0), part = padded / size;
+  EXPECT_EQ(zero.reducer().held_bytes(), 8 * 8 * part);
+  EXPECT_GT(zero.reducer().peak_transient_bytes(), 0);
+  EXPECT_LE(zero.reducer().peak_transient_bytes(), static_cast<int64_t>(GradientReducer::kInFlight + 1) * (padded + part) * 8);
+}
+
 }  // namespace
 }  // namespace loom
