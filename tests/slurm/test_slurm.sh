@@ -7,7 +7,8 @@
 # `scancel --batch --signal=USR1`; the script passes it to the ranks and requeues the job itself).
 # Each time the ranks must save a checkpoint and exit 0, the job must come back and resume with
 # --resume auto, and it must finish with the losses and grad norms of an uninterrupted run, bit for
-# bit. Skipped (exit 77) without root or where the daemons cannot start.
+# bit. Then launch/slurm/regression.sbatch runs two 2-rank regression cases with srun on the CPU
+# goldens and must pass. Skipped (exit 77) without root or where the daemons cannot start.
 #
 #   tests/slurm/test_slurm.sh BUILD_DIR
 set -euo pipefail
@@ -148,4 +149,20 @@ different = [(a, b) for a, b in zip(job, reference) if a != b]
 assert not different, "first difference (step, loss, grad norm): job %s, uninterrupted %s" % different[0]
 print("150 steps, interrupted twice, equal bit for bit to the uninterrupted run")
 EOF
+
+# launch/slurm/regression.sbatch submitted as a cluster's CI submits it, on the CPU profile: each
+# case's ranks started by srun inside the job and compared with the committed CPU goldens (dp2
+# also resumes on one process).
+out="$tmp/regression.out"
+job=$(LOOM="$build/loom" LOOM_HARDWARE=cpu sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 \
+  --gpus-per-node=0 --time=30 --output="$out" launch/slurm/regression.sbatch --cases token-ring-sp2 dp2 \
+  --work "$tmp/regression")
+echo "submitted regression job $job"
+ended() { case "$(state)" in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) return 0 ;; esac; return 1; }
+wait_for 300 ended
+[ "$(state)" = COMPLETED ] || fail "the regression job ended $(state)"
+grep -q "^token-ring-sp2  .* pass$" "$out" || fail "no passing row for token-ring-sp2"
+grep -q "^dp2 resumed at 10 elsewhere .* pass$" "$out" || fail "no passing resume row for dp2"
+grep -qE "^regression: ([0-9]+) of \1 rows passed" "$out" || fail "not every row passed"
+echo "regression job: $(grep '^regression: .* rows passed' "$out")"
 echo "PASS"
