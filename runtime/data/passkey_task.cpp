@@ -5,7 +5,7 @@
 #include <string>
 
 #include "runtime/core/error.h"
-#include "runtime/data/filler_text.h"
+#include "runtime/data/synthetic_text.h"
 #include "runtime/data/tokenizer.h"
 
 namespace loom {
@@ -20,13 +20,6 @@ Phrasing phrasing(PasskeyStyle style) {
   if (style == PasskeyStyle::kMarker) return {[](const std::string& key) { return "#" + key + " "; }, "?#"};
   return {[](const std::string& key) { return "The pass key is " + key + ". Remember it. " + key + " is the pass key. "; },
           "What is the pass key? The pass key is "};
-}
-
-// Lengths log-uniform with a squared draw: most documents near min_len, a long tail up to max_len.
-int64_t draw_length(std::mt19937_64& rng, const PasskeyOptions& o) {
-  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  const double span = std::log(static_cast<double>(o.max_len) / static_cast<double>(o.min_len));
-  return static_cast<int64_t>(std::round(o.min_len * std::exp(span * u * u)));
 }
 
 }  // namespace
@@ -46,7 +39,7 @@ TokenDataset make_passkey_dataset(const PasskeyOptions& o) {
   for (int64_t d = 0; d < o.docs; ++d) {
     const int lowest = static_cast<int>(std::pow(10, o.key_digits - 1));
     const std::string key = std::to_string(std::uniform_int_distribution<int>(lowest, 10 * lowest - 1)(rng));
-    const int64_t filler_bytes = draw_length(rng, o) - fixed;
+    const int64_t filler_bytes = document_length(rng, o.min_len, o.max_len, 2) - fixed;
     const double depth = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     const std::string text = filler_text(rng, filler_bytes);
     const auto cut = static_cast<size_t>(depth * static_cast<double>(text.size()));

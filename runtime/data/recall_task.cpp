@@ -8,7 +8,7 @@
 #include <string>
 
 #include "runtime/core/error.h"
-#include "runtime/data/filler_text.h"
+#include "runtime/data/synthetic_text.h"
 #include "runtime/data/tokenizer.h"
 
 namespace loom {
@@ -29,14 +29,6 @@ std::vector<std::string> distinct_keys(std::mt19937_64& rng, const RecallOptions
     if (seen.insert(key).second) keys.push_back(std::move(key));
   }
   return keys;
-}
-
-// Log-uniform: every power-of-two band of lengths (and so of distances) holds a like share of the
-// documents, and the many short ones, dense in answers, are where a model first learns to retrieve.
-int64_t draw_length(std::mt19937_64& rng, const RecallOptions& o) {
-  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  const double span = std::log(static_cast<double>(o.max_len) / static_cast<double>(o.min_len));
-  return std::clamp<int64_t>(static_cast<int64_t>(std::round(o.min_len * std::exp(span * u))), o.min_len, o.max_len);
 }
 
 void check_options(const RecallOptions& o, int64_t section) {
@@ -61,7 +53,9 @@ TokenDataset make_recall_dataset(const RecallOptions& o) {
   TokenDataset data;
   data.task = "recall";
   for (int64_t d = 0; d < o.docs; ++d) {
-    const int64_t length = draw_length(rng, o);
+    // Log-uniform: the many short documents, dense in answers, are where a model first learns to
+    // retrieve, and every band of distances is still represented.
+    const int64_t length = document_length(rng, o.min_len, o.max_len, 1);
     const std::vector<std::string> keys = distinct_keys(rng, o);
     std::vector<std::string> values;
     for (int64_t p = 0; p < o.pairs; ++p) values.push_back(random_string(rng, o.value_len, '0', 10));
