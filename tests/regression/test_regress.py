@@ -77,6 +77,15 @@ class Comparison(unittest.TestCase):
         self.assertFalse(r["passed"])
         self.assertIn("full: median step time", r["failures"][0])
 
+    def test_time_and_memory_are_only_reported_against_other_libraries(self):
+        result = self.moved(None, "peak_mem_bytes", 2.0)
+        result["median_step_time_s"] *= 4
+        r = self.compare(result, versions={"cpu": "another"})
+        self.assertTrue(r["passed"], r["failures"])
+        self.assertAlmostEqual(r["memory_ratio"], 2.0)
+        self.assertAlmostEqual(r["time_ratio"], 4.0)
+        self.assertFalse(self.compare(result)["passed"])
+
     def test_a_missing_step_fails(self):
         result = self.moved(None, "peak_mem_bytes", 1.0)
         del result["steps"][-1]
