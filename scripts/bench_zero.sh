@@ -33,14 +33,15 @@ for dp in 1 2 4; do
       whole=$(echo "$out" | grep -o 'adamw on [0-9]* tensors ([0-9.]*M)' | grep -o '[0-9.]*M' | tr -d M)
       whole_mb=$(awk -v p="$whole" 'BEGIN {printf "%.1f", p * 2 * 4}')
       held="$whole_mb"
-      grads=$(awk -v p="$whole" 'BEGIN {printf "%.1f", p * 4}')
+      whole_grads_mb=$(awk -v p="$whole" 'BEGIN {printf "%.1f", p * 4}')
+      grads="$whole_grads_mb"
       base_step="$step"
     else
       held=$(echo "$out" | grep -o 'this rank holds [0-9.e+]* MB' | grep -o '[0-9.e+]*' | head -1 || true)
       grads=$(echo "$out" | sed -n 's/.*and keeps \([0-9.e+]*\) MB.*/\1/p' | head -1)
       # One replica: nothing to shard, replicated.
       [[ -n "$held" ]] || held="$whole_mb"
-      [[ -n "$grads" ]] || grads=$(awk -v p="$whole" 'BEGIN {printf "%.1f", p * 4}')
+      [[ -n "$grads" ]] || grads="$whole_grads_mb"
     fi
     ideal=$(awk -v w="$whole_mb" -v z="$zero" -v d="$dp" 'BEGIN {printf "%.1f", z == 0 ? w : w / d}')
     printf "%3s %5s %10.0f %14.1f %12s %14.1f %9.3f %9.2fx\n" "$dp" "$zero" "$(awk -v b="$peak" 'BEGIN {print b / 1048576}')" \

@@ -89,9 +89,14 @@ void GradientReducer::arm() {
 torch::Tensor& GradientReducer::flat_of(Bucket& b) {
   if (!b.flat.defined()) {
     b.flat = torch::zeros({b.padded}, reduce_options_);
-    peak_transient_ = std::max(peak_transient_, transient_bytes());
+    count_transient(bytes_of(b.flat));
   }
   return b.flat;
+}
+
+void GradientReducer::count_transient(int64_t bytes) {
+  transient_ += bytes;
+  peak_transient_ = std::max(peak_transient_, transient_);
 }
 
 // Runs inside the backward, before the gradient is accumulated into .grad, so the step's total
@@ -100,7 +105,7 @@ void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
   if (!armed_ || arrived_[param]) return;
   arrived_[param] = true;
   // The previous parameter's .grad was written after its hook returned, before this one ran.
-  if (last_arrived_) drop_gradient(*last_arrived_);
+  drop_last_gradient();
   if (zero_stage_ == 2) last_arrived_ = param;
   Bucket& b = buckets_[bucket_of_[param]];
   const auto& p = params_[param];
@@ -116,8 +121,9 @@ void GradientReducer::on_gradient(size_t param, const torch::Tensor& grad) {
   launch_ready_buckets();
 }
 
-void GradientReducer::drop_gradient(size_t param) {
-  params_[param].mutable_grad() = torch::Tensor();
+void GradientReducer::drop_last_gradient() {
+  if (!last_arrived_) return;
+  params_[*last_arrived_].mutable_grad() = torch::Tensor();
   last_arrived_.reset();
 }
 
@@ -126,7 +132,7 @@ void GradientReducer::launch_ready_buckets() {
     Bucket& b = buckets_[next_launch_++];
     if (zero_stage_ == 2) {
       b.incoming = torch::empty({b.part.numel()}, reduce_options_);
-      peak_transient_ = std::max(peak_transient_, transient_bytes());
+      count_transient(bytes_of(b.incoming));
       b.handle = group_.reduce_scatter(b.flat, b.incoming, ReduceOp::kSum);
     } else {
       b.handle = group_.all_reduce(b.flat, ReduceOp::kSum);
@@ -139,6 +145,7 @@ void GradientReducer::retire_next() {
   Bucket& b = buckets_[next_retire_++];
   b.handle.wait();
   b.part.add_(b.incoming);
+  count_transient(-bytes_of(b.flat) - bytes_of(b.incoming));
   b.flat = torch::Tensor();
   b.incoming = torch::Tensor();
 }
@@ -156,7 +163,7 @@ void GradientReducer::complete_backward() {
     if (zero_stage_ == 2) params_[i].mutable_grad() = torch::Tensor();
     ++b.filled;
   }
-  if (last_arrived_) drop_gradient(*last_arrived_);
+  drop_last_gradient();
   launch_ready_buckets();
   if (zero_stage_ == 2) {
     while (next_retire_ < buckets_.size()) retire_next();
@@ -179,21 +186,9 @@ void GradientReducer::finish() {
     }
 }
 
-int64_t GradientReducer::transient_bytes() const {
-  int64_t bytes = 0;
-  if (zero_stage_ != 2) return bytes;
-  for (const auto& b : buckets_)
-    for (const auto* t : {&b.flat, &b.incoming})
-      if (t->defined()) bytes += t->numel() * t->element_size();
-  return bytes;
-}
-
 int64_t GradientReducer::held_bytes() const {
   int64_t bytes = 0;
-  for (const auto& b : buckets_) {
-    const auto& kept = zero_stage_ == 2 ? b.part : b.flat;
-    bytes += kept.numel() * kept.element_size();
-  }
+  for (const auto& b : buckets_) bytes += bytes_of(zero_stage_ == 2 ? b.part : b.flat);
   return bytes;
 }
 

@@ -94,9 +94,11 @@ class GradientReducer {
   void complete_backward();
   // Stage 2: waits for bucket `next_retire_`, adds its part and frees its buffers.
   void retire_next();
-  // Stage 2: the parameter whose .grad the backward has written since the last hook.
-  void drop_gradient(size_t param);
-  int64_t transient_bytes() const;
+  // Stage 2: drops the .grad of the parameter the reducer copied last (the backward has written it
+  // since).
+  void drop_last_gradient();
+  // Stage 2: bytes of bucket buffers and incoming parts allocated (negative: freed).
+  void count_transient(int64_t bytes);
 
   std::vector<torch::Tensor> params_, targets_;
   Communicator& group_;
@@ -106,7 +108,7 @@ class GradientReducer {
   std::vector<unsigned> hooks_;
   size_t next_launch_ = 0, next_retire_ = 0;
   torch::TensorOptions reduce_options_;
-  int64_t peak_transient_ = 0;
+  int64_t transient_ = 0, peak_transient_ = 0;
   std::optional<size_t> last_arrived_;
   bool armed_ = false;
   int zero_stage_ = 0;  // 0: replicated sums into the targets; 1, 2: sharded

@@ -7,8 +7,9 @@
 // AdamW moments of those elements and steps them with its part of the summed gradient; the updated
 // parts are then all-gathered into every rank's parameters. Stage 1 takes its part from an
 // all-reduce; stage 2 from a reduce-scatter after every backward of the step, which moves half the
-// bytes, never gives a rank the whole sum and keeps no whole gradient between backwards. Each part is stepped with AdamW's own arithmetic (adamw_update) on slices, so a step
-// equals the replicated optimizer's up to the order in which the gradient norm is summed.
+// bytes, never gives a rank the whole sum and keeps no whole gradient between backwards. Each part
+// is stepped with AdamW's own arithmetic (adamw_update) on slices, so a step equals the replicated
+// optimizer's up to the order in which the gradient norm is summed.
 //
 // Master weights are kept apart only when they are wider than the parameters (float32 masters of
 // bfloat16 ones); otherwise the parameters are the masters and each rank steps its slices of them
