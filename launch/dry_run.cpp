@@ -71,23 +71,31 @@ ParameterCount print_tensors(const ModelConfig& config, int64_t tp) {
 }
 
 // Saved activations of one micro-batch, per token and layer: the inputs of both norms, q, k, v,
-// attention output and log-sum-exp, o_proj input, and gate, up and their product in the MLP;
-// plus the logits and their log-softmax. An estimate, not a measurement.
+// attention output and log-sum-exp, o_proj input, and in the MLP gate, silu(gate), up and their
+// product (gate and up alone with selective checkpointing); plus the logits and their log-softmax.
+// Full checkpointing keeps each layer's two inputs and one layer's activations while it is
+// recomputed. An estimate, not a measurement.
 // A LaCT layer adds its fast-weight branch: the fast q, k, v, and per updating token the gate, up,
 // hidden and pulled-back rows and the two gradients (six hidden-size rows), unless
 // model.lact.checkpoint recomputes them; and per chunk the fast weights it read (with momentum,
 // also the velocities), in float32.
 double activation_bytes(const Config& c, int64_t tokens, double element) {
   const auto& m = c.model;
+  const std::string& checkpoint = c.train.activation_checkpoint;
   const double kv = static_cast<double>(m.n_kv_heads * m.head_dim());
-  const double per_layer = 5.0 * m.d_model + 2.0 * kv + 3.0 * m.ffn_dim() + m.n_heads;
+  const double mlp_rows = checkpoint == "selective" ? 2.0 : 4.0;
+  const double per_layer = 5.0 * m.d_model + 2.0 * kv + mlp_rows * m.ffn_dim() + m.n_heads;
   const int64_t lact_layers = m.lact.every > 0 ? m.n_layers / m.lact.every : 0;
   const double hidden = static_cast<double>(m.d_model * m.lact.inter_multi);
   const double fast_rows = 3.0 * m.d_model + (m.lact.checkpoint ? 0.0 : 6.0 * hidden);
   const double weights_per_chunk = 3.0 * m.d_model * hidden / m.lact.heads * (m.lact.momentum ? 2 : 1);
   const double fast = static_cast<double>(tokens) * fast_rows * 4.0 +
                       std::ceil(static_cast<double>(tokens) / m.lact.chunk) * weights_per_chunk * 4.0;
-  return static_cast<double>(tokens) * (per_layer * m.n_layers * element + 2.0 * m.vocab_size * 4.0) + lact_layers * fast;
+  const double logits = 2.0 * m.vocab_size * 4.0;
+  const auto n = static_cast<double>(tokens);
+  if (checkpoint == "full")
+    return n * ((2.0 * m.d_model * m.n_layers + per_layer) * element + logits) + (lact_layers > 0 ? fast : 0.0);
+  return n * (per_layer * m.n_layers * element + logits) + lact_layers * fast;
 }
 
 // Chunk-wise backprop keeps one chunk's activations, plus every layer's K/V of the whole sequence
@@ -137,6 +145,12 @@ MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, con
                                                    : chunkwise_bytes(config, tokens, element)) /
                   static_cast<double>(shape.tp);
   return m;
+}
+
+// "seco", "full", "full, selective checkpointing": what the activations estimate is for.
+std::string activations_kind(const Config& config) {
+  const std::string& checkpoint = config.train.activation_checkpoint;
+  return config.train.strategy + (checkpoint == "none" ? "" : ", " + checkpoint + " checkpointing");
 }
 
 // The same estimate for every ZeRO stage and backprop this config could switch to ("-": refused
@@ -204,7 +218,7 @@ int run_train_dry(const TrainArgs& args) {
               chosen.zero > 0 ? (", ZeRO stage " + std::to_string(chosen.zero) + " over " + std::to_string(shape.dp * shape.sp)).c_str() : "",
               bytes_text(chosen.weights).c_str(), bytes_text(chosen.gradients).c_str(), bytes_text(chosen.masters).c_str(),
               config.train.optimizer.c_str(), bytes_text(chosen.moments).c_str(), bytes_text(chosen.buckets).c_str(),
-              config.train.strategy.c_str(), bytes_text(chosen.activations).c_str(), bytes_text(chosen.total()).c_str());
+              activations_kind(config).c_str(), bytes_text(chosen.activations).c_str(), bytes_text(chosen.total()).c_str());
   print_memory_table(config, shape, precision, count, tokens);
   check_trainable(config, shape);
   std::printf("the config is valid for %ld ranks\n", world);

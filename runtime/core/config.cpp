@@ -68,7 +68,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.choice("train.device", c.train.device, {"auto", "cpu", "cuda"});
   v.choice("train.reduce_dtype", c.train.reduce_dtype, {"auto", "float32", "bfloat16"});
   v.number("train.loss_chunk", c.train.loss_chunk, 0, 1 << 26);
-  v.choice("train.activation_checkpoint", c.train.activation_checkpoint, {"none", "full"});
+  v.choice("train.activation_checkpoint", c.train.activation_checkpoint, {"none", "selective", "full"});
   v.choice("train.on_nan", c.train.on_nan, {"stop", "skip"});
   v.number("train.threads", c.train.threads, 0, 1024);
   v.choice("train.strategy", c.train.strategy, {"full", "seco", "spaco"});
@@ -334,15 +334,16 @@ void validate(const Config& c) {
         c.where("train.strategy") + " = " + t.strategy + " with parallel.sp = " + std::to_string(c.parallel.sp) +
             ": chunk-wise backprop over a sequence-parallel group is planned but not in this version; use "
             "parallel.sp: 1 (data parallelism works), or train.strategy: full");
-  check(t.activation_checkpoint == "none" || t.strategy == "full",
-        c.where("train.activation_checkpoint") + " = " + t.activation_checkpoint + " with train.strategy = " + t.strategy +
-            ": chunk-wise backprop already keeps only one chunk's activations; use one of the two");
+  check(t.activation_checkpoint != "full" || t.strategy == "full",
+        c.where("train.activation_checkpoint") + " = full with train.strategy = " + t.strategy +
+            ": chunk-wise backprop already keeps only one chunk's activations; use one of the two (selective combines "
+            "with both)");
   const std::string weave = c.where("parallel.token_weave") + " = on";
   check(c.parallel.token_weave != "on" || c.parallel.sp == 1,
         weave + " with parallel.sp = " + std::to_string(c.parallel.sp) +
             ": token splitting cuts whole sequences, and sequence parallelism already splits them; use "
             "parallel.token_weave: auto (it splits where it can) or off");
-  check(c.parallel.token_weave != "on" || t.activation_checkpoint == "none",
+  check(c.parallel.token_weave != "on" || t.activation_checkpoint != "full",
         weave + " with train.activation_checkpoint = full: the interleaved layers keep their activations; use "
                 "parallel.token_weave: auto (it steps aside for checkpointing) or train.activation_checkpoint: none");
   if (c.parallel.placement == "zeppelin") {

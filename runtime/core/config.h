@@ -85,7 +85,8 @@ struct TrainConfig {
   std::string device = "auto";     // auto (a GPU where one is visible) | cpu | cuda
   std::string reduce_dtype = "auto";  // gradient reduction: auto (the master weights' dtype) | float32 | bfloat16
   int64_t loss_chunk = 0;          // rows of logits at a time in the LM head and loss; 0: all at once
-  std::string activation_checkpoint = "none";  // none | full: recompute each layer's forward in the backward
+  // none | selective: recompute the MLP's element-wise product | full: each layer's whole forward
+  std::string activation_checkpoint = "none";
   std::string on_nan = "stop";     // stop | skip: what a non-finite loss does
   int64_t threads = 0;             // intra-op threads; 0 = LibTorch's default
   std::string strategy = "full";   // full | seco | spaco: backprop over the whole sequence or chunk by chunk

@@ -1,6 +1,7 @@
 #include "runtime/model/decoder_layer.h"
 
 #include "runtime/model/normal_linear.h"
+#include "runtime/model/recompute.h"
 
 namespace loom {
 
@@ -10,7 +11,17 @@ MLPImpl::MLPImpl(const ModelConfig& c) {
   down_proj = register_module("down_proj", normal_linear(c.ffn_dim(), c.d_model, c.init_std));
 }
 
-torch::Tensor MLPImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
+namespace {
+
+std::vector<torch::Tensor> swiglu(const std::vector<torch::Tensor>& gate_up) { return {torch::silu(gate_up[0]) * gate_up[1]}; }
+
+}  // namespace
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  const std::vector<torch::Tensor> gate_up{gate_proj(x), up_proj(x)};
+  if (!recompute_product) return down_proj(swiglu(gate_up)[0]);
+  return linear_of_recomputed(swiglu, gate_up, down_proj->weight);  // Loom's linears have no bias
+}
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) : residual_norm(std::make_shared<LocalResidualNorm>()) {
   if (c.is_lact_layer(layer)) {

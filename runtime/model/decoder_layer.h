@@ -22,6 +22,9 @@ class MLPImpl : public torch::nn::Module {
   explicit MLPImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  // Keep gate and up, not silu(gate)·up and silu(gate): the backward recomputes the product
+  // (selective activation checkpointing; parallelize() sets it).
+  bool recompute_product = false;
 };
 TORCH_MODULE(MLP);
 

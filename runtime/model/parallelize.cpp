@@ -89,10 +89,16 @@ TensorShard tensor_parallel_shard(const std::string& name, c10::IntArrayRef shap
 }
 
 TensorLayout parallelize(Llama& model, const ParallelPlan& plan) {
-  for (int64_t i = 0; i < model->num_layers(); ++i) model->layer(i).recompute = plan.activation_checkpoint;
+  const std::string& checkpoint = plan.activation_checkpoint;
+  check(checkpoint == "none" || checkpoint == "selective" || checkpoint == "full",
+        "unknown activation checkpointing '" + checkpoint + "' (none, selective or full)");
+  for (int64_t i = 0; i < model->num_layers(); ++i) {
+    model->layer(i).recompute = checkpoint == "full";
+    model->layer(i).mlp->recompute_product = checkpoint == "selective";
+  }
   const TensorLayout layout = plan.tp && plan.tp->size() > 1 ? split_tensors(model, *plan.tp) : TensorLayout{};
   if (!layout.empty() && plan.token_weave.worker) {
-    check(!plan.activation_checkpoint, "token splitting and activation checkpointing do not combine in this version");
+    check(checkpoint != "full", "token splitting and full activation checkpointing do not combine in this version");
     check(plan.token_weave.tp && plan.token_weave.tp->size() == plan.tp->size(),
           "token splitting needs its own communicator over the tensor-parallel ranks");
     model->weave_tokens(plan.token_weave);

@@ -14,8 +14,9 @@
 //   - with tp > 1 and a token-weave plan, TokenWeave's token splitting (runtime/model/token_weave.h):
 //     the layers interleave over two halves of each sequence, one half's boundaries running on the
 //     plan's worker while the other half computes;
-//   - asked to, activation checkpointing on every layer (each keeps only its inputs and recomputes
-//     its forward in the backward);
+//   - asked to, activation checkpointing on every layer: selective (the MLP's element-wise product
+//     recomputed from the kept projections) or full (each layer keeps only its inputs and
+//     recomputes its forward in the backward);
 // and leaves the rest as it is (local attention, local residual boundaries). Sequence-parallel
 // layers run what is installed whenever their input is a sequence shard; on a whole sequence
 // (evaluation) they attend locally. Tensor-parallel layers always need every rank of tp.
@@ -35,10 +36,12 @@ struct ParallelPlan {
   Communicator* sp = nullptr;
   Communicator* sp_back = nullptr;
   Communicator* sp_sync = nullptr;
-  bool activation_checkpoint = false;  // train.activation_checkpoint: full
+  // train.activation_checkpoint: none; selective (every MLP recomputes its SwiGLU product in the
+  // backward); full (every layer keeps only its inputs and recomputes its forward).
+  std::string activation_checkpoint = "none";
   Communicator* tp = nullptr;          // the tensor-parallel group (tensor parallelism when larger than 1)
   // Token splitting when its worker is set (and tp > 1); its communicator is one more over the tp
-  // ranks, used by the worker alone. Not with activation checkpointing.
+  // ranks, used by the worker alone. Not with full activation checkpointing.
   TokenWeavePlan token_weave;
 };
 

@@ -23,4 +23,12 @@ std::vector<torch::Tensor> recompute_in_backward(const TensorFunction& fn, const
 // the inputs' gradients are returned as usual. With grad mode off it is fn(inputs).
 std::vector<torch::Tensor> recompute_module_in_backward(const TensorFunction& fn, const std::vector<torch::Tensor>& inputs);
 
+// fn(inputs)[0] · weightᵀ (a linear layer without bias), keeping `inputs` instead of its input x:
+// the backward recomputes x, forms the weight's gradient from it and backpropagates through fn.
+// Megatron's selective recomputation for element-wise fn (SwiGLU's silu(gate)·up): the matmul's
+// output and fn's inputs are kept, the cheap x of the same size is not. Gradients reach `inputs`
+// and `weight` (fn's other tensors are constants); with grad mode off it is the plain product.
+torch::Tensor linear_of_recomputed(const TensorFunction& fn, const std::vector<torch::Tensor>& inputs,
+                                   const torch::Tensor& weight);
+
 }  // namespace loom

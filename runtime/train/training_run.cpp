@@ -19,10 +19,10 @@ int64_t weave_min_tokens(const Config& config, const MeshShape& shape) {
 }
 
 // TokenWeave's token splitting runs with tensor parallelism on whole sequences long enough, unless
-// switched off or activation checkpointing is on (config.cpp refuses `on` with either).
+// switched off or full activation checkpointing is on (config.cpp refuses `on` with either).
 bool splits_tokens(const Config& config, const MeshShape& shape) {
   return shape.tp > 1 && config.parallel.token_weave != "off" && shape.sp == 1 &&
-         config.train.activation_checkpoint == "none" && config.train.seq_len >= weave_min_tokens(config, shape);
+         config.train.activation_checkpoint != "full" && config.train.seq_len >= weave_min_tokens(config, shape);
 }
 
 std::unique_ptr<BoundaryWorker> make_boundary_worker(const Config& config, const MeshShape& shape) {
@@ -37,7 +37,7 @@ Llama build_model(const Config& config, const Precision& precision, const Mesh& 
   Llama model(config.model);
   model->to(precision.device, precision.param);
   const MeshGroups& g = mesh.device();
-  layout = parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync, config.train.activation_checkpoint == "full",
+  layout = parallelize(model, {attention.algorithm, g.sp, g.sp_back, g.sp_sync, config.train.activation_checkpoint,
                                g.tp, {g.tp_weave, boundary_worker, weave_min_tokens(config, mesh.shape())}});
   return model;
 }

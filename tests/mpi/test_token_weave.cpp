@@ -41,29 +41,33 @@ TEST(TokenWeave, InterleavedHalvesAreTheUnsplitModel) {
   const auto want = whole->hidden(input);
   (weight * want).sum().backward();
 
-  Llama split = test::float64_model(c);
-  BoundaryWorker worker;
-  ParallelPlan plan;
-  plan.tp = tp.get();
-  plan.token_weave = {weave.get(), &worker, 0};
-  const TensorLayout layout = parallelize(split, plan);
-  const auto got = token_weave_hidden(split->woven(), input, plan.token_weave);
-  ASSERT_TRUE(got.defined()) << "the sequence is split";
-  // Each rank holds every row of the hidden states: its loss is its share of theirs.
-  ((weight * got).sum() / size).backward();
+  for (const char* checkpoint : {"none", "selective"}) {
+    SCOPED_TRACE(std::string("activation checkpointing: ") + checkpoint);
+    Llama split = test::float64_model(c);
+    BoundaryWorker worker;
+    ParallelPlan plan;
+    plan.tp = tp.get();
+    plan.activation_checkpoint = checkpoint;
+    plan.token_weave = {weave.get(), &worker, 0};
+    const TensorLayout layout = parallelize(split, plan);
+    const auto got = token_weave_hidden(split->woven(), input, plan.token_weave);
+    ASSERT_TRUE(got.defined()) << "the sequence is split";
+    // Each rank holds every row of the hidden states: its loss is its share of theirs.
+    ((weight * got).sum() / size).backward();
 
-  EXPECT_LT(relative_error(got, want), 1e-12);
-  const auto whole_params = whole->named_parameters();
-  for (const auto& p : split->named_parameters()) {
-    const auto& want_grad = whole_params[p.key()].grad();
-    if (!want_grad.defined()) {  // the LM head: not on the way to the hidden states
-      EXPECT_FALSE(p.value().grad().defined()) << p.key();
-      continue;
+    EXPECT_LT(relative_error(got, want), 1e-12);
+    const auto whole_params = whole->named_parameters();
+    for (const auto& p : split->named_parameters()) {
+      const auto& want_grad = whole_params[p.key()].grad();
+      if (!want_grad.defined()) {  // the LM head: not on the way to the hidden states
+        EXPECT_FALSE(p.value().grad().defined()) << p.key();
+        continue;
+      }
+      const TensorShard shard = shard_of(layout, p.key());
+      auto grad = p.value().grad().clone();
+      if (!shard.split()) all_reduce_now(*tp, grad);  // each rank's share of a norm's gradient
+      EXPECT_LT(relative_error(grad, take_shard(want_grad, shard)), 1e-11) << p.key();
     }
-    const TensorShard shard = shard_of(layout, p.key());
-    auto grad = p.value().grad().clone();
-    if (!shard.split()) all_reduce_now(*tp, grad);  // each rank's share of a norm's gradient
-    EXPECT_LT(relative_error(grad, take_shard(want_grad, shard)), 1e-11) << p.key();
   }
 }
 
