@@ -207,8 +207,9 @@ void add_bench(CLI::App& app, loom::TrainBenchArgs& a, loom::CommBenchArgs& comm
   tn->add_option("--warmups", tensor.warmups, "untimed runs before them (0 for the longest sequences)")->check(non_negative);
   tn->add_option("--json", tensor.json_out, "write the results as JSON here")->check(output_file);
   tn->callback([&] { rc = loom::run_bench_tensor(tensor); });
-  auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop, SeCO and SpaCO, and the longest "
-                                                "sequence each trains within one memory cap");
+  auto* ch = bench->add_subcommand("chunkwise", "peak memory and step time of full backprop (plain, selective and full "
+                                                "activation checkpointing), SeCO and SpaCO, and the longest sequence "
+                                                "each trains within one memory cap");
   ch->add_option("--lengths", cw.lengths, "sequence lengths (one document each)")->check(positive);
   ch->add_option("--chunk", cw.chunk_size, "tokens per chunk")->check(positive);
   ch->add_option("--budget", cw.budget, "fraction of the chunks SpaCO visits")

@@ -1,5 +1,6 @@
-// loom bench chunkwise: peak memory and step time of full backprop, SeCO and SpaCO on one long
-// causal document, and the longest sequence each trains within one memory cap.
+// loom bench chunkwise: peak memory and step time of full backprop (plain, with selective and with
+// full activation checkpointing), SeCO and SpaCO on one long causal document, and the longest
+// sequence each trains within one memory cap.
 //
 // Every measurement runs in a fresh `loom` process (this executable, started again with --child),
 // so its peak resident set is its own: no allocator cache or high-water mark from an earlier
@@ -12,6 +13,7 @@
 #include "launch/bench/benchmarks.h"
 #include "launch/bench/machine_ceiling.h"
 #include "optim/adamw.h"
+#include "runtime/model/parallelize.h"
 #include "runtime/train/chunkwise/chunkwise_backprop.h"
 #include "runtime/core/error.h"
 #include "runtime/core/text_file.h"
@@ -20,7 +22,10 @@
 namespace loom {
 namespace {
 
-const std::vector<std::string> kStrategies = {"full", "seco", "spaco"};
+// Full backprop plain, with selective and with full activation checkpointing; then chunk-wise.
+const std::vector<std::string> kStrategies = {"full", "selective", "checkpoint", "seco", "spaco"};
+
+bool backprops_whole_sequence(const std::string& strategy) { return strategy != "seco" && strategy != "spaco"; }
 
 // Llama-3-like proportions at a size two CPU cores can train on 16K tokens: GQA 4:1.
 ModelConfig bench_model(const ChunkwiseBenchArgs& a, int64_t length) {
@@ -49,6 +54,11 @@ struct Measurement {
 Measurement measure_here(const ChunkwiseBenchArgs& a, const std::string& strategy, int64_t length) {
   torch::manual_seed(0);
   Llama model(bench_model(a, length));
+  if (strategy == "selective" || strategy == "checkpoint") {
+    ParallelPlan plan;
+    plan.activation_checkpoint = strategy == "selective" ? "selective" : "full";
+    parallelize(model, plan);
+  }
   AdamW optimizer(model->parameter_list(), {});
   const PackedTensors seq = one_document(length, model->config().vocab_size);
   const int64_t chunks = chunk_count(length, a.chunk_size);
@@ -58,7 +68,7 @@ Measurement measure_here(const ChunkwiseBenchArgs& a, const std::string& strateg
   uint64_t draw = 0;
   const double seconds = median_seconds(static_cast<int>(a.reps), [&] {
     for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
-    if (strategy == "full") {
+    if (backprops_whole_sequence(strategy)) {
       (summed_loss(model->forward(seq.tokens, seq.positions, seq.doc_ids), seq.labels) / static_cast<double>(length)).backward();
     } else {
       const ChunkSelection selection = strategy == "seco" ? all_chunks(chunks) : sample_chunks(spaco, chunks, 0, draw++);
@@ -122,19 +132,26 @@ int run_bench_chunkwise(const ChunkwiseBenchArgs& a) {
   const int64_t baseline = measure_in_child(a, "full", 64).peak_bytes;
   const auto cap = baseline + static_cast<int64_t>(a.headroom_mb * (1 << 20));
   std::printf("baseline peak %.0f MB; cap = baseline + %.0f MB = %.0f MB\n\n", mb(baseline), a.headroom_mb, mb(cap));
-  std::printf("%8s | %9s %9s %9s | %9s %10s | %8s %8s %8s   (peak MB above baseline)\n", "tokens", "full_s", "seco_s",
-              "spaco_s", "seco/full", "seco/spaco", "full", "seco", "spaco");
+  std::printf("seconds per step | ratio to full | peak MB above baseline; selective and checkpoint: full backprop "
+              "with train.activation_checkpoint selective or full\n%8s |", "tokens");
+  for (const auto& s : kStrategies) std::printf(" %10s", s.c_str());
+  std::printf(" |");
+  for (size_t i = 1; i < kStrategies.size(); ++i) std::printf(" %10s", kStrategies[i].c_str());
+  std::printf(" |");
+  for (const auto& s : kStrategies) std::printf(" %10s", s.c_str());
+  std::printf("\n");
   std::vector<Row> rows;
   nlohmann::json json_rows = nlohmann::json::array();
   for (int64_t length : a.lengths) {
     Row row{length, {}};
     for (const auto& s : kStrategies) row.by[s] = measure_in_child(a, s, length);
-    const auto& f = row.by["full"];
-    const auto& se = row.by["seco"];
-    const auto& sp = row.by["spaco"];
-    std::printf("%8ld | %9.2f %9.2f %9.2f | %9.2f %10.2f | %8.1f %8.1f %8.1f\n", length, f.seconds, se.seconds, sp.seconds,
-                se.seconds / f.seconds, se.seconds / sp.seconds, mb(f.peak_bytes - baseline), mb(se.peak_bytes - baseline),
-                mb(sp.peak_bytes - baseline));
+    std::printf("%8ld |", length);
+    for (const auto& s : kStrategies) std::printf(" %10.2f", row.by[s].seconds);
+    std::printf(" |");
+    for (size_t i = 1; i < kStrategies.size(); ++i) std::printf(" %10.2f", row.by[kStrategies[i]].seconds / row.by["full"].seconds);
+    std::printf(" |");
+    for (const auto& s : kStrategies) std::printf(" %10.1f", mb(row.by[s].peak_bytes - baseline));
+    std::printf("\n");
     std::fflush(stdout);
     nlohmann::json j = {{"length", length}};
     for (const auto& [s, m] : row.by) j[s] = {{"seconds", m.seconds}, {"peak_bytes", m.peak_bytes}};

@@ -5,7 +5,8 @@
 //   comm       the communicator's collectives next to raw MPI, and overlap (bench_comm.cpp)
 //   attention  local, ring and token_ring attention with compute, communication and waits apart (bench_attention.cpp)
 //   tensor     a tensor-parallel layer stack with and without token splitting, compute and communication apart (bench_tensor.cpp)
-//   chunkwise  memory and time of full backprop, SeCO and SpaCO (bench_chunkwise.cpp)
+//   chunkwise  memory and time of full backprop (with and without activation checkpointing), SeCO
+//              and SpaCO (bench_chunkwise.cpp)
 //   block      the block kernel alone, every path the build has (bench_block.cpp)
 //   lact       LaCT's chunk loop per chunk size, and a LaCT model against full attention (bench_lact.cpp)
 // block and lact also build as programs of their own for machines that build the kernels only.
