@@ -98,12 +98,15 @@ double activation_bytes(const Config& c, int64_t tokens, double element) {
   return n * (per_layer * m.n_layers * element + logits) + lact_layers * fast;
 }
 
-// Chunk-wise backprop keeps one chunk's activations, plus every layer's K/V of the whole sequence
-// and, at most, as much again for their gradients.
-double chunkwise_bytes(const Config& c, int64_t tokens, double element) {
+// Chunk-wise backprop keeps the activations of its rows of one chunk (1/sp of it), plus every
+// layer's K/V of the whole sequence (all-gathered under sequence parallelism) and, at most, as much
+// again for their gradients.
+double chunkwise_bytes(const Config& c, int64_t sp, double element) {
   const auto& m = c.model;
+  const int64_t tokens = c.train.seq_len;
   const double kv_cache = 2.0 * static_cast<double>(m.n_layers * m.n_kv_heads * m.head_dim()) * element;
-  return activation_bytes(c, std::min(tokens, c.train.chunk_size), element) + 2.0 * kv_cache * static_cast<double>(tokens);
+  return activation_bytes(c, (std::min(tokens, c.train.chunk_size) + sp - 1) / sp, element) +
+         2.0 * kv_cache * static_cast<double>(tokens);
 }
 
 // What one rank holds, in bytes, for a config on a mesh.
@@ -142,7 +145,7 @@ MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, con
   m.moments = (2 * params * master - muon_moments) / replicas;  // AdamW keeps two per parameter, Muon one
   // Tensor parallelism splits the heads, the MLP's columns and the residual stream's rows.
   m.activations = (config.train.strategy == "full" ? activation_bytes(config, tokens, element)
-                                                   : chunkwise_bytes(config, tokens, element)) /
+                                                   : chunkwise_bytes(config, shape.sp, element)) /
                   static_cast<double>(shape.tp);
   return m;
 }

@@ -73,6 +73,22 @@ TEST_F(DataParallel, SecoOnTwoRanksMatchesFullBackpropInOneProcess) {
   expect_same_weights("one/checkpoints/step-3", "seco-dp2/checkpoints/step-3");
 }
 
+// SeCO over sequence-parallel ranks: each chunk cut over sp = 2, its K/V all-gathered; alone and
+// as dp 2 x sp 2.
+TEST_F(DataParallel, SecoOnSequenceParallelRanksMatchesFullBackpropInOneProcess) {
+  ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
+  for (const int ranks : {2, 4}) {
+    const std::string run = "seco-sp2-of-" + std::to_string(ranks);
+    const auto r = test::run_loom_ranks(
+        ranks, train_args(run, "--set train.strategy=seco --set train.chunk_size=96 --set parallel.sp=2"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("backprop: seco, chunks of 96 tokens (3 per sequence), each cut over the 2 sp ranks"),
+              std::string::npos)
+        << r.output;
+    expect_same_weights("one/checkpoints/step-3", run + "/checkpoints/step-3");
+  }
+}
+
 std::vector<double> losses(const std::string& run_dir) {
   std::vector<double> out;
   for (const auto& record : test::step_records(run_dir)) out.push_back(record["loss"].get<double>());
@@ -101,14 +117,16 @@ TEST_F(DataParallel, SequenceParallelTrainingMatchesOneProcess) {
   }
 }
 
-// Activation checkpointing on sequence-parallel ranks: the recomputed layers run their ring
-// exchanges again in the backward, and the result is still one process's.
+// Activation checkpointing on sequence-parallel ranks: fully recomputed layers run their ring
+// exchanges again in the backward, and the result is still one process's; so is selective's.
 TEST_F(DataParallel, ActivationCheckpointingOnTwoSequenceParallelRanksMatchesOneProcess) {
   ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
-  const auto r = test::run_loom_ranks(2, train_args("sp2-recompute", "--set parallel.sp=2 --set parallel.attention=token_ring "
-                                                                     "--set train.activation_checkpoint=full"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  expect_same_weights("one/checkpoints/step-3", "sp2-recompute/checkpoints/step-3");
+  for (const std::string mode : {"full", "selective"}) {
+    const auto r = test::run_loom_ranks(2, train_args("sp2-" + mode, "--set parallel.sp=2 --set parallel.attention=token_ring "
+                                                                     "--set train.activation_checkpoint=" + mode));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    expect_same_weights("one/checkpoints/step-3", "sp2-" + mode + "/checkpoints/step-3");
+  }
 }
 
 // Tensor parallelism end to end (3 float64 steps): tp = 2 and 4, dp 2 x tp 2 and sp 2 x tp 2 give

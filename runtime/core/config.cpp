@@ -330,10 +330,6 @@ void validate(const Config& c) {
   check(c.parallel.sp == 1 || c.parallel.attention != "local",
         c.where("parallel.attention") + " = local cannot run with parallel.sp = " + std::to_string(c.parallel.sp) +
             ": choose ring, token_ring or auto");
-  check(t.strategy == "full" || c.parallel.sp == 1,
-        c.where("train.strategy") + " = " + t.strategy + " with parallel.sp = " + std::to_string(c.parallel.sp) +
-            ": chunk-wise backprop over a sequence-parallel group is planned but not in this version; use "
-            "parallel.sp: 1 (data parallelism works), or train.strategy: full");
   check(t.activation_checkpoint != "full" || t.strategy == "full",
         c.where("train.activation_checkpoint") + " = full with train.strategy = " + t.strategy +
             ": chunk-wise backprop already keeps only one chunk's activations; use one of the two (selective combines "

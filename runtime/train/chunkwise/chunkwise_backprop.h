@@ -13,6 +13,15 @@
 //      leaf gradients are dropped.
 // Only one chunk's activations are alive at a time; the cost is one extra forward. The gradient
 // is the full-sequence gradient (SeCO) or the estimate that chunk_selection.h describes (SpaCO).
+//
+// Over a sequence-parallel group, every chunk is cut among the sp ranks (zigzag, sequence_layout.h)
+// and each rank computes its rows of it. Every layer all-gathers the chunk's K/V over the group, so
+// each rank caches the whole prefix's K/V and its queries attend to it without further traffic: the
+// all-gather form of context parallelism (Llama 3, Dubey et al. 2024, section 3.3.2), whose cache of
+// 2 x kv_dim values per token and layer is small beside the activations it saves. The all-gather's
+// backward, a reduce-scatter, sums each cached row's gradient over the ranks' queries and returns it
+// to the row's owner; so the cached leaves hold this rank's share, and each chunk's rebuild seeds the
+// gathered K/V with it. Every rank of sp runs the same chunks in the same order.
 #pragma once
 #include <torch/torch.h>
 
@@ -27,6 +36,7 @@ namespace loom {
 
 struct ChunkwiseResult {
   double loss = 0;       // summed loss of the whole sequence (every chunk, visited or not), unscaled
+  int64_t tokens = 0;    // real (non-padding) tokens this rank computed
   int64_t chunks = 0;
   int64_t visited = 0;   // chunks the reverse sweep rebuilt
 };
@@ -35,23 +45,28 @@ struct ChunkwiseResult {
 int64_t chunk_count(int64_t length, int64_t chunk_size);
 
 // Adds to the parameters' .grad the gradient of loss / loss_denominator over one packed sequence,
-// chunk by chunk, visiting the chunks `selection` keeps.
+// chunk by chunk, visiting the chunks `selection` keeps (the same on every rank of sp). With `sp`
+// (more than one rank; it must outlive the call) this rank computes its shard of each chunk, and
+// the gradient and loss are its share: summed over sp they are the single-process ones.
 ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, int64_t chunk_size,
-                                   const ChunkSelection& selection, double loss_denominator);
+                                   const ChunkSelection& selection, double loss_denominator, Communicator* sp = nullptr);
 
 // train.strategy seco or spaco as the trainer's Backprop. The gradient is complete only after the
 // sweep (each chunk runs a backward of its own), so the reducer is armed after it and reduces
 // everything when the step finishes it.
 class ChunkwiseBackprop : public Backprop {
  public:
-  ChunkwiseBackprop(Llama& model, const TrainConfig& train, int64_t seed, std::vector<GradientReducer*> reducers)
-      : model_(model), train_(train), seed_(seed), reducers_(std::move(reducers)) {}
+  // sp: the sequence-parallel group (null or one rank: every chunk whole on this rank).
+  ChunkwiseBackprop(Llama& model, const TrainConfig& train, int64_t seed, Communicator* sp,
+                    std::vector<GradientReducer*> reducers)
+      : model_(model), train_(train), seed_(seed), sp_(sp), reducers_(std::move(reducers)) {}
   Backpropagated run(const MicroBatch& batch, double denominator) override;
 
  private:
   Llama& model_;
   TrainConfig train_;
   int64_t seed_;
+  Communicator* sp_;
   std::vector<GradientReducer*> reducers_;
 };
 
