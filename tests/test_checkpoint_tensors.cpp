@@ -1,8 +1,10 @@
 // The checkpoint files of several writers read back as whole tensors: pieces of a tensor spread over
 // files assemble into it, any range reads across piece boundaries, and a missing file, a gap or an
-// overlap is refused with a message that names it.
+// overlap is refused with a message that names it. A flat range of a tensor-parallel slice maps to
+// the runs of the whole tensor that hold the same elements (how ZeRO's parts of slices are written).
 #include <filesystem>
 
+#include "parallel/tensor/tensor_shard.h"
 #include "runtime/train/checkpoint_tensors.h"
 #include "tests/test_util.h"
 
@@ -84,6 +86,35 @@ TEST_F(CheckpointFiles, AnUnknownTensorIsNamed) {
   write();
   const CheckpointTensors stored(dir_.path(), "model", 3);
   EXPECT_NE(test::error_of([&] { stored.load("c"); }).find("has no model tensor 'c'"), std::string::npos);
+}
+
+// Every split dimension of a 3-D tensor over 3 ranks (uneven: 5 = 2 + 2 + 1), every range of every
+// slice: the runs hold the slice's elements in order, and only one run unless the range crosses an
+// index of the dimensions before the split.
+TEST(WholeRuns, ARangeOfASliceIsTheRunsOfTheWholeTensorHoldingItsElements) {
+  const std::vector<int64_t> shape{4, 5, 3};
+  const auto whole = torch::arange(60, torch::kInt64).view(shape);
+  for (int64_t dim = 0; dim < 3; ++dim)
+    for (int64_t rank = 0; rank < 3; ++rank) {
+      const TensorShard shard = split_evenly(dim, shape[static_cast<size_t>(dim)], 3, rank);
+      const auto slice = take_shard(whole, shard).view(-1);
+      const int64_t inner = dim == 0 ? 15 : dim == 1 ? 3 : 1, run = shard.size * inner;
+      for (int64_t begin = 0; begin <= slice.numel(); ++begin)
+        for (int64_t count = 0; begin + count <= slice.numel(); ++count) {
+          std::vector<torch::Tensor> found;
+          int64_t next = begin;
+          for (const FlatRun& r : whole_runs(shard, shape, begin, count)) {
+            EXPECT_EQ(r.shard_begin, next);
+            next += r.count;
+            found.push_back(whole.view(-1).narrow(0, r.whole_begin, r.count));
+          }
+          ASSERT_EQ(next, begin + count) << "dim " << dim << " rank " << rank;
+          if (count > 0) EXPECT_TRUE(torch::equal(torch::cat(found), slice.narrow(0, begin, count)));
+          const int64_t crossed = count == 0 ? 0 : (begin + count - 1) / run - begin / run + 1;
+          EXPECT_EQ(static_cast<int64_t>(found.size()), dim == 0 ? (count > 0 ? 1 : 0) : crossed);
+        }
+    }
+  EXPECT_EQ(whole_runs({}, shape, 7, 9).size(), 1u);  // held whole: the range itself
 }
 
 }  // namespace

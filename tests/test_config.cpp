@@ -125,8 +125,7 @@ TEST(Config, InconsistentValuesAreRejected) {
            {"parallel:\n  placement: zeppelin\ntrain:\n  strategy: seco\n", "with train.strategy = seco"},
            {"parallel:\n  placement: zeppelin\nmodel:\n  lact:\n    every: 2\n", "with LaCT layers"},
            {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"},
-           {"parallel:\n  zero: 2\ntrain:\n  optimizer: muon\n", "parallel.zero = 2 with train.optimizer = muon"},
-           {"parallel:\n  zero: 2\n  tp: 2\n", "parallel.zero = 2 with parallel.tp = 2"}}) {
+           {"parallel:\n  zero: 2\ntrain:\n  optimizer: muon\n", "parallel.zero = 2 with train.optimizer = muon"}}) {
     const std::string msg = test::error_of([&] { parse_config(yaml, "z.yaml"); });
     EXPECT_NE(msg.find(message), std::string::npos) << yaml << " -> " << msg;
   }

@@ -300,32 +300,34 @@ TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {
   }
 }
 
-// ZeRO end to end (5 float64 steps): stages 1 and 2 at dp 2, 3 and 4 and at dp 2 x sp 2 give the
-// losses and parameters of one process, each rank holds 1/n of the master weights and moments, and
-// at stage 2 1/n of the reduced gradients.
+// ZeRO end to end (5 float64 steps): stages 1 and 2 at dp 2, 3 and 4, at dp 2 x sp 2 and at dp 2 x
+// tp 2 give the losses and parameters of one process, each of n ranks holds 1/n of the master weights
+// and moments (with tp, 1/dp of its slices' and 1/n of the norms'), and at stage 2 1/n of the
+// reduced gradients.
 TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
   const std::string steps = "--set train.steps=5", three = " --set train.tokens_per_step=768";  // 3 micro-batches
   ASSERT_EQ(test::run_loom(train_args("one5", steps)).exit_code, 0);
   ASSERT_EQ(test::run_loom(train_args("one5-three", steps + three)).exit_code, 0);
   // AdamW's two float64 moments; float64 parameters are their own masters.
   const double whole_mb = 2.0 * 8 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()) / 1e6;
-  struct Layout { int ranks; int stage; std::string sets; const char* reference; };
+  struct Layout { int ranks; int stage; std::string sets; const char* reference; const char* name = ""; int tp = 1; };
   for (const Layout& l : {Layout{2, 1, "", "one5"}, Layout{2, 2, "", "one5"}, Layout{3, 2, three, "one5-three"},
                           Layout{4, 1, "", "one5"}, Layout{4, 2, "", "one5"},
-                          Layout{4, 2, " --set parallel.sp=2 --set parallel.attention=token_ring", "one5"}}) {
-    const std::string run = "zero" + std::to_string(l.stage) + "-" + std::to_string(l.ranks) + (l.sets.find("sp=2") != std::string::npos ? "-sp2" : "");
+                          Layout{4, 2, " --set parallel.sp=2 --set parallel.attention=token_ring", "one5", "-sp2"},
+                          Layout{4, 1, " --set parallel.tp=2", "one5", "-tp2", 2}, Layout{4, 2, " --set parallel.tp=2", "one5", "-tp2", 2}}) {
+    const std::string run = "zero" + std::to_string(l.stage) + "-" + std::to_string(l.ranks) + l.name;
     const auto r = test::run_loom_ranks(l.ranks, train_args(run, steps + l.sets + " --set parallel.zero=" + std::to_string(l.stage)));
     ASSERT_EQ(r.exit_code, 0) << run << "\n" << r.output;
-    const std::string says = "ZeRO stage " + std::to_string(l.stage) + " over " + std::to_string(l.ranks) + " replicas: this rank holds ";
+    const std::string says = "ZeRO stage " + std::to_string(l.stage) + " over " + std::to_string(l.ranks / l.tp) + " replicas: this rank holds ";
     const auto at = r.output.find(says);
     ASSERT_NE(at, std::string::npos) << r.output;
     const double held_mb = std::stod(r.output.substr(at + says.size()));
     EXPECT_NEAR(held_mb, whole_mb / l.ranks, 0.01 * whole_mb / l.ranks) << run << ": rank 0 holds " << held_mb << " MB of " << whole_mb;
-    // Reduced gradients kept between backwards (float64, half the moments' bytes): whole buffers at
-    // stage 1, this rank's parts at stage 2.
+    // Reduced gradients kept between backwards (float64, half the moments' bytes): whole buffers (of
+    // this rank's slices) at stage 1, this rank's parts at stage 2.
     const std::string keeps = "and keeps ";
     const double grads_mb = std::stod(r.output.substr(r.output.find(keeps, at) + keeps.size()));
-    const double want_grads_mb = whole_mb / 2 / (l.stage == 2 ? l.ranks : 1);
+    const double want_grads_mb = whole_mb / 2 / (l.stage == 2 ? l.ranks : l.tp);
     EXPECT_NEAR(grads_mb, want_grads_mb, 0.01 * want_grads_mb) << run << ": rank 0 keeps " << grads_mb << " MB of gradients";
     const auto got = losses(dir_.path(run)), want = losses(dir_.path(l.reference));
     ASSERT_EQ(got.size(), want.size()) << run;
@@ -381,8 +383,9 @@ TEST_F(DataParallel, MuonUnderZeroShardsByWholeParameters) {
 }
 
 // A checkpoint written under ZeRO holds whole tensors: saved at dp 4 with stage 2, it resumes at dp 2
-// with stage 1, on one process without ZeRO, on dp 2 x sp 2 and on tp 2, each continuing as the
-// uninterrupted run does, optimizer state included.
+// with stage 1, on one process without ZeRO, on dp 2 x sp 2, on tp 2 and on dp 2 x tp 2 with stage
+// 2; saved at dp 2 x tp 2 with stage 2 (parts of column-split matrices written row by row), on one
+// process. Each continues as the uninterrupted run does, optimizer state included.
 TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
   const std::string four = "--set train.steps=4 --set checkpoint.interval=2";
   const auto saved = test::run_loom_ranks(4, train_args("zero2-dp4", four + " --set parallel.zero=2"));
@@ -402,12 +405,17 @@ TEST_F(DataParallel, AZeroCheckpointResumesOnAnyLayoutAndStage) {
   const double whole = std::accumulate(moment_bytes.begin(), moment_bytes.end(), 0.0);
   EXPECT_NEAR(whole, 2.0 * 8 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()), 1.0);
   for (int r = 0; r < 4; ++r) EXPECT_NEAR(moment_bytes[r], whole / 4, 0.01 * whole / 4) << "rank " << r;
-  struct Layout { const char* run; int ranks; const char* sets; };
+  const auto tp_saved = test::run_loom_ranks(4, train_args("zero2-dp2-tp2", four + " --set parallel.zero=2 --set parallel.tp=2"));
+  ASSERT_EQ(tp_saved.exit_code, 0) << tp_saved.output;
+  struct Layout { const char* run; int ranks; const char* sets; const char* from = "zero2-dp4"; };
   for (const Layout& l : {Layout{"as-dp2-zero1", 2, " --set parallel.zero=1"}, Layout{"as-one", 1, ""},
                           Layout{"as-sp2-zero2", 4, " --set parallel.sp=2 --set parallel.zero=2"},
-                          Layout{"as-tp2", 2, " --set parallel.tp=2"}}) {
+                          Layout{"as-tp2", 2, " --set parallel.tp=2"},
+                          Layout{"as-dp2-tp2-zero2", 4, " --set parallel.tp=2 --set parallel.zero=2"},
+                          Layout{"tp-zero-as-one", 1, "", "zero2-dp2-tp2"}}) {
     fs::create_directories(dir_.path(l.run) + "/checkpoints");
-    fs::copy(dir_.path("zero2-dp4/checkpoints/step-2"), dir_.path(l.run) + "/checkpoints/step-2", fs::copy_options::recursive);
+    fs::copy(dir_.path(std::string(l.from) + "/checkpoints/step-2"), dir_.path(l.run) + "/checkpoints/step-2",
+             fs::copy_options::recursive);
     const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, four + l.sets + " --resume " + dir_.path(l.run) + "/checkpoints/step-2"));
     ASSERT_EQ(r.exit_code, 0) << l.run << "\n" << r.output;
     EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
@@ -516,7 +524,7 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   for (const std::string expected : {std::string("memory per rank (estimate, ZeRO stage 2 over 2)"), moments})
     EXPECT_NE(zero.output.find(expected), std::string::npos) << expected << "\n" << zero.output;
   // The table of every stage and backprop: the chosen one's total in its cell, every stage shown;
-  // combinations the config refuses are "-" (ZeRO with tensor parallelism below).
+  // combinations the config refuses would be "-" (with tensor parallelism below, none is).
   const auto row = [](const std::string& out, const std::string& start) {
     const auto at = out.find("\n" + start);
     return at == std::string::npos ? std::string() : out.substr(at + 1, out.find('\n', at + 1) - at - 1);
@@ -545,7 +553,7 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   EXPECT_NE(line_of("model.embed_tokens.weight").find("[130, 32]"), std::string::npos) << tp.output;
   for (const char* expected : {"mesh dp 2 x sp 1 x tp 2", "on each tp rank", "valid for 4 ranks"})
     EXPECT_NE(tp.output.find(expected), std::string::npos) << expected << "\n" << tp.output;
-  EXPECT_NE(row(tp.output, "    zero 1").find("            -            -"), std::string::npos) << tp.output;
+  for (const char* stage : {"    zero 1", "    zero 2"}) EXPECT_EQ(row(tp.output, stage).find(" - "), std::string::npos) << tp.output;
   const auto tp_muon = test::run_loom("train --dry-run --world 2 --set parallel.tp=2 --set train.optimizer=muon --config " + config);
   EXPECT_EQ(tp_muon.exit_code, 1);
   EXPECT_NE(tp_muon.output.find("Muon orthogonalises whole matrices"), std::string::npos) << tp_muon.output;

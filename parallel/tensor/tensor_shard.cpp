@@ -13,6 +13,22 @@ torch::Tensor take_shard(const torch::Tensor& whole, const TensorShard& shard) {
   return whole.narrow(shard.dim, shard.begin, shard.size).contiguous();
 }
 
+std::vector<FlatRun> whole_runs(const TensorShard& shard, const std::vector<int64_t>& whole_shape, int64_t begin,
+                                int64_t count) {
+  if (count == 0) return {};
+  if (!shard.split()) return {{begin, begin, count}};
+  int64_t inner = 1;  // elements per index along the split dimension
+  for (size_t d = static_cast<size_t>(shard.dim) + 1; d < whole_shape.size(); ++d) inner *= whole_shape[d];
+  const int64_t run = shard.size * inner, row = shard.whole * inner;  // per index of the dimensions before it
+  std::vector<FlatRun> runs;
+  for (int64_t at = begin; at < begin + count;) {
+    const int64_t within = at % run, n = std::min(run - within, begin + count - at);
+    runs.push_back({at / run * row + shard.begin * inner + within, at, n});
+    at += n;
+  }
+  return runs;
+}
+
 torch::Tensor gather_shards(const torch::Tensor& mine, const TensorShard& shard, Communicator& tp) {
   if (!shard.split()) return mine;
   // Every rank's slice as `stride` leading rows (padded), so one all-gather concatenates them.

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "parallel/comm/communicator.h"
 #include "runtime/core/named_tensors.h"
@@ -29,6 +30,19 @@ using TensorLayout = std::map<std::string, TensorShard>;
 TensorShard split_evenly(int64_t dim, int64_t whole, int64_t ranks, int64_t rank);
 
 torch::Tensor take_shard(const torch::Tensor& whole, const TensorShard& shard);
+
+// `count` consecutive elements of a shard's row-major flattening, from element `shard_begin`, are
+// the whole tensor's from element `whole_begin`.
+struct FlatRun {
+  int64_t whole_begin, shard_begin, count;
+};
+
+// Where elements [begin, begin + count) of `shard`'s flattening lie in the flattening of the whole
+// tensor of `whole_shape`: one run for a split along the first dimension (or none), else one per
+// index of the dimensions before the split that the range crosses (a row of a matrix split by
+// columns). ZeRO's flat parts of tensor-parallel slices become pieces of the whole tensors this way.
+std::vector<FlatRun> whole_runs(const TensorShard& shard, const std::vector<int64_t>& whole_shape, int64_t begin,
+                                int64_t count);
 
 // Collective over `tp`: the whole tensor on every rank.
 torch::Tensor gather_shards(const torch::Tensor& mine, const TensorShard& shard, Communicator& tp);

@@ -359,8 +359,6 @@ void validate(const Config& c) {
           zero + " with train.optimizer = " + t.optimizer +
               ": Muon orthogonalises whole matrices, so ZeRO shards its state by whole parameters, whose gradients are "
               "all-reduced (stage 1); use parallel.zero: 1");
-    check(c.parallel.tp == 1, zero + " with parallel.tp = " + std::to_string(c.parallel.tp) +
-                                  ": ZeRO with tensor parallelism is not in this version; use parallel.tp: 1");
   }
   check(c.parallel.topology.empty() || c.parallel.placement == "zeppelin",
         c.where("parallel.topology") + " is only read with parallel.placement: zeppelin");

@@ -1,5 +1,6 @@
 #include "runtime/train/weight_update.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -177,33 +178,87 @@ class ReplicatedUpdate : public WeightUpdate {
   std::vector<std::unique_ptr<GradientReducer>> reducers_;
 };
 
-// Each of the dp x sp replicas holds 1/n of the masters and AdamW state (no tensor parallelism).
+// ZeRO's pieces of tensor-parallel slices (flat ranges of a slice) as pieces of the whole tensors:
+// a part of a matrix split by columns becomes one piece per row it crosses.
+TensorPieces as_whole_pieces(const TensorPieces& slice_pieces, const TensorLayout& layout) {
+  TensorPieces out;
+  for (const TensorPiece& p : slice_pieces) {
+    const TensorShard shard = shard_of(layout, p.name);
+    std::vector<int64_t> whole_shape = p.shape;
+    if (shard.split()) whole_shape[static_cast<size_t>(shard.dim)] = shard.whole;
+    for (const FlatRun& run : whole_runs(shard, whole_shape, p.begin, p.values.numel()))
+      out.push_back({p.name, whole_shape, run.whole_begin, p.values.narrow(0, run.shard_begin - p.begin, run.count)});
+  }
+  return out;
+}
+
+// Ranges of tensor-parallel slices read from ranges of the whole tensors `read` gives.
+ZeroOptimizer::ReadRange slice_ranges(ZeroOptimizer::ReadRange read, const TensorLayout& layout) {
+  return [read, &layout](const std::string& name, const std::vector<int64_t>& shape, int64_t begin, int64_t count) {
+    const TensorShard shard = shard_of(layout, name);
+    std::vector<int64_t> whole_shape = shape;
+    if (shard.split()) whole_shape[static_cast<size_t>(shard.dim)] = shard.whole;
+    std::vector<torch::Tensor> runs;
+    for (const FlatRun& run : whole_runs(shard, whole_shape, begin, count))
+      runs.push_back(read(name, whole_shape, run.whole_begin, run.count));
+    return runs.size() == 1 ? runs.front() : torch::cat(runs);
+  };
+}
+
+// Each of the dp x sp replicas holds 1/n of the masters and AdamW state. With tensor parallelism
+// the parameters come in two kinds, each sharded over the ranks that hold it alike: this rank's
+// tp slices over the dp x sp replicas of the slice, and the tensors every rank holds whole (the
+// norms, whose gradient is every rank's share of its rows) over all ranks.
 class ZeroUpdate : public WeightUpdate {
  public:
-  ZeroUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision)
-      : mesh_(mesh),
-        model_(model),
-        zero_(model->parameter_list(), static_cast<int>(config.parallel.zero),
-              AdamWOptions{config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay},
-              precision.master, precision.grad_reduce, *mesh.device().dp_sp, bucket_bytes(config)) {}
+  ZeroUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision, const TensorLayout& layout)
+      : mesh_(mesh), model_(model), layout_(layout) {
+    const AdamWOptions adamw{config.train.beta1, config.train.beta2, config.train.eps, config.train.weight_decay};
+    const auto add = [&](const NamedTensors& params, Communicator& group, bool sliced) {
+      if (params.empty()) return;
+      parts_.push_back({std::make_unique<ZeroOptimizer>(params, static_cast<int>(config.parallel.zero), adamw,
+                                                        precision.master, precision.grad_reduce, group, bucket_bytes(config)),
+                        sliced});
+    };
+    if (layout.empty()) {
+      add(model->parameter_list(), *mesh.device().dp_sp, false);
+    } else {
+      NamedTensors sliced, whole;
+      for (const auto& named : model->parameter_list()) (shard_of(layout, named.first).split() ? sliced : whole).push_back(named);
+      add(sliced, *mesh.device().dp_sp, true);
+      add(whole, *mesh.device().world, false);
+    }
+  }
 
-  std::vector<GradientReducer*> reducers() override { return {&zero_.reducer()}; }
+  std::vector<GradientReducer*> reducers() override {
+    std::vector<GradientReducer*> out;
+    for (auto& p : parts_) out.push_back(&p.zero->reducer());
+    return out;
+  }
 
   void zero_grads() override {
     for (auto& [name, p] : model_->parameter_list()) p.mutable_grad() = torch::Tensor();
   }
 
-  void finish_reductions() override { zero_.reducer().finish(); }
+  void finish_reductions() override {
+    for (auto& p : parts_) p.zero->reducer().finish();
+  }
 
+  // Every element's square is on exactly one rank: a slice's part on one of its replicas, a whole
+  // tensor's part on one of all ranks.
   double clip_gradients(double max_norm) override {
-    auto squares = torch::tensor({zero_.grad_norm_squared()}, torch::kFloat64);
-    all_reduce_now(*mesh_.host().dp_sp, squares);
+    double sum = 0;
+    for (const auto& p : parts_) sum += p.zero->grad_norm_squared();
+    auto squares = torch::tensor({sum}, torch::kFloat64);
+    all_reduce_now(*mesh_.host().world, squares);
     const double norm = std::sqrt(squares.item<double>());
-    zero_.scale_gradients(norm, max_norm);
+    for (auto& p : parts_) p.zero->scale_gradients(norm, max_norm);
     return norm;
   }
 
-  void step(double lr) override { zero_.step(lr); }
+  void step(double lr) override {
+    for (auto& p : parts_) p.zero->step(lr);
+  }
 
   // Weights loaded from a checkpoint are the same on every rank already, and the masters' parts
   // came from the file at full precision; seeded ones are taken from the first replica.
@@ -213,10 +268,26 @@ class ZeroUpdate : public WeightUpdate {
     std::vector<CommHandle> pending;
     for (const auto& [name, p] : model_->parameter_list()) pending.push_back(replicas.broadcast(p.detach(), 0));
     for (auto& h : pending) h.wait();
-    zero_.take_parameters();
+    for (auto& p : parts_) p.zero->take_parameters();
   }
 
-  CheckpointShare share() override { return {zero_.master_pieces(), zero_.state_pieces()}; }
+  // Pieces of the whole tensors; the step count once, from the part whose group is every rank
+  // (or the replicas, without tensor parallelism).
+  CheckpointShare share() override {
+    CheckpointShare out;
+    for (const auto& p : parts_) {
+      TensorPieces weights = p.zero->master_pieces(), state = p.zero->state_pieces();
+      if (p.sliced) {
+        state.erase(std::remove_if(state.begin(), state.end(), [](const TensorPiece& t) { return t.name == "adamw.steps"; }),
+                    state.end());
+        weights = as_whole_pieces(weights, layout_);
+        state = as_whole_pieces(state, layout_);
+      }
+      out.model.insert(out.model.end(), weights.begin(), weights.end());
+      out.optimizer.insert(out.optimizer.end(), state.begin(), state.end());
+    }
+    return out;
+  }
 
   // Each rank reads the ranges of its own parts.
   void load(const std::string& dir, bool with_state) override {
@@ -224,23 +295,39 @@ class ZeroUpdate : public WeightUpdate {
     const CheckpointTensors weights = checkpoint_tensors(meta, "model");
     const CheckpointTensors state = with_state ? checkpoint_tensors(meta, "optimizer") : weights;
     if (with_state) restore_rng_state(state);
-    zero_.load(ranges_of(weights, "the model"), with_state ? ranges_of(state, "the optimizer state") : ZeroOptimizer::ReadRange());
+    for (auto& p : parts_) {
+      const auto read = [&](const CheckpointTensors& stored, const std::string& what) {
+        const ZeroOptimizer::ReadRange whole = ranges_of(stored, what);
+        return p.sliced ? slice_ranges(whole, layout_) : whole;
+      };
+      p.zero->load(read(weights, "the model"), with_state ? read(state, "the optimizer state") : ZeroOptimizer::ReadRange());
+    }
     loaded_ = true;
   }
 
   std::string describe() const override {
+    double state = 0, gradients = 0;
+    for (const auto& p : parts_) {
+      state += static_cast<double>(p.zero->state_bytes());
+      gradients += static_cast<double>(p.zero->gradient_bytes());
+    }
     char text[240];
     std::snprintf(text, sizeof text, "adamw, ZeRO stage %d over %d replicas: this rank holds %.3g MB of its state "
                   "(moments, and masters wider than the parameters) and keeps %.3g MB of reduced gradients",
-                  zero_.stage(), mesh_.device().dp_sp->size(), static_cast<double>(zero_.state_bytes()) / 1e6,
-                  static_cast<double>(zero_.gradient_bytes()) / 1e6);
+                  parts_.front().zero->stage(), mesh_.device().dp_sp->size(), state / 1e6, gradients / 1e6);
     return text;
   }
 
  private:
+  struct Part {
+    std::unique_ptr<ZeroOptimizer> zero;
+    bool sliced;  // tensor-parallel slices, whose pieces are mapped into the whole tensors
+  };
+
   const Mesh& mesh_;
   Llama& model_;
-  ZeroOptimizer zero_;
+  const TensorLayout& layout_;
+  std::vector<Part> parts_;
   bool loaded_ = false;
 };
 
@@ -250,7 +337,7 @@ std::unique_ptr<WeightUpdate> make_weight_update(const Config& config, const Mes
                                                  const Precision& precision, const TensorLayout& layout) {
   // One replica has nothing to share the state with.
   const bool zero = config.parallel.zero > 0 && mesh.device().dp_sp->size() > 1;
-  if (zero && config.train.optimizer == "adamw") return std::make_unique<ZeroUpdate>(config, mesh, model, precision);
+  if (zero && config.train.optimizer == "adamw") return std::make_unique<ZeroUpdate>(config, mesh, model, precision, layout);
   return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout, zero);
 }
 

@@ -4,8 +4,9 @@
 //   0     replicated: every rank holds the master weights and the whole optimizer state, and the
 //         gradients are all-reduced into the masters' (optim/master_weights.h, GradientReducer);
 //   1, 2  ZeRO over the dp x sp replicas (parallel/data/zero_optimizer.h): each holds 1/n of the
-//         master weights and AdamW state; stage 2 reduce-scatters the gradients. With one replica
-//         the update is the replicated one.
+//         master weights and AdamW state; stage 2 reduce-scatters the gradients. With tensor
+//         parallelism the slices are sharded over their replicas and the tensors every rank holds
+//         whole over all ranks. With one replica the update is the replicated one.
 //   1     with Muon: ZeRO by whole parameters, each replica keeping the optimizer state of the
 //         parameters it steps (Newton-Schulz needs whole matrices); masters stay whole.
 #pragma once
