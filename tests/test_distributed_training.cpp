@@ -154,8 +154,9 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
 
 // Zeppelin's placement end to end (3 float64 steps): every document of the step whole on one rank or
 // split over a ring of the dp x sp ranks, with no rank holding more than seq_len / sp of one, gives
-// the losses and parameters of one process at 2, 3 and 4 ranks, on 4 ranks as two nodes of 2, and
-// with one micro-batch a step, which leaves ranks with nothing to compute.
+// the losses and parameters of one process at 2, 3 and 4 ranks, on 4 ranks as two nodes of 2, with
+// one micro-batch a step, which leaves ranks with nothing to compute, and with SeCO (a split
+// document's chunks cut over its ring).
 TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   const std::string mix = "--set train.seq_len=512 --set train.tokens_per_step=2048";
   const std::string single = "--set train.seq_len=512 --set train.tokens_per_step=512";
@@ -178,7 +179,8 @@ TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
                           Layout{"z3-token-ring", 3, mix + zeppelin + " --set parallel.sp=3 --set parallel.attention=token_ring", "one-mix"},
                           Layout{"z4", 4, mix + zeppelin + " --set parallel.sp=2", "one-mix"},
                           Layout{"z4-two-nodes", 4, two_nodes, "one-wide"},
-                          Layout{"z4-single", 4, single + zeppelin + " --set parallel.sp=2", "one-single"}}) {
+                          Layout{"z4-single", 4, single + zeppelin + " --set parallel.sp=2", "one-single"},
+                          Layout{"z4-seco", 4, two_nodes + " --set train.strategy=seco --set train.chunk_size=64", "one-wide"}}) {
     const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
     EXPECT_NE(r.output.find("placement: zeppelin over the " + std::to_string(l.ranks) + " dp x sp ranks"), std::string::npos)

@@ -52,14 +52,17 @@ std::unique_ptr<Backprop> make_backprop(const Config& config, Llama& model, cons
   if (config.train.strategy == "full")
     return std::make_unique<FullBackprop>(model, placed ? 1 : mesh.shape().sp, placed ? 0 : mesh.coord().sp,
                                           config.train.loss_chunk, arm);
-  return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, mesh.device().sp, arm);
+  return std::make_unique<ChunkwiseBackprop>(model, config.train, config.run.seed, placed ? nullptr : mesh.device().sp, arm);
 }
 
-std::string describe_strategy(const TrainConfig& t, int64_t sp) {
+std::string describe_strategy(const Config& c, int64_t sp) {
+  const TrainConfig& t = c.train;
   if (t.strategy == "full") return "full sequence";
   std::string text = t.strategy + ", chunks of " + std::to_string(t.chunk_size) + " tokens (" +
                      std::to_string(chunk_count(t.seq_len, t.chunk_size)) + " per sequence)";
-  if (sp > 1)
+  if (c.parallel.placement == "zeppelin")
+    text += "; a split document's chunks are cut over its ring, their K/V all-gathered";
+  else if (sp > 1)
     text += ", each cut over the " + std::to_string(sp) + " sp ranks, its K/V all-gathered (the attention line does "
             "not apply)";
   if (t.strategy == "spaco") {
@@ -138,7 +141,7 @@ void TrainingRun::print_start() const {
     std::printf("token splitting: sequences of at least %ld tokens run as two interleaved halves (TokenWeave)\n",
                 weave_min_tokens(c, shape));
   std::printf("precision: %s\n", precision.describe().c_str());
-  std::printf("backprop: %s\n", describe_strategy(c.train, shape.sp).c_str());
+  std::printf("backprop: %s\n", describe_strategy(c, shape.sp).c_str());
   std::printf("optimizer: %s\n", update->describe().c_str());
   std::printf("run dir: %s\n", c.run.dir.c_str());
   std::fflush(stdout);

@@ -213,10 +213,11 @@ Backpropagated ChunkwiseBackprop::run(const MicroBatch& batch, double denominato
   const ChunkSelection selection = train_.strategy == "seco" ? all_chunks(chunks)
                                                              : sample_chunks(train_.spaco, chunks, seed_, batch.index);
   const ChunkwiseResult r =
-      chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size, selection, denominator, sp_);
+      chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size, selection, denominator,
+                         batch.ring ? batch.ring->forward : sp_);
   Backpropagated result;
   result.tokens = r.tokens;
-  result.flops = model_->training_flops(batch.tokens) / (sp_ ? sp_->size() : 1);
+  result.flops = model_->training_flops(batch.tokens) / (batch.ring ? batch.ring->size() : sp_ ? sp_->size() : 1);
   result.loss = r.loss;
   if (batch.last)
     for (auto* r : reducers_) r->arm();

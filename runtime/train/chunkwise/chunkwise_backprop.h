@@ -56,7 +56,8 @@ ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, 
 // everything when the step finishes it.
 class ChunkwiseBackprop : public Backprop {
  public:
-  // sp: the sequence-parallel group (null or one rank: every chunk whole on this rank).
+  // sp: the sequence-parallel group (null or one rank: every chunk whole on this rank). A micro-batch
+  // that names a ring (a placement's split document) is cut over the ring instead.
   ChunkwiseBackprop(Llama& model, const TrainConfig& train, int64_t seed, Communicator* sp,
                     std::vector<GradientReducer*> reducers)
       : model_(model), train_(train), seed_(seed), sp_(sp), reducers_(std::move(reducers)) {}
