@@ -122,7 +122,6 @@ TEST(Config, InconsistentValuesAreRejected) {
   for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
            {"parallel:\n  placement: zeppelin\n  tp: 2\n", "parallel.placement = zeppelin with parallel.tp = 2"},
            {"parallel:\n  placement: zeppelin\n  attention: local\n", "with parallel.attention = local"},
-           {"parallel:\n  placement: zeppelin\nmodel:\n  lact:\n    every: 2\n", "with LaCT layers"},
            {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"},
            {"parallel:\n  zero: 2\ntrain:\n  optimizer: muon\n", "parallel.zero = 2 with train.optimizer = muon"}}) {
     const std::string msg = test::error_of([&] { parse_config(yaml, "z.yaml"); });

@@ -155,8 +155,9 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
 // Zeppelin's placement end to end (3 float64 steps): every document of the step whole on one rank or
 // split over a ring of the dp x sp ranks, with no rank holding more than seq_len / sp of one, gives
 // the losses and parameters of one process at 2, 3 and 4 ranks, on 4 ranks as two nodes of 2, with
-// one micro-batch a step, which leaves ranks with nothing to compute, and with SeCO (a split
-// document's chunks cut over its ring).
+// one micro-batch a step, which leaves ranks with nothing to compute, with SeCO (a split
+// document's chunks cut over its ring) and with LaCT layers (halo attention and fast-weight sums
+// over the ring).
 TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   const std::string mix = "--set train.seq_len=512 --set train.tokens_per_step=2048";
   const std::string single = "--set train.seq_len=512 --set train.tokens_per_step=512";
@@ -169,7 +170,11 @@ TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   const std::string nodes = dir_.path("two-nodes.yaml");
   std::ofstream(nodes) << "name: two nodes of 2\nnodes: 2\nranks_per_node: 2\nnics_per_node: 1\n";
   const std::string two_nodes = wide + zeppelin + " --set parallel.sp=4 --set parallel.topology=" + nodes;
-  for (const auto& [run, sets] : {std::pair{"one-mix", mix}, {"one-single", single}, {"one-wide", wide}})
+  const std::string lact =
+      " --set model.lact.every=2 --set model.lact.chunk=40 --set model.lact.window=24 --set model.lact.heads=2 "
+      "--set model.lact.base_lr=0.1 --set model.lact.lowrank=4";
+  for (const auto& [run, sets] :
+       {std::pair{"one-mix", mix}, {"one-single", single}, {"one-wide", wide}, {"one-wide-lact", wide + lact}})
     ASSERT_EQ(test::run_loom(train_args(run, sets)).exit_code, 0) << run;
   const auto plan = test::run_loom("plan --config " + dir_.path("config.yaml") + " --step 2 " + two_nodes);
   for (const char* span : {" local ", " intra-node ", " inter-node "})
@@ -180,7 +185,8 @@ TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
                           Layout{"z4", 4, mix + zeppelin + " --set parallel.sp=2", "one-mix"},
                           Layout{"z4-two-nodes", 4, two_nodes, "one-wide"},
                           Layout{"z4-single", 4, single + zeppelin + " --set parallel.sp=2", "one-single"},
-                          Layout{"z4-seco", 4, two_nodes + " --set train.strategy=seco --set train.chunk_size=64", "one-wide"}}) {
+                          Layout{"z4-seco", 4, two_nodes + " --set train.strategy=seco --set train.chunk_size=64", "one-wide"},
+                          Layout{"z4-lact", 4, two_nodes + lact, "one-wide-lact"}}) {
     const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
     EXPECT_NE(r.output.find("placement: zeppelin over the " + std::to_string(l.ranks) + " dp x sp ranks"), std::string::npos)

@@ -36,13 +36,14 @@ RingCommunicators::RingCommunicators(Communicator& replicas, const Topology& top
     const int color = static_cast<int>(mine - groups.begin());
     const int key = mine == groups.end() ? me : static_cast<int>(std::find(mine->begin(), mine->end(), me) - mine->begin());
     const std::string name = "ring" + std::to_string(size);
-    Ring ring{keep(replicas.split(color, key, name)), keep(replicas.split(color, key, name + "_back"))};
+    Ring ring{keep(replicas.split(color, key, name)), keep(replicas.split(color, key, name + "_back")),
+              keep(replicas.split(color, key, name + "_sync"))};
     if (mine == groups.end()) continue;
     const auto on_device = [&](Communicator* host) {
       std::unique_ptr<Communicator> d = device ? device(*host) : nullptr;
       return d ? keep(std::move(d)) : host;
     };
-    ring = {on_device(ring.forward), on_device(ring.back)};
+    ring = {on_device(ring.forward), on_device(ring.back), on_device(ring.sync)};
     rings_[*mine] = ring;
   }
 }

@@ -12,10 +12,12 @@ namespace loom {
 
 // The ranks a sequence is split over when that is not the mesh's sp group (a ring a placement
 // chose, parallel/placement/): the shards travel on `forward`, TokenRing's returned partials on
-// `back`, two communicators over the same ranks in ring order. They outlive every backward.
+// `back`, LaCT's fast-weight update sums on `sync`, three communicators over the same ranks in ring
+// order. They outlive every backward.
 struct Ring {
   Communicator* forward = nullptr;
   Communicator* back = nullptr;
+  Communicator* sync = nullptr;
   int size() const { return forward->size(); }
   int rank() const { return forward->rank(); }
 };

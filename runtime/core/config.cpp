@@ -348,8 +348,6 @@ void validate(const Config& c) {
                                   ": placement with tensor parallelism is not in this version; use parallel.tp: 1");
     check(c.parallel.attention != "local", zeppelin + " with parallel.attention = local: split sequences need ring, "
                                                       "token_ring or auto");
-    check(m.lact.every == 0, zeppelin + " with LaCT layers: their fast-weight sums run over the sp group, not a "
-                                        "placement's rings; use parallel.placement: uniform");
   }
   if (c.parallel.zero > 0) {
     const std::string zero = c.where("parallel.zero") + " = " + std::to_string(c.parallel.zero);

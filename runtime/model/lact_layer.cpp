@@ -85,7 +85,10 @@ torch::Tensor LactLayerImpl::forward(const torch::Tensor& x, const SequenceShard
     check(static_cast<bool>(update_sum), "a LaCT layer on a sequence shard needs its fast-weight update sum over the ranks; "
                                          "install it with parallelize()");
     const SequenceLayout& l = *input.layout;
-    sync = FastWeightSync{l.in_sequence_order(l.pos), l.in_sequence_order(l.doc), positions, update_sum};
+    // Copied into the scan, which may call it again in the backward: the ring outlives the step.
+    const Ring* ring = input.ring;
+    const auto sum = [sum_over = update_sum, ring](const torch::Tensor& t) { return sum_over(t, ring); };
+    sync = FastWeightSync{l.in_sequence_order(l.pos), l.in_sequence_order(l.doc), positions, sum};
   }
   const auto fast = fast_weight_scan(initial_in(f.q.scalar_type()), f.q, f.k, f.v, f.lr0, f.lr1, f.lr2, f.beta,
                                      input.tokens.doc_ids, scan_options(), sync ? &*sync : nullptr);

@@ -51,8 +51,9 @@ class LactLayerImpl : public torch::nn::Module {
 
   // The window attention: LocalAttention(window) unless a parallel plan installed another.
   std::shared_ptr<CoreAttention> core;
-  // Sums a tensor over the sequence-parallel ranks, differentiably; installed by parallelize().
-  std::function<torch::Tensor(const torch::Tensor&)> update_sum;
+  // Sums a tensor over the ranks a shard is split over (the sp group, or the ring it names),
+  // differentiably; installed by parallelize().
+  std::function<torch::Tensor(const torch::Tensor&, const Ring*)> update_sum;
   torch::nn::Linear qkv{nullptr}, o_proj{nullptr}, rates{nullptr}, momentum{nullptr}, ttt_scale{nullptr};
 
  private:

@@ -17,7 +17,7 @@ enum class Algorithm { kRing, kTokenRing, kHalo };
 class SequenceParallelAttention : public CoreAttention {
  public:
   SequenceParallelAttention(Algorithm algorithm, int64_t window, const ParallelPlan& plan)
-      : algorithm_(algorithm), local_(window), plan_(plan), sp_ring_{plan.sp, plan.sp_back} {}
+      : algorithm_(algorithm), local_(window), sp_ring_{plan.sp, plan.sp_back, plan.sp_sync} {}
 
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                        const SequenceShard& input) override {
@@ -26,17 +26,14 @@ class SequenceParallelAttention : public CoreAttention {
     if (algorithm_ == Algorithm::kRing) return ring_attention(q, k, v, *input.layout, scale, *ring.forward);
     if (algorithm_ == Algorithm::kTokenRing)
       return token_ring_attention(q, k, v, *input.layout, scale, *ring.forward, *ring.back);
-    // LaCT's update sums run on the sp group (sp_sync), so its layers cannot follow a placed ring.
-    check(!input.ring, "LaCT layers cannot run on a placement's ring; use parallel.placement: uniform");
     SequenceLayout windowed = *input.layout;
     windowed.window = local_.window();
-    return halo_attention(q, k, v, windowed, scale, *plan_.sp);
+    return halo_attention(q, k, v, windowed, scale, *ring.forward);
   }
 
  private:
   Algorithm algorithm_;
   LocalAttention local_;
-  ParallelPlan plan_;
   Ring sp_ring_;  // the sp group's, for shards that name no ring of their own
 };
 
@@ -115,7 +112,9 @@ TensorLayout parallelize(Llama& model, const ParallelPlan& plan) {
       // ring or TokenRing would, whichever of them the full-attention layers use.
       layer.lact->core = std::make_shared<SequenceParallelAttention>(Algorithm::kHalo, model->config().lact.window, plan);
       Communicator* sync = plan.sp_sync;
-      layer.lact->update_sum = [sync](const torch::Tensor& t) { return differentiable::all_reduce(t, *sync); };
+      layer.lact->update_sum = [sync](const torch::Tensor& t, const Ring* ring) {
+        return differentiable::all_reduce(t, ring ? *ring->sync : *sync);
+      };
     } else {
       layer.self_attn->core = std::make_shared<SequenceParallelAttention>(
           algorithm == "ring" ? Algorithm::kRing : Algorithm::kTokenRing, 0, plan);
