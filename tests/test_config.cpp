@@ -120,7 +120,6 @@ TEST(Config, InconsistentValuesAreRejected) {
             std::string::npos);
   // What a placement and ZeRO cannot run with yet, each refused naming the key.
   for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
-           {"parallel:\n  placement: zeppelin\n  tp: 2\n", "parallel.placement = zeppelin with parallel.tp = 2"},
            {"parallel:\n  placement: zeppelin\n  attention: local\n", "with parallel.attention = local"},
            {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"},
            {"parallel:\n  zero: 2\ntrain:\n  optimizer: muon\n", "parallel.zero = 2 with train.optimizer = muon"}}) {

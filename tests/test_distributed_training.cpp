@@ -156,8 +156,8 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
 // split over a ring of the dp x sp ranks, with no rank holding more than seq_len / sp of one, gives
 // the losses and parameters of one process at 2, 3 and 4 ranks, on 4 ranks as two nodes of 2, with
 // one micro-batch a step, which leaves ranks with nothing to compute, with SeCO (a split
-// document's chunks cut over its ring) and with LaCT layers (halo attention and fast-weight sums
-// over the ring).
+// document's chunks cut over its ring), with LaCT layers (halo attention and fast-weight sums over
+// the ring) and with tensor parallelism (each placed rank a tp group of 2).
 TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   const std::string mix = "--set train.seq_len=512 --set train.tokens_per_step=2048";
   const std::string single = "--set train.seq_len=512 --set train.tokens_per_step=512";
@@ -179,17 +179,18 @@ TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   const auto plan = test::run_loom("plan --config " + dir_.path("config.yaml") + " --step 2 " + two_nodes);
   for (const char* span : {" local ", " intra-node ", " inter-node "})
     EXPECT_NE(plan.output.find(span), std::string::npos) << span << "\n" << plan.output;
-  struct Layout { const char* run; int ranks; std::string sets; const char* reference; };
+  struct Layout { const char* run; int ranks; std::string sets; const char* reference; int tp = 1; };
   for (const Layout& l : {Layout{"z2-ring", 2, wide + zeppelin + " --set parallel.sp=2 --set parallel.attention=ring", "one-wide"},
                           Layout{"z3-token-ring", 3, mix + zeppelin + " --set parallel.sp=3 --set parallel.attention=token_ring", "one-mix"},
                           Layout{"z4", 4, mix + zeppelin + " --set parallel.sp=2", "one-mix"},
                           Layout{"z4-two-nodes", 4, two_nodes, "one-wide"},
                           Layout{"z4-single", 4, single + zeppelin + " --set parallel.sp=2", "one-single"},
                           Layout{"z4-seco", 4, two_nodes + " --set train.strategy=seco --set train.chunk_size=64", "one-wide"},
-                          Layout{"z4-lact", 4, two_nodes + lact, "one-wide-lact"}}) {
+                          Layout{"z4-lact", 4, two_nodes + lact, "one-wide-lact"},
+                          Layout{"z4-tp2", 4, wide + zeppelin + " --set parallel.sp=2 --set parallel.tp=2", "one-wide", 2}}) {
     const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
-    EXPECT_NE(r.output.find("placement: zeppelin over the " + std::to_string(l.ranks) + " dp x sp ranks"), std::string::npos)
+    EXPECT_NE(r.output.find("placement: zeppelin over the " + std::to_string(l.ranks / l.tp) + " dp x sp ranks"), std::string::npos)
         << r.output;
     int64_t split = 0;
     for (const auto& record : test::step_records(dir_.path(l.run))) split += record.at("split_sequences").get<int64_t>();

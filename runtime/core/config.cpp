@@ -344,8 +344,6 @@ void validate(const Config& c) {
                 "parallel.token_weave: auto (it steps aside for checkpointing) or train.activation_checkpoint: none");
   if (c.parallel.placement == "zeppelin") {
     const std::string zeppelin = c.where("parallel.placement") + " = zeppelin";
-    check(c.parallel.tp == 1, zeppelin + " with parallel.tp = " + std::to_string(c.parallel.tp) +
-                                  ": placement with tensor parallelism is not in this version; use parallel.tp: 1");
     check(c.parallel.attention != "local", zeppelin + " with parallel.attention = local: split sequences need ring, "
                                                       "token_ring or auto");
   }
