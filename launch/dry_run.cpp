@@ -134,7 +134,8 @@ MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, con
   m.masters = (precision.master == precision.param ? 0 : params * master) / (muon ? 1.0 : replicas);
   const double buckets = params * static_cast<double>(c10::elementSize(precision.grad_reduce));
   const bool sharded_gradients = m.zero == 2 && config.train.strategy == "full";
-  m.gradients = sharded_gradients ? 0 : m.weights;
+  // Muon's stage 2 brings each parameter's whole gradient to its owner: about 1/n of them.
+  m.gradients = !sharded_gradients ? m.weights : muon ? params * master / replicas : 0;
   if (sharded_gradients) {
     const double in_flight = static_cast<double>(GradientReducer::kInFlight + 1) * config.parallel.bucket_mb * (1 << 20);
     m.buckets = std::min(buckets, in_flight) + buckets / replicas;

@@ -353,9 +353,10 @@ TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "bf16 step " << i + 1;
 }
 
-// Muon under ZeRO stage 1 shards by whole parameters: at dp 2 and 3 it trains as one process, each
-// rank keeping about 1/n of the optimizer state (off by at most the largest parameter's state), and
-// its checkpoint resumes on one process without ZeRO.
+// Muon under ZeRO shards by whole parameters: at stages 1 and 2, dp 2 and 3, it trains as one
+// process, each rank keeping about 1/n of the optimizer state (off by at most the largest
+// parameter's state) and at stage 2 about 1/n of the gradients besides its parts of the sums; a
+// stage 1 and a stage 2 checkpoint resume on one process without ZeRO.
 TEST_F(DataParallel, MuonUnderZeroShardsByWholeParameters) {
   const std::string muon = "--set train.optimizer=muon --set train.steps=4 --set checkpoint.interval=2";
   const std::string three = " --set train.tokens_per_step=768";  // 3 micro-batches
@@ -368,27 +369,40 @@ TEST_F(DataParallel, MuonUnderZeroShardsByWholeParameters) {
     whole += bytes / 1e6;
     largest = std::max(largest, bytes / 1e6);
   }
-  for (const auto& [ranks, sets, reference] : {std::tuple<int, std::string, std::string>{2, "", "muon-one"},
-                                               {3, three, "muon-one-three"}}) {
-    const std::string run = "muon-zero1-dp" + std::to_string(ranks);
-    const auto r = test::run_loom_ranks(ranks, train_args(run, muon + sets + " --set parallel.zero=1"));
+  // Every parameter's gradient in float64, whole.
+  const double gradients = 8.0 * static_cast<double>(Llama(test::tiny_config("", "").model)->num_parameters()) / 1e6;
+  for (const auto& [ranks, stage, sets, reference] :
+       {std::tuple<int, int, std::string, std::string>{2, 1, "", "muon-one"}, {3, 1, three, "muon-one-three"},
+        {2, 2, "", "muon-one"}, {3, 2, three, "muon-one-three"}}) {
+    const std::string run = "muon-zero" + std::to_string(stage) + "-dp" + std::to_string(ranks);
+    const auto r = test::run_loom_ranks(ranks, train_args(run, muon + sets + " --set parallel.zero=" + std::to_string(stage)));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    const std::string says = "ZeRO stage 1 by whole parameters over " + std::to_string(ranks) + " replicas: this rank holds ";
+    const std::string says = "ZeRO stage " + std::to_string(stage) + " by whole parameters over " + std::to_string(ranks) +
+                             " replicas: this rank holds ";
     const auto at = r.output.find(says);
     ASSERT_NE(at, std::string::npos) << r.output;
     const double held = std::stod(r.output.substr(at + says.size()));
     EXPECT_NEAR(held, whole / ranks, largest) << run << ": rank 0 holds " << held << " MB of " << whole;
     EXPECT_LT(held, whole / ranks + largest);
+    // Said at the start: the reducer's whole buffers at stage 1, only its parts at stage 2 (where the
+    // owned parameters' gradients, about as much again, arrive with each step).
+    const std::string keeps = "and keeps ";
+    const double kept = std::stod(r.output.substr(r.output.find(keeps, at) + keeps.size()));
+    const double want_kept = stage == 1 ? gradients : gradients / ranks;
+    EXPECT_NEAR(kept, want_kept, 0.01 * want_kept) << run;
     const auto got = losses(dir_.path(run)), want = losses(dir_.path(reference));
     ASSERT_EQ(got.size(), want.size()) << run;
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10 * std::abs(want[i])) << run << " step " << i + 1;
     expect_same_weights(reference + "/checkpoints/step-4", run + "/checkpoints/step-4");
   }
-  const auto resumed = test::run_loom(train_args("muon-resumed", muon + " --resume " + dir_.path("muon-zero1-dp2/checkpoints/step-2")));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  const auto got = losses(dir_.path("muon-resumed")), want = losses(dir_.path("muon-one"));
-  ASSERT_EQ(got.size(), 2u);
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i + 2], 1e-10 * std::abs(want[i + 2])) << "resumed step " << i + 3;
+  for (const std::string saved : {"muon-zero1-dp2", "muon-zero2-dp2"}) {
+    const auto resumed = test::run_loom(train_args(saved + "-resumed", muon + " --resume " + dir_.path(saved + "/checkpoints/step-2")));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+    const auto got = losses(dir_.path(saved + "-resumed")), want = losses(dir_.path("muon-one"));
+    ASSERT_EQ(got.size(), 2u);
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want[i + 2], 1e-10 * std::abs(want[i + 2])) << saved << " resumed, step " << i + 3;
+  }
 }
 
 // A checkpoint written under ZeRO holds whole tensors: saved at dp 4 with stage 2, it resumes at dp 2

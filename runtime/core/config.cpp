@@ -347,13 +347,6 @@ void validate(const Config& c) {
     check(c.parallel.attention != "local", zeppelin + " with parallel.attention = local: split sequences need ring, "
                                                       "token_ring or auto");
   }
-  if (c.parallel.zero > 0) {
-    const std::string zero = c.where("parallel.zero") + " = " + std::to_string(c.parallel.zero);
-    check(t.optimizer == "adamw" || c.parallel.zero == 1,
-          zero + " with train.optimizer = " + t.optimizer +
-              ": Muon orthogonalises whole matrices, so ZeRO shards its state by whole parameters, whose gradients are "
-              "all-reduced (stage 1); use parallel.zero: 1");
-  }
   check(c.parallel.topology.empty() || c.parallel.placement == "zeppelin",
         c.where("parallel.topology") + " is only read with parallel.placement: zeppelin");
   check(t.seq_len <= m.max_seq_len, c.where("train.seq_len") + " = " + std::to_string(t.seq_len) +

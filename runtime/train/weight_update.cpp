@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <numeric>
 #include <set>
 
 #include "optim/master_weights.h"
@@ -26,28 +28,25 @@ ZeroOptimizer::ReadRange ranges_of(const CheckpointTensors& stored, const std::s
   };
 }
 
-// The masters this rank's optimizer steps: all of them, or those `owners` gives it.
-NamedTensors owned(const NamedTensors& masters, const std::vector<int64_t>& owners, int64_t rank) {
-  if (owners.empty()) return masters;
-  NamedTensors out;
-  for (size_t i = 0; i < masters.size(); ++i)
-    if (owners[i] == rank) out.push_back(masters[i]);
-  return out;
+// Every replica continues from the first one's masters.
+void broadcast_masters(MasterWeights& masters, Communicator& replicas) {
+  if (replicas.size() == 1) return;
+  std::vector<CommHandle> pending;
+  for (const auto& [name, m] : masters.masters()) pending.push_back(replicas.broadcast(m.detach(), 0));
+  for (auto& h : pending) h.wait();
+  masters.write_back();
 }
 
-// Every rank holds the masters and, replicated, the whole optimizer. With `by_parameters` (ZeRO
-// stage 1 for Muon, whose Newton-Schulz needs whole matrices) each replica steps only the whole
-// parameters it owns (balanced by bytes) and keeps only their optimizer state; every rank still
-// receives the whole summed gradient, and each parameter is then broadcast from its owner.
+// Optimizer state is named "<parameter>.<what>"; anything else (a step count) is the optimizer's own.
+std::string parameter_of(const std::string& state_name) { return state_name.substr(0, state_name.rfind('.')); }
+
+// Every rank holds the masters and, replicated, the whole optimizer.
 class ReplicatedUpdate : public WeightUpdate {
  public:
   ReplicatedUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision,
-                   const TensorLayout& layout, bool by_parameters)
-      : mesh_(mesh),
-        layout_(layout),
-        masters_(model->parameter_list(), precision.master),
-        owners_(by_parameters ? balanced_owners(masters_.masters(), mesh.device().dp_sp->size()) : std::vector<int64_t>{}),
-        optimizer_(owned(masters_.masters(), owners_, mesh.device().dp_sp->rank()), config.train) {
+                   const TensorLayout& layout)
+      : mesh_(mesh), layout_(layout), masters_(model->parameter_list(), precision.master),
+        optimizer_(masters_.masters(), config.train) {
     // Gradients are summed in the policy's reduction dtype straight into the masters' gradients:
     // the tensor-parallel slices over the replicas of the same slice, what every rank holds whole
     // over every rank (each rank's gradient of a norm is its own rows' share).
@@ -93,36 +92,16 @@ class ReplicatedUpdate : public WeightUpdate {
 
   void step(double lr) override {
     optimizer_.step(lr);
-    if (!owners_.empty()) {
-      std::vector<CommHandle> pending;
-      for (size_t i = 0; i < owners_.size(); ++i)
-        pending.push_back(mesh_.device().dp_sp->broadcast(masters_.masters()[i].second.detach(), owners_[i]));
-      for (auto& h : pending) h.wait();
-    }
     masters_.write_back();
   }
 
-  void synchronise() override {
-    Communicator& replicas = *mesh_.device().dp_sp;
-    if (replicas.size() == 1) return;
-    std::vector<CommHandle> pending;
-    for (const auto& [name, m] : masters_.masters()) pending.push_back(replicas.broadcast(m.detach(), 0));
-    for (auto& h : pending) h.wait();
-    masters_.write_back();
-  }
+  void synchronise() override { broadcast_masters(masters_, *mesh_.device().dp_sp); }
 
   // Every replica holds the same tensors, so the replicas share the writing. Tensor-parallel slices
   // are gathered whole in the first replica's tensor-parallel group, whose ranks share the writing.
-  // By parameters, each rank writes its own parameters' state and rank 0 the step count.
   CheckpointShare share() override {
     NamedTensors weights = masters_.masters(), state = optimizer_.state();
     Communicator* writers = mesh_.device().dp_sp;
-    if (!owners_.empty()) {
-      TensorPieces mine;
-      for (const auto& [name, t] : state)
-        if (belongs_to_parameter(name) || writers->rank() == 0) mine.push_back({name, t.sizes().vec(), 0, t});
-      return {writer_share(weights, writers->rank(), writers->size()), mine};
-    }
     if (mesh_.device().tp->size() > 1) {
       const MeshCoord c = mesh_.coord();
       if (c.dp != 0 || c.sp != 0) return {};
@@ -133,49 +112,199 @@ class ReplicatedUpdate : public WeightUpdate {
     return {writer_share(weights, writers->rank(), writers->size()), writer_share(state, writers->rank(), writers->size())};
   }
 
-  // The state of the parameters this rank steps, and the step counts.
   void load(const std::string& dir, bool with_state) override {
     load_weights(dir, masters_.masters(), layout_);
     masters_.write_back();
     if (!with_state) return;
     const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir), "optimizer");
     restore_rng_state(stored);
+    NamedTensors state;
+    for (const auto& name : stored.names())
+      if (name != "rng.torch_cpu") state.emplace_back(name, stored.load(name));
+    optimizer_.load_state(take_named(state, layout_));
+  }
+
+  std::string describe() const override { return optimizer_.describe(); }
+
+ private:
+  bool holds_whole(const std::string& name) const { return !shard_of(layout_, name).split(); }
+
+  const Mesh& mesh_;
+  const TensorLayout& layout_;
+  MasterWeights masters_;
+  TrainingOptimizer optimizer_;
+  std::vector<std::unique_ptr<GradientReducer>> reducers_;
+};
+
+// ZeRO by whole parameters, for Muon (its Newton-Schulz iteration needs whole matrices): the
+// parameters are dealt to the dp x sp replicas by bytes (largest first, each to the least loaded);
+// each replica steps only those it owns, keeps only their optimizer state, and broadcasts them
+// after the step. Stage 1 all-reduces the gradients, so every replica receives the whole sum;
+// stage 2 reduce-scatters the buckets as AdamW's ZeRO does (gradient_reducer.h) and an all-to-all
+// then brings each parameter's pieces of the sum to its owner, so a replica keeps its parts and its
+// own parameters' gradients only. Masters stay whole on every rank.
+class OwnerUpdate : public WeightUpdate {
+ public:
+  OwnerUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision)
+      : mesh_(mesh),
+        stage_(static_cast<int>(config.parallel.zero)),
+        masters_(model->parameter_list(), precision.master),
+        owners_(balanced_owners(masters_.masters(), mesh.device().dp_sp->size())),
+        optimizer_(owned(), config.train) {
+    std::vector<torch::Tensor> params;
+    for (const auto& [name, p] : model->parameter_list()) params.push_back(p);
+    Communicator& replicas = *mesh.device().dp_sp;
+    reducer_ = stage_ == 2 ? std::make_unique<GradientReducer>(params, precision.grad_reduce, replicas, bucket_bytes(config), 2)
+                           : std::make_unique<GradientReducer>(params, masters_.master_tensors(), precision.grad_reduce,
+                                                               replicas, bucket_bytes(config));
+  }
+
+  std::vector<GradientReducer*> reducers() override { return {reducer_.get()}; }
+
+  void zero_grads() override { masters_.zero_grads(); }
+
+  void finish_reductions() override {
+    if (stage_ == 1) masters_.take_grads();
+    reducer_->finish();
+    if (stage_ == 2) gather_to_owners();
+  }
+
+  // Each parameter's gradient is on its owner alone (at stage 1 on every rank, but only the owner's
+  // counts).
+  double clip_gradients(double max_norm) override {
+    std::vector<torch::Tensor> mine;
+    for (const auto& [name, m] : owned()) mine.push_back(m);
+    auto squares = torch::tensor({grad_norm_squared(mine)}, torch::kFloat64);
+    all_reduce_now(*mesh_.host().dp_sp, squares);
+    const double norm = std::sqrt(squares.item<double>());
+    scale_gradients(mine, norm, max_norm);
+    return norm;
+  }
+
+  void step(double lr) override {
+    optimizer_.step(lr);
+    std::vector<CommHandle> pending;
+    for (size_t i = 0; i < owners_.size(); ++i)
+      pending.push_back(mesh_.device().dp_sp->broadcast(masters_.masters()[i].second.detach(), static_cast<int>(owners_[i])));
+    for (auto& h : pending) h.wait();
+    masters_.write_back();
+  }
+
+  void synchronise() override { broadcast_masters(masters_, *mesh_.device().dp_sp); }
+
+  // The replicas share the writing of the weights; each writes its own parameters' state, and
+  // rank 0 the step counts.
+  CheckpointShare share() override {
+    Communicator& writers = *mesh_.device().dp_sp;
+    TensorPieces mine;
+    for (const auto& [name, t] : optimizer_.state())
+      if (belongs_to_parameter(name) || writers.rank() == 0) mine.push_back({name, t.sizes().vec(), 0, t});
+    return {writer_share(masters_.masters(), writers.rank(), writers.size()), mine};
+  }
+
+  // The state of the parameters this rank steps, and the step counts.
+  void load(const std::string& dir, bool with_state) override {
+    load_weights(dir, masters_.masters());
+    masters_.write_back();
+    if (!with_state) return;
+    const CheckpointTensors stored = checkpoint_tensors(read_checkpoint_meta(dir), "optimizer");
+    restore_rng_state(stored);
     std::set<std::string> stepped;
-    for (const auto& [name, t] : owned(masters_.masters(), owners_, mesh_.device().dp_sp->rank())) stepped.insert(name);
+    for (const auto& [name, t] : owned()) stepped.insert(name);
     NamedTensors state;
     for (const auto& name : stored.names())
       if (name != "rng.torch_cpu" && (!belongs_to_parameter(name) || stepped.count(parameter_of(name))))
         state.emplace_back(name, stored.load(name));
-    optimizer_.load_state(take_named(state, layout_));
+    optimizer_.load_state(state);
   }
 
   std::string describe() const override {
-    if (owners_.empty()) return optimizer_.describe();
-    double bytes = 0;
-    for (const auto& [name, t] : optimizer_.state()) bytes += static_cast<double>(t.numel() * t.element_size());
-    char text[200];
-    std::snprintf(text, sizeof text, "%s; ZeRO stage 1 by whole parameters over %d replicas: this rank holds %.3g MB of "
-                  "its state (the state of the parameters it steps)", optimizer_.describe().c_str(),
-                  mesh_.device().dp_sp->size(), bytes / 1e6);
+    double state = 0, gradients = 0;
+    for (const auto& [name, t] : optimizer_.state()) state += static_cast<double>(bytes_of(t));
+    for (const auto& [name, m] : owned()) gradients += m.grad().defined() ? static_cast<double>(bytes_of(m.grad())) : 0.0;
+    gradients = stage_ == 2 ? gradients + static_cast<double>(reducer_->held_bytes()) : static_cast<double>(reducer_->held_bytes());
+    char text[320];
+    std::snprintf(text, sizeof text, "%s; ZeRO stage %d by whole parameters over %d replicas: this rank holds %.3g MB of "
+                  "its state (the state of the parameters it steps) and keeps %.3g MB of reduced gradients",
+                  optimizer_.describe().c_str(), stage_, mesh_.device().dp_sp->size(), state / 1e6, gradients / 1e6);
     return text;
   }
 
  private:
-  bool holds_whole(const std::string& name) const { return !shard_of(layout_, name).split(); }
-  // Optimizer state is named "<parameter>.<what>"; anything else (a step count) is the optimizer's own.
-  static std::string parameter_of(const std::string& state_name) { return state_name.substr(0, state_name.rfind('.')); }
+  // The masters this rank steps.
+  NamedTensors owned() const {
+    NamedTensors out;
+    const int64_t rank = mesh_.device().dp_sp->rank();
+    for (size_t i = 0; i < owners_.size(); ++i)
+      if (owners_[i] == rank) out.push_back(masters_.masters()[i]);
+    return out;
+  }
+
   bool belongs_to_parameter(const std::string& state_name) const {
     for (const auto& [name, m] : masters_.masters())
       if (name == parameter_of(state_name)) return true;
     return false;
   }
 
+  // Stage 2: every rank holds its part of each bucket's sum; the pieces of each parameter travel to
+  // its owner in one all-to-all, in an order every rank derives alike (bucket, member, source rank).
+  void gather_to_owners() {
+    Communicator& group = *mesh_.device().dp_sp;
+    const int n = group.size(), me = group.rank();
+    struct Arrival {
+      size_t param;
+      int64_t begin, count;
+    };
+    std::vector<std::vector<torch::Tensor>> to(static_cast<size_t>(n));
+    std::vector<std::vector<Arrival>> from(static_cast<size_t>(n));
+    std::vector<int64_t> send_rows(static_cast<size_t>(n), 0), recv_rows(static_cast<size_t>(n), 0);
+    for (int64_t b = 0; b < reducer_->num_buckets(); ++b) {
+      const int64_t size = reducer_->padded(b) / n;
+      for (size_t k = 0; k < reducer_->params(b).size(); ++k) {
+        const size_t param = reducer_->params(b)[k];
+        const int64_t begin = reducer_->offsets(b)[k], end = begin + masters_.masters()[param].second.numel();
+        const auto owner = static_cast<size_t>(owners_[param]);
+        for (int r = 0; r < n; ++r) {
+          const int64_t from_at = std::max(r * size, begin), to_at = std::min((r + 1) * size, end);
+          if (from_at >= to_at) continue;
+          if (r == me) {
+            to[owner].push_back(reducer_->part(b).narrow(0, from_at - r * size, to_at - from_at));
+            send_rows[owner] += to_at - from_at;
+          }
+          if (owner == static_cast<size_t>(me)) {
+            from[static_cast<size_t>(r)].push_back({param, from_at - begin, to_at - from_at});
+            recv_rows[static_cast<size_t>(r)] += to_at - from_at;
+          }
+        }
+      }
+    }
+    const auto options = reducer_->part(0).options();
+    std::vector<torch::Tensor> outgoing;
+    for (auto& pieces : to) outgoing.insert(outgoing.end(), pieces.begin(), pieces.end());
+    const torch::Tensor send = outgoing.empty() ? torch::empty({0}, options) : torch::cat(outgoing);
+    torch::Tensor received = torch::empty({std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0})}, options);
+    group.all_to_all(send, send_rows, received, recv_rows).wait();
+    std::map<size_t, torch::Tensor> sums;
+    int64_t at = 0;
+    for (const auto& arrivals : from)
+      for (const Arrival& a : arrivals) {
+        torch::Tensor& sum = sums[a.param];
+        if (!sum.defined()) sum = torch::empty({masters_.masters()[a.param].second.numel()}, options);
+        sum.narrow(0, a.begin, a.count).copy_(received.narrow(0, at, a.count));
+        at += a.count;
+      }
+    for (auto& [param, sum] : sums) {
+      const torch::Tensor& m = masters_.masters()[param].second;
+      m.mutable_grad() = sum.view(m.sizes()).to(m.scalar_type());
+    }
+  }
+
   const Mesh& mesh_;
-  const TensorLayout& layout_;
+  int stage_;
   MasterWeights masters_;
-  std::vector<int64_t> owners_;  // by parameters: the replica that steps each master; empty: every rank
+  std::vector<int64_t> owners_;  // the replica that steps each master
   TrainingOptimizer optimizer_;
-  std::vector<std::unique_ptr<GradientReducer>> reducers_;
+  std::unique_ptr<GradientReducer> reducer_;
 };
 
 // ZeRO's pieces of tensor-parallel slices (flat ranges of a slice) as pieces of the whole tensors:
@@ -338,7 +467,8 @@ std::unique_ptr<WeightUpdate> make_weight_update(const Config& config, const Mes
   // One replica has nothing to share the state with.
   const bool zero = config.parallel.zero > 0 && mesh.device().dp_sp->size() > 1;
   if (zero && config.train.optimizer == "adamw") return std::make_unique<ZeroUpdate>(config, mesh, model, precision, layout);
-  return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout, zero);
+  if (zero) return std::make_unique<OwnerUpdate>(config, mesh, model, precision);
+  return std::make_unique<ReplicatedUpdate>(config, mesh, model, precision, layout);
 }
 
 }  // namespace loom

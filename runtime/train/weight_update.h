@@ -7,8 +7,9 @@
 //         master weights and AdamW state; stage 2 reduce-scatters the gradients. With tensor
 //         parallelism the slices are sharded over their replicas and the tensors every rank holds
 //         whole over all ranks. With one replica the update is the replicated one.
-//   1     with Muon: ZeRO by whole parameters, each replica keeping the optimizer state of the
-//         parameters it steps (Newton-Schulz needs whole matrices); masters stay whole.
+//   1, 2  with Muon: ZeRO by whole parameters, each replica keeping the optimizer state of the
+//         parameters it steps (Newton-Schulz needs whole matrices); masters stay whole; stage 2
+//         reduce-scatters the gradients and brings each parameter's pieces to its owner.
 #pragma once
 #include <memory>
 #include <string>
