@@ -126,14 +126,14 @@ MemoryEstimate estimate_memory(const Config& config, const MeshShape& shape, con
   // Separate masters (bfloat16 training) are float32 copies; the moments and buckets take their dtype.
   // ZeRO keeps 1/n of the masters and moments on each of the n replicas (about 1/n of the moments
   // with Muon's whole parameters, whose masters stay whole), and stage 2 adds its part of each
-  // bucket's sum. Stage 2 under full backprop keeps no .grad and only the buckets in flight
-  // (gradient_reducer.h); chunk-wise backprop accumulates whole gradients until the step's reduction.
+  // bucket's sum. Stage 2 keeps no .grad and only the buckets in flight (gradient_reducer.h),
+  // reducing after every backward (every chunk's under chunk-wise backprop).
   m.zero = shape.dp * shape.sp > 1 ? config.parallel.zero : 0;
   const double replicas = m.zero > 0 ? static_cast<double>(shape.dp * shape.sp) : 1.0;
   const bool muon = config.train.optimizer == "muon";
   m.masters = (precision.master == precision.param ? 0 : params * master) / (muon ? 1.0 : replicas);
   const double buckets = params * static_cast<double>(c10::elementSize(precision.grad_reduce));
-  const bool sharded_gradients = m.zero == 2 && config.train.strategy == "full";
+  const bool sharded_gradients = m.zero == 2;
   // Muon's stage 2 brings each parameter's whole gradient to its owner: about 1/n of them.
   m.gradients = !sharded_gradients ? m.weights : muon ? params * master / replicas : 0;
   if (sharded_gradients) {

@@ -157,7 +157,8 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
 // the losses and parameters of one process at 2, 3 and 4 ranks, on 4 ranks as two nodes of 2, with
 // one micro-batch a step, which leaves ranks with nothing to compute, with SeCO (a split
 // document's chunks cut over its ring), with LaCT layers (halo attention and fast-weight sums over
-// the ring) and with tensor parallelism (each placed rank a tp group of 2).
+// the ring), with tensor parallelism (each placed rank a tp group of 2) and with ZeRO stage 2 (whose
+// ranks run different numbers of backwards, so the fewer add empty reduction rounds).
 TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
   const std::string mix = "--set train.seq_len=512 --set train.tokens_per_step=2048";
   const std::string single = "--set train.seq_len=512 --set train.tokens_per_step=512";
@@ -187,7 +188,8 @@ TEST_F(DataParallel, ZeppelinPlacementTrainsAsOneProcess) {
                           Layout{"z4-single", 4, single + zeppelin + " --set parallel.sp=2", "one-single"},
                           Layout{"z4-seco", 4, two_nodes + " --set train.strategy=seco --set train.chunk_size=64", "one-wide"},
                           Layout{"z4-lact", 4, two_nodes + lact, "one-wide-lact"},
-                          Layout{"z4-tp2", 4, wide + zeppelin + " --set parallel.sp=2 --set parallel.tp=2", "one-wide", 2}}) {
+                          Layout{"z4-tp2", 4, wide + zeppelin + " --set parallel.sp=2 --set parallel.tp=2", "one-wide", 2},
+                          Layout{"z4-zero2", 4, two_nodes + " --set parallel.zero=2", "one-wide"}}) {
     const auto r = test::run_loom_ranks(l.ranks, train_args(l.run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
     EXPECT_NE(r.output.find("placement: zeppelin over the " + std::to_string(l.ranks / l.tp) + " dp x sp ranks"), std::string::npos)
@@ -309,10 +311,11 @@ TEST_F(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndOnFour) {
   }
 }
 
-// ZeRO end to end (5 float64 steps): stages 1 and 2 at dp 2, 3 and 4, at dp 2 x sp 2 and at dp 2 x
-// tp 2 give the losses and parameters of one process, each of n ranks holds 1/n of the master weights
-// and moments (with tp, 1/dp of its slices' and 1/n of the norms'), and at stage 2 1/n of the
-// reduced gradients.
+// ZeRO end to end (5 float64 steps): stages 1 and 2 at dp 2, 3 and 4, at dp 2 x sp 2, at dp 2 x tp 2
+// and with SeCO at dp 2 give the losses and parameters of one process, each of n ranks holds 1/n of
+// the master weights and moments (with tp, 1/dp of its slices' and 1/n of the norms'), and at stage
+// 2 1/n of the reduced gradients. SpaCO at stage 2, whose ranks sweep different numbers of chunks,
+// trains as SpaCO replicated.
 TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
   const std::string steps = "--set train.steps=5", three = " --set train.tokens_per_step=768";  // 3 micro-batches
   ASSERT_EQ(test::run_loom(train_args("one5", steps)).exit_code, 0);
@@ -323,7 +326,8 @@ TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
   for (const Layout& l : {Layout{2, 1, "", "one5"}, Layout{2, 2, "", "one5"}, Layout{3, 2, three, "one5-three"},
                           Layout{4, 1, "", "one5"}, Layout{4, 2, "", "one5"},
                           Layout{4, 2, " --set parallel.sp=2 --set parallel.attention=token_ring", "one5", "-sp2"},
-                          Layout{4, 1, " --set parallel.tp=2", "one5", "-tp2", 2}, Layout{4, 2, " --set parallel.tp=2", "one5", "-tp2", 2}}) {
+                          Layout{4, 1, " --set parallel.tp=2", "one5", "-tp2", 2}, Layout{4, 2, " --set parallel.tp=2", "one5", "-tp2", 2},
+                          Layout{2, 2, " --set train.strategy=seco --set train.chunk_size=64", "one5", "-seco"}}) {
     const std::string run = "zero" + std::to_string(l.stage) + "-" + std::to_string(l.ranks) + l.name;
     const auto r = test::run_loom_ranks(l.ranks, train_args(run, steps + l.sets + " --set parallel.zero=" + std::to_string(l.stage)));
     ASSERT_EQ(r.exit_code, 0) << run << "\n" << r.output;
@@ -343,14 +347,18 @@ TEST_F(DataParallel, ZeroShardsTheOptimizerAndTrainsAsOneProcess) {
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10 * std::abs(want[i])) << run << " step " << i + 1;
     expect_same_weights(std::string(l.reference) + "/checkpoints/step-5", run + "/checkpoints/step-5");
   }
-  // bfloat16 parameters with float32 masters kept apart, one part per rank: the replicated losses.
-  const std::string bf16 = steps + " --set train.dtype=bfloat16";
-  ASSERT_EQ(test::run_loom_ranks(2, train_args("bf16-dp2", bf16)).exit_code, 0);
-  const auto r = test::run_loom_ranks(2, train_args("bf16-zero2", bf16 + " --set parallel.zero=2"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto got = losses(dir_.path("bf16-zero2")), want = losses(dir_.path("bf16-dp2"));
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "bf16 step " << i + 1;
+  // Stage 2 at dp 2 against the same training replicated at dp 2.
+  const auto as_replicated = [&](const std::string& name, const std::string& sets, double rtol) {
+    ASSERT_EQ(test::run_loom_ranks(2, train_args(name + "-dp2", steps + sets)).exit_code, 0) << name;
+    const auto r = test::run_loom_ranks(2, train_args(name + "-zero2", steps + sets + " --set parallel.zero=2"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto got = losses(dir_.path(name + "-zero2")), want = losses(dir_.path(name + "-dp2"));
+    ASSERT_EQ(got.size(), want.size()) << name;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], rtol * std::abs(want[i])) << name << " step " << i + 1;
+  };
+  as_replicated("spaco", " --set train.strategy=spaco --set train.chunk_size=32 --set train.spaco.budget=0.5", 1e-10);
+  // bfloat16 parameters with float32 masters kept apart, one part per rank.
+  as_replicated("bf16", " --set train.dtype=bfloat16", 1e-6);
 }
 
 // Muon under ZeRO shards by whole parameters: at stages 1 and 2, dp 2 and 3, it trains as one

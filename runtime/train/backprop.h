@@ -33,6 +33,9 @@ class Backprop {
  public:
   virtual ~Backprop() = default;
   virtual Backpropagated run(const MicroBatch& batch, double denominator) = 0;
+  // The backward passes run() makes for `batch`: a reducer that reduces after every backward (ZeRO
+  // stage 2) issues its collectives once per pass, and every replica must issue as many.
+  virtual int64_t backwards(const MicroBatch& batch) const = 0;
 };
 
 }  // namespace loom

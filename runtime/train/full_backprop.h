@@ -15,6 +15,7 @@ class FullBackprop : public Backprop {
   FullBackprop(Llama& model, int64_t sp, int64_t sp_rank, int64_t head_rows, std::vector<GradientReducer*> reducers)
       : model_(model), sp_(sp), sp_rank_(sp_rank), head_rows_(head_rows), reducers_(std::move(reducers)) {}
   Backpropagated run(const MicroBatch& batch, double denominator) override;
+  int64_t backwards(const MicroBatch&) const override { return 1; }
 
  private:
   Llama& model_;

@@ -1,9 +1,11 @@
 #include "runtime/train/train_step.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <thread>
+#include <vector>
 
 #include "optim/adamw.h"
 #include "runtime/core/error.h"
@@ -48,6 +50,31 @@ StepWork my_work(TrainingRun& run, int64_t step) {
   return work;
 }
 
+// Reducers that reduce after every backward (ZeRO stage 2) issue one round of collectives per
+// backward pass, and the replicas must issue as many rounds: where passes differ (a placement's
+// micro-batches, SpaCO's sampled chunks) the ranks agree on the most before any round starts, and
+// those with fewer passes add empty rounds (an armed reducer with no gradient sends zeros).
+class EveryBackwardRounds {
+ public:
+  EveryBackwardRounds(TrainingRun& run, const StepWork& work) {
+    for (auto* r : run.update->reducers())
+      if (r->reduces_every_backward()) reducers_.push_back(r);
+    if (reducers_.empty()) return;
+    for (const MicroBatch& mb : work.micro) mine_ += run.backprop->backwards(mb);
+    auto most = torch::tensor({mine_}, torch::kInt64);
+    all_reduce_now(*run.mesh.host().dp_sp, most, ReduceOp::kMax);
+    rounds_ = std::max<int64_t>(1, most.item<int64_t>());
+  }
+  void add_empty_rounds() {
+    for (int64_t i = mine_; i < rounds_; ++i)
+      for (auto* r : reducers_) r->arm();
+  }
+
+ private:
+  std::vector<GradientReducer*> reducers_;
+  int64_t mine_ = 0, rounds_ = 0;
+};
+
 }  // namespace
 
 StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
@@ -63,15 +90,18 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
   const int rank = run.mesh.host().world->rank();
   inject_rank_faults(m.step, rank);
   auto totals = torch::zeros({3}, torch::kFloat64);  // summed loss, tokens, FLOPs of this rank
+  EveryBackwardRounds rounds(run, work);
   for (const MicroBatch& mb : work.micro) {
     const Backpropagated b = run.backprop->run(mb, denominator);
     totals[0] += fault_requested("nan-loss", m.step, rank) ? NAN : b.loss;
     totals[1] += b.tokens;
     totals[2] += b.flops;
   }
+  rounds.add_empty_rounds();
   // A rank the placement gave nothing to compute still adds its (zero) share to every reduction.
   if (work.micro.empty())
-    for (auto* r : run.update->reducers()) r->arm();
+    for (auto* r : run.update->reducers())
+      if (!r->reduces_every_backward()) r->arm();
   run.update->finish_reductions();
   all_reduce_now(*run.mesh.host().dp_sp, totals);
   m.loss = totals[0].item<double>() / denominator;

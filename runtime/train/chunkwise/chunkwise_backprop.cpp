@@ -147,7 +147,7 @@ torch::Tensor record_chunk(Llama& model, KvCheckpoints& cache, const Chunk& chun
 
 // Rebuilds `chunk` and backpropagates its weighted loss and the K/V gradients of later chunks.
 double backward_chunk(Llama& model, KvCheckpoints& cache, const Chunk& chunk, const ChunkSelection& selection,
-                      double loss_denominator, Communicator* sp) {
+                      double loss_denominator, Communicator* sp, const std::function<void()>& before_backward) {
   const int64_t layers = model->num_layers();
   std::vector<std::shared_ptr<RebuildingAttention>> rebuilt;
   for (int64_t l = 0; l < layers; ++l)
@@ -167,6 +167,7 @@ double backward_chunk(Llama& model, KvCheckpoints& cache, const Chunk& chunk, co
       seeds.push_back(grad * selection.seed_scale);
     }
   }
+  if (before_backward) before_backward();
   torch::autograd::backward(roots, seeds);
   return loss.item<double>();
 }
@@ -176,7 +177,8 @@ double backward_chunk(Llama& model, KvCheckpoints& cache, const Chunk& chunk, co
 int64_t chunk_count(int64_t length, int64_t chunk_size) { return (length + chunk_size - 1) / chunk_size; }
 
 ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, int64_t chunk_size,
-                                   const ChunkSelection& selection, double loss_denominator, Communicator* sp) {
+                                   const ChunkSelection& selection, double loss_denominator, Communicator* sp,
+                                   const std::function<void()>& before_backward) {
   if (sp && sp->size() == 1) sp = nullptr;
   ChunkwiseResult result;
   result.chunks = chunk_count(sequence.tokens.size(0), chunk_size);
@@ -201,26 +203,33 @@ ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, 
     if (!selection.keep[j]) continue;
     const Chunk chunk = slice(sequence, j, chunk_size, sp);
     if (j == result.chunks - 1) result.tokens += real_tokens(chunk);  // the first pass left it out
-    result.loss += backward_chunk(model, cache, chunk, selection, loss_denominator, sp);
+    result.loss += backward_chunk(model, cache, chunk, selection, loss_denominator, sp, before_backward);
     ++result.visited;
     cache.drop_from(j);
   }
   return result;
 }
 
-Backpropagated ChunkwiseBackprop::run(const MicroBatch& batch, double denominator) {
+ChunkSelection ChunkwiseBackprop::selection(const MicroBatch& batch) const {
   const int64_t chunks = chunk_count(batch.tokens.tokens.size(0), train_.chunk_size);
-  const ChunkSelection selection = train_.strategy == "seco" ? all_chunks(chunks)
-                                                             : sample_chunks(train_.spaco, chunks, seed_, batch.index);
+  return train_.strategy == "seco" ? all_chunks(chunks) : sample_chunks(train_.spaco, chunks, seed_, batch.index);
+}
+
+Backpropagated ChunkwiseBackprop::run(const MicroBatch& batch, double denominator) {
+  const auto arm_every_backward = [this] {
+    for (auto* r : reducers_)
+      if (r->reduces_every_backward()) r->arm();
+  };
   const ChunkwiseResult r =
-      chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size, selection, denominator,
-                         batch.ring ? batch.ring->forward : sp_);
+      chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size, selection(batch), denominator,
+                         batch.ring ? batch.ring->forward : sp_, arm_every_backward);
   Backpropagated result;
   result.tokens = r.tokens;
   result.flops = model_->training_flops(batch.tokens) / (batch.ring ? batch.ring->size() : sp_ ? sp_->size() : 1);
   result.loss = r.loss;
   if (batch.last)
-    for (auto* r : reducers_) r->arm();
+    for (auto* reducer : reducers_)
+      if (!reducer->reduces_every_backward()) reducer->arm();
   return result;
 }
 

@@ -25,6 +25,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "parallel/data/gradient_reducer.h"
 #include "runtime/core/packed_tensors.h"
 #include "runtime/model/llama.h"
@@ -48,12 +50,15 @@ int64_t chunk_count(int64_t length, int64_t chunk_size);
 // chunk by chunk, visiting the chunks `selection` keeps (the same on every rank of sp). With `sp`
 // (more than one rank; it must outlive the call) this rank computes its shard of each chunk, and
 // the gradient and loss are its share: summed over sp they are the single-process ones.
+// `before_backward` runs before each visited chunk's backward (ZeRO stage 2 arms its reducer there).
 ChunkwiseResult chunkwise_backward(Llama& model, const PackedTensors& sequence, int64_t chunk_size,
-                                   const ChunkSelection& selection, double loss_denominator, Communicator* sp = nullptr);
+                                   const ChunkSelection& selection, double loss_denominator, Communicator* sp = nullptr,
+                                   const std::function<void()>& before_backward = {});
 
 // train.strategy seco or spaco as the trainer's Backprop. The gradient is complete only after the
-// sweep (each chunk runs a backward of its own), so the reducer is armed after it and reduces
-// everything when the step finishes it.
+// sweep (each chunk runs a backward of its own), so a reducer is armed after it and reduces
+// everything when the step finishes it; one that reduces every backward (ZeRO stage 2) is armed
+// before each chunk's, so no whole gradient is kept, at the price of a reduction per chunk.
 class ChunkwiseBackprop : public Backprop {
  public:
   // sp: the sequence-parallel group (null or one rank: every chunk whole on this rank). A micro-batch
@@ -62,8 +67,10 @@ class ChunkwiseBackprop : public Backprop {
                     std::vector<GradientReducer*> reducers)
       : model_(model), train_(train), seed_(seed), sp_(sp), reducers_(std::move(reducers)) {}
   Backpropagated run(const MicroBatch& batch, double denominator) override;
+  int64_t backwards(const MicroBatch& batch) const override { return selection(batch).kept(); }
 
  private:
+  ChunkSelection selection(const MicroBatch& batch) const;
   Llama& model_;
   TrainConfig train_;
   int64_t seed_;
