@@ -118,10 +118,12 @@ TEST(Config, InconsistentValuesAreRejected) {
             std::string::npos);
   EXPECT_NE(test::error_of([] { parse_config("parallel:\n  dp: some\n", "m"); }).find("parallel.dp must be an integer"),
             std::string::npos);
-  // What a placement cannot run with, and a topology without one, each refused naming the key.
+  // What a placement and token splitting cannot run with, and a topology without a placement, each
+  // refused naming the key.
   for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
            {"parallel:\n  placement: zeppelin\n  attention: local\n", "with parallel.attention = local"},
-           {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"}}) {
+           {"parallel:\n  topology: t.yaml\n", "parallel.topology is only read with parallel.placement: zeppelin"},
+           {"parallel:\n  token_weave: on\n  tp: 2\ntrain:\n  strategy: seco\n", "token_weave = on with train.strategy = seco"}}) {
     const std::string msg = test::error_of([&] { parse_config(yaml, "z.yaml"); });
     EXPECT_NE(msg.find(message), std::string::npos) << yaml << " -> " << msg;
   }

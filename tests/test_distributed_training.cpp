@@ -131,7 +131,7 @@ TEST_F(DataParallel, ActivationCheckpointingOnTwoSequenceParallelRanksMatchesOne
 
 // Tensor parallelism end to end (3 float64 steps): tp = 2 and 4, dp 2 x tp 2 and sp 2 x tp 2 give
 // the parameters of one process, gathered whole into the checkpoint; so do tp = 2 and dp 2 x tp 2
-// with every sequence split in two interleaved halves (TokenWeave).
+// with every sequence split in two interleaved halves (TokenWeave), and SeCO at tp 2 and sp 2 x tp 2.
 TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
   ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
   const std::string four_kv = " --set model.n_kv_heads=4";  // tp = 4 divides the KV heads
@@ -142,7 +142,10 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
                           Layout{"dp2-tp2", 4, "--set parallel.tp=2 --set parallel.dp=2", "one"},
                           Layout{"sp2-tp2", 4, "--set parallel.tp=2 --set parallel.sp=2 --set parallel.attention=token_ring", "one"},
                           Layout{"tp2-weave", 2, "--set parallel.tp=2 --set parallel.token_weave=on", "one"},
-                          Layout{"dp2-tp2-weave", 4, "--set parallel.tp=2 --set parallel.dp=2 --set parallel.token_weave=on", "one"}}) {
+                          Layout{"dp2-tp2-weave", 4, "--set parallel.tp=2 --set parallel.dp=2 --set parallel.token_weave=on", "one"},
+                          Layout{"tp2-seco", 2, "--set parallel.tp=2 --set train.strategy=seco --set train.chunk_size=96", "one"},
+                          Layout{"sp2-tp2-seco", 4, "--set parallel.tp=2 --set parallel.sp=2 --set train.strategy=seco "
+                                                    "--set train.chunk_size=96", "one"}}) {
     const std::string run = l.run;
     const auto r = test::run_loom_ranks(l.ranks, train_args(run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;

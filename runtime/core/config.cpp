@@ -342,6 +342,9 @@ void validate(const Config& c) {
   check(c.parallel.token_weave != "on" || t.activation_checkpoint != "full",
         weave + " with train.activation_checkpoint = full: the interleaved layers keep their activations; use "
                 "parallel.token_weave: auto (it steps aside for checkpointing) or train.activation_checkpoint: none");
+  check(c.parallel.token_weave != "on" || t.strategy == "full",
+        weave + " with train.strategy = " + t.strategy + ": chunk-wise backprop runs each chunk's layers in order; use "
+                "parallel.token_weave: auto (it steps aside for chunk-wise backprop) or off");
   if (c.parallel.placement == "zeppelin") {
     const std::string zeppelin = c.where("parallel.placement") + " = zeppelin";
     check(c.parallel.attention != "local", zeppelin + " with parallel.attention = local: split sequences need ring, "

@@ -73,8 +73,6 @@ void check_trainable(const Config& config, const MeshShape& shape) {
   check(config.model.lact.every == 0, tp + " with LaCT layers (model.lact.every) is not in this version; use parallel.tp: 1");
   check(config.train.optimizer == "adamw", tp + " with train.optimizer = muon: Muon orthogonalises whole matrices, and "
                                                 "tensor parallelism splits them; use adamw, or parallel.tp: 1");
-  check(config.train.strategy == "full", tp + " with train.strategy = " + config.train.strategy +
-                                             ": chunk-wise backprop with tensor parallelism is not in this version");
 }
 
 TrainSummary train(const Config& config, const TrainOptions& options) {

@@ -19,10 +19,12 @@ int64_t weave_min_tokens(const Config& config, const MeshShape& shape) {
 }
 
 // TokenWeave's token splitting runs with tensor parallelism on whole sequences long enough, unless
-// switched off or full activation checkpointing is on (config.cpp refuses `on` with either).
+// switched off, or full activation checkpointing or chunk-wise backprop is on (config.cpp refuses
+// `on` with either).
 bool splits_tokens(const Config& config, const MeshShape& shape) {
   return shape.tp > 1 && config.parallel.token_weave != "off" && shape.sp == 1 &&
-         config.train.activation_checkpoint != "full" && config.train.seq_len >= weave_min_tokens(config, shape);
+         config.train.activation_checkpoint != "full" && config.train.strategy == "full" &&
+         config.train.seq_len >= weave_min_tokens(config, shape);
 }
 
 std::unique_ptr<BoundaryWorker> make_boundary_worker(const Config& config, const MeshShape& shape) {

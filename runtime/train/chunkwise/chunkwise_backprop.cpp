@@ -155,7 +155,7 @@ double backward_chunk(Llama& model, KvCheckpoints& cache, const Chunk& chunk, co
   torch::Tensor loss;
   {
     const InstalledAttention installed(model, {rebuilt.begin(), rebuilt.end()});
-    loss = summed_loss(model->forward(chunk.rows), chunk.rows.tokens.labels);
+    loss = model->loss(chunk.rows);  // vocabulary-parallel under tensor parallelism
   }
   std::vector<torch::Tensor> roots{loss}, seeds{torch::full_like(loss, selection.loss_scale / loss_denominator)};
   for (int64_t l = 0; l < layers; ++l) {
