@@ -7,7 +7,8 @@
 
 namespace loom {
 
-Muon::Muon(const NamedTensors& params, MuonOptions options) : options_(options) {
+Muon::Muon(const NamedTensors& params, MuonOptions options, MatrixSlices slices)
+    : options_(options), slices_(std::move(slices)) {
   for (const auto& [name, p] : params) {
     check(p.dim() == 2, "Muon updates matrices only; '" + name + "' has " + std::to_string(p.dim()) +
                             " dimensions (give it to AdamW)");
@@ -21,12 +22,15 @@ void Muon::step(double lr) {
     const auto& g = s.param.grad();
     if (!g.defined()) continue;
     s.momentum.mul_(options_.momentum).add_(g);
-    const auto direction = options_.nesterov ? g + options_.momentum * s.momentum : s.momentum;
-    const auto rows = static_cast<double>(s.param.size(0)), cols = static_cast<double>(s.param.size(1));
+    auto direction = options_.nesterov ? g + options_.momentum * s.momentum : s.momentum;
+    if (slices_.whole) direction = slices_.whole(s.name, direction);
+    const auto rows = static_cast<double>(direction.size(0)), cols = static_cast<double>(direction.size(1));
     const double shape_scale = options_.scale == MuonScale::kShape ? std::sqrt(std::max(1.0, rows / cols))
                                                                    : 0.2 * std::sqrt(std::max(rows, cols));
     if (options_.weight_decay > 0) s.param.mul_(1.0 - lr * options_.weight_decay);
-    s.param.add_(newton_schulz(direction, options_.schedule, options_.steps), -lr * shape_scale);
+    auto update = newton_schulz(direction, options_.schedule, options_.steps);
+    if (slices_.slice_of) update = slices_.slice_of(s.name, update);
+    s.param.add_(update, -lr * shape_scale);
   }
 }
 

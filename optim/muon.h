@@ -3,6 +3,9 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+#include <string>
+
 #include "kernels/newton_schulz.h"
 #include "runtime/core/named_tensors.h"
 
@@ -26,11 +29,20 @@ struct MuonOptions {
   MuonScale scale = MuonScale::kShape;
 };
 
+// Where a parameter is a slice of a matrix split over ranks (tensor parallelism), Muon must
+// orthogonalise the whole matrix: `whole(name, slice)` gives it (collective over the ranks that hold
+// its slices), `slice_of(name, whole)` this rank's slice of a whole matrix. Unset: parameters are
+// whole.
+struct MatrixSlices {
+  std::function<torch::Tensor(const std::string& name, const torch::Tensor& slice)> whole;
+  std::function<torch::Tensor(const std::string& name, const torch::Tensor& whole)> slice_of;
+};
+
 // SGD with momentum whose step is the orthogonalised momentum. For 2-D parameters only
 // (embeddings, norms and the LM head are better left to AdamW).
 class Muon {
  public:
-  Muon(const NamedTensors& params, MuonOptions options);
+  Muon(const NamedTensors& params, MuonOptions options, MatrixSlices slices = {});
   void step(double lr);  // parameters without a gradient are left alone
   NamedTensors state() const;
   void load_state(const NamedTensors& state);
@@ -42,6 +54,7 @@ class Muon {
   };
   std::vector<Slot> slots_;
   MuonOptions options_;
+  MatrixSlices slices_;
 };
 
 }  // namespace loom

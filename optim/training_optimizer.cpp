@@ -19,7 +19,7 @@ bool is_muon_parameter(const std::string& name, const torch::Tensor& p) {
   return p.dim() == 2 && name.rfind("model.layers.", 0) == 0;
 }
 
-TrainingOptimizer::TrainingOptimizer(const NamedTensors& params, const TrainConfig& t) {
+TrainingOptimizer::TrainingOptimizer(const NamedTensors& params, const TrainConfig& t, MatrixSlices slices) {
   for (const auto& item : params) {
     const bool muon = t.optimizer == "muon" && is_muon_parameter(item.first, item.second);
     (muon ? muon_params_ : adamw_params_).push_back(item);
@@ -30,7 +30,7 @@ TrainingOptimizer::TrainingOptimizer(const NamedTensors& params, const TrainConf
     options.momentum = t.muon_momentum;
     options.weight_decay = t.weight_decay;
     options.scale = MuonScale::kMatchAdamW;
-    muon_ = std::make_unique<Muon>(muon_params_, options);
+    muon_ = std::make_unique<Muon>(muon_params_, options, std::move(slices));
   }
 }
 

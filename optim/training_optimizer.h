@@ -24,7 +24,8 @@ bool is_muon_parameter(const std::string& name, const torch::Tensor& p);
 
 class TrainingOptimizer {
  public:
-  TrainingOptimizer(const NamedTensors& params, const TrainConfig& train);
+  // `slices`: how Muon reaches the whole matrices of tensor-parallel slices (muon.h).
+  TrainingOptimizer(const NamedTensors& params, const TrainConfig& train, MatrixSlices slices = {});
   void step(double lr);  // parameters without a gradient are left alone
   // Both parts' state under disjoint names ("<param>.exp_avg", "<param>.momentum", ...).
   NamedTensors state() const;

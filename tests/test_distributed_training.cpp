@@ -131,11 +131,14 @@ TEST_F(DataParallel, ActivationCheckpointingOnTwoSequenceParallelRanksMatchesOne
 
 // Tensor parallelism end to end (3 float64 steps): tp = 2 and 4, dp 2 x tp 2 and sp 2 x tp 2 give
 // the parameters of one process, gathered whole into the checkpoint; so do tp = 2 and dp 2 x tp 2
-// with every sequence split in two interleaved halves (TokenWeave), and SeCO at tp 2 and sp 2 x tp 2.
+// with every sequence split in two interleaved halves (TokenWeave), SeCO at tp 2 and sp 2 x tp 2, and
+// Muon (each split matrix gathered whole over tp to be orthogonalised) at tp 2 and dp 2 x tp 2.
 TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
   ASSERT_EQ(test::run_loom(train_args("one")).exit_code, 0);
   const std::string four_kv = " --set model.n_kv_heads=4";  // tp = 4 divides the KV heads
   ASSERT_EQ(test::run_loom(train_args("one-kv4", four_kv)).exit_code, 0);
+  const std::string muon = " --set train.optimizer=muon";
+  ASSERT_EQ(test::run_loom(train_args("one-muon", muon)).exit_code, 0);
   struct Layout { const char* run; int ranks; std::string sets; const char* reference; };
   for (const Layout& l : {Layout{"tp2", 2, "--set parallel.tp=2", "one"},
                           Layout{"tp4", 4, "--set parallel.tp=4" + four_kv, "one-kv4"},
@@ -145,7 +148,9 @@ TEST_F(DataParallel, TensorParallelTrainingMatchesOneProcess) {
                           Layout{"dp2-tp2-weave", 4, "--set parallel.tp=2 --set parallel.dp=2 --set parallel.token_weave=on", "one"},
                           Layout{"tp2-seco", 2, "--set parallel.tp=2 --set train.strategy=seco --set train.chunk_size=96", "one"},
                           Layout{"sp2-tp2-seco", 4, "--set parallel.tp=2 --set parallel.sp=2 --set train.strategy=seco "
-                                                    "--set train.chunk_size=96", "one"}}) {
+                                                    "--set train.chunk_size=96", "one"},
+                          Layout{"tp2-muon", 2, "--set parallel.tp=2" + muon, "one-muon"},
+                          Layout{"dp2-tp2-muon", 4, "--set parallel.tp=2 --set parallel.dp=2" + muon, "one-muon"}}) {
     const std::string run = l.run;
     const auto r = test::run_loom_ranks(l.ranks, train_args(run, l.sets));
     ASSERT_EQ(r.exit_code, 0) << l.sets << "\n" << r.output;
@@ -588,9 +593,10 @@ TEST(DryRun, ShowsTheMeshAndMemoryAndNamesWhatCannotWork) {
   for (const char* expected : {"mesh dp 2 x sp 1 x tp 2", "on each tp rank", "valid for 4 ranks"})
     EXPECT_NE(tp.output.find(expected), std::string::npos) << expected << "\n" << tp.output;
   for (const char* stage : {"    zero 1", "    zero 2"}) EXPECT_EQ(row(tp.output, stage).find(" - "), std::string::npos) << tp.output;
-  const auto tp_muon = test::run_loom("train --dry-run --world 2 --set parallel.tp=2 --set train.optimizer=muon --config " + config);
+  const auto tp_muon = test::run_loom("train --dry-run --world 4 --set parallel.tp=2 --set parallel.zero=1 "
+                                      "--set train.optimizer=muon --config " + config);
   EXPECT_EQ(tp_muon.exit_code, 1);
-  EXPECT_NE(tp_muon.output.find("Muon orthogonalises whole matrices"), std::string::npos) << tp_muon.output;
+  EXPECT_NE(tp_muon.output.find("ZeRO deals Muon's whole matrices to the replicas"), std::string::npos) << tp_muon.output;
 
   // LaCT layers between attention layers: one layer of each kind stands for its kind, and the
   // parameter count is the whole model's.

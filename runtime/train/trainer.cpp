@@ -71,8 +71,10 @@ void check_trainable(const Config& config, const MeshShape& shape) {
   check(config.model.ffn_dim() % shape.tp == 0, tp + " must divide the MLP's hidden size " +
                                                    std::to_string(config.model.ffn_dim()) + " (model.d_ff)");
   check(config.model.lact.every == 0, tp + " with LaCT layers (model.lact.every) is not in this version; use parallel.tp: 1");
-  check(config.train.optimizer == "adamw", tp + " with train.optimizer = muon: Muon orthogonalises whole matrices, and "
-                                                "tensor parallelism splits them; use adamw, or parallel.tp: 1");
+  check(config.train.optimizer == "adamw" || config.parallel.zero == 0 || shape.dp * shape.sp == 1,
+        tp + " with train.optimizer = muon and parallel.zero = " + std::to_string(config.parallel.zero) +
+            ": ZeRO deals Muon's whole matrices to the replicas, and tensor parallelism splits them; use parallel.zero: "
+            "0 (Muon then gathers each split matrix over tp), or adamw");
 }
 
 TrainSummary train(const Config& config, const TrainOptions& options) {

@@ -40,13 +40,23 @@ void broadcast_masters(MasterWeights& masters, Communicator& replicas) {
 // Optimizer state is named "<parameter>.<what>"; anything else (a step count) is the optimizer's own.
 std::string parameter_of(const std::string& state_name) { return state_name.substr(0, state_name.rfind('.')); }
 
+// Muon's whole matrices under tensor parallelism: every rank of tp gathers each split matrix's
+// direction, orthogonalises the whole (the same on every rank) and keeps its slice.
+MatrixSlices matrix_slices(const TensorLayout& layout, Communicator& tp) {
+  if (layout.empty()) return {};
+  return {[&layout, &tp](const std::string& name, const torch::Tensor& slice) {
+            return gather_shards(slice, shard_of(layout, name), tp);
+          },
+          [&layout](const std::string& name, const torch::Tensor& whole) { return take_shard(whole, shard_of(layout, name)); }};
+}
+
 // Every rank holds the masters and, replicated, the whole optimizer.
 class ReplicatedUpdate : public WeightUpdate {
  public:
   ReplicatedUpdate(const Config& config, const Mesh& mesh, Llama& model, const Precision& precision,
                    const TensorLayout& layout)
       : mesh_(mesh), layout_(layout), masters_(model->parameter_list(), precision.master),
-        optimizer_(masters_.masters(), config.train) {
+        optimizer_(masters_.masters(), config.train, matrix_slices(layout, *mesh.device().tp)) {
     // Gradients are summed in the policy's reduction dtype straight into the masters' gradients:
     // the tensor-parallel slices over the replicas of the same slice, what every rank holds whole
     // over every rank (each rank's gradient of a norm is its own rows' share).
