@@ -47,6 +47,23 @@ TEST(Training, RecallAccuracyRisesWellAboveChance) {
   EXPECT_GT(accuracy, 0.25) << "chance is 0.10; " << r.output;
 }
 
+// With log.peak_tflops each step reports its MFU: the model FLOP/s over that peak.
+TEST(Training, StepsReportTheirModelFlopsUtilisationAgainstTheConfiguredPeak) {
+  test::ScratchDir dir;
+  Config c = test::tiny_config(test::write_tiny_passkey(dir), dir.path("run"));
+  c.train.steps = 2;
+  c.log.peak_tflops = 0.5;
+  train(c);
+  for (const auto& s : step_records(c.run.dir)) {
+    ASSERT_TRUE(s.contains("mfu")) << s.dump();
+    EXPECT_NEAR(s["mfu"].get<double>(), s["flops_per_s"].get<double>() / 0.5e12, 1e-12) << s.dump();
+  }
+  c.log.peak_tflops = 0;
+  c.run.dir = dir.path("without");
+  train(c);
+  for (const auto& s : step_records(c.run.dir)) EXPECT_FALSE(s.contains("mfu")) << "no peak, no MFU: " << s.dump();
+}
+
 TEST(Training, LossFallsWellBelowItsStartIn30Steps) {
   test::ScratchDir dir;
   Config c = test::tiny_config(test::write_tiny_passkey(dir), dir.path("run"));

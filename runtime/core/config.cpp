@@ -96,6 +96,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.number("log.interval", c.log.interval, 1, kInf);
   v.flag("log.progress", c.log.progress);
   v.flag("log.tensorboard", c.log.tensorboard);
+  v.number("log.peak_tflops", c.log.peak_tflops, 0, kInf);
 
   v.number("eval.interval", c.eval.interval, 0, kInf);
   v.number("eval.max_docs", c.eval.max_docs, 1, kInf);

@@ -126,6 +126,7 @@ struct LogConfig {
   int64_t interval = 1;  // steps between progress lines
   bool progress = true;
   bool tensorboard = false;  // also TensorBoard event files in <run.dir>/tensorboard
+  double peak_tflops = 0;    // one rank's peak dense FLOP/s (in TFLOP/s) for the MFU reported; 0: none
 };
 
 struct EvalConfig {

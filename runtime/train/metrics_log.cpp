@@ -82,13 +82,16 @@ void MetricsLog::step(const StepMetrics& m, bool show) {
                          {"tokens_per_s", m.tokens_per_s}, {"step_time_s", m.step_time_s}, {"flops_per_s", m.flops_per_s},
                          {"peak_mem_bytes", m.peak_mem_bytes}, {"skipped", m.skipped}};
   if (m.split_sequences >= 0) line["split_sequences"] = m.split_sequences;
+  if (m.mfu >= 0) line["mfu"] = m.mfu;
   record(line);
   elapsed_s_ += m.step_time_s;
   ++steps_timed_;
   if (!progress_ || !show) return;
   const double eta = elapsed_s_ / static_cast<double>(steps_timed_) * static_cast<double>(total_steps_ - m.step);
-  std::printf("%sstep %ld/%ld | loss %.4f | %s tok/s | %sFLOP/s | ETA %s%s", tty_ ? "\r\033[K" : "", m.step,
-              total_steps_, m.loss, human_count(m.tokens_per_s).c_str(), human_count(m.flops_per_s).c_str(),
+  char mfu[32] = "";
+  if (m.mfu >= 0) std::snprintf(mfu, sizeof mfu, " (MFU %.1f%%)", 100 * m.mfu);
+  std::printf("%sstep %ld/%ld | loss %.4f | %s tok/s | %sFLOP/s%s | ETA %s%s", tty_ ? "\r\033[K" : "", m.step,
+              total_steps_, m.loss, human_count(m.tokens_per_s).c_str(), human_count(m.flops_per_s).c_str(), mfu,
               human_duration(eta).c_str(), m.skipped ? " | SKIPPED (non-finite loss)" : "");
   if (!tty_) std::printf("\n");
   std::fflush(stdout);

@@ -16,6 +16,7 @@ struct StepMetrics {
   double loss = 0, grad_norm = 0, lr = 0;
   int64_t tokens = 0;
   double tokens_per_s = 0, step_time_s = 0, flops_per_s = 0;
+  double mfu = -1;  // flops_per_s over the ranks' peak (log.peak_tflops); negative: not reported
   int64_t peak_mem_bytes = 0;
   bool skipped = false;  // non-finite loss with train.on_nan: skip
   int64_t split_sequences = -1;  // under a placement: documents of the step split over rings (else -1)

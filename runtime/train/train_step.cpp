@@ -121,6 +121,10 @@ StepMetrics train_step(TrainingRun& run, int64_t step, MetricsLog* log) {
   m.step_time_s = seconds_since(t0);
   m.tokens_per_s = static_cast<double>(m.tokens) / m.step_time_s;
   m.flops_per_s = totals[2].item<double>() / m.step_time_s;
+  // The model's FLOP/s (summed over dp x sp, which each tp rank does alike) over the peak of every
+  // rank of the job.
+  const double peak = run.config.log.peak_tflops * 1e12;
+  if (peak > 0) m.mfu = m.flops_per_s / (peak * static_cast<double>(run.mesh.shape().world()));
   m.peak_mem_bytes = peak_rss_bytes();
   return m;
 }
