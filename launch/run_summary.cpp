@@ -57,6 +57,16 @@ void print_eval(const nlohmann::json& e) {
   }
 }
 
+// The median of a number the step records hold (negative when none holds it).
+double median_of(const std::vector<nlohmann::json>& steps, const char* key) {
+  std::vector<double> values;
+  for (const auto& s : steps)
+    if (s.contains(key)) values.push_back(s[key].get<double>());
+  if (values.empty()) return -1;
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
 }  // namespace
 
 int run_summary(const std::string& run_dir, const std::string& plot) {
@@ -66,15 +76,14 @@ int run_summary(const std::string& run_dir, const std::string& plot) {
   const std::string latest = resolve_checkpoint("auto", run_dir);
   std::printf("checkpoint:  %s\n", latest.empty() ? "(none)" : latest.c_str());
   if (r.steps.empty()) return 0;
-  std::vector<double> tps;
   double seconds = 0;
-  for (const auto& s : r.steps) {
-    tps.push_back(s.value("tokens_per_s", 0.0));
-    seconds += s.value("step_time_s", 0.0);
-  }
-  std::sort(tps.begin(), tps.end());
-  std::printf("steps:       %zu in %s, median %s tokens/s, peak memory %sB\n", r.steps.size(), human_duration(seconds).c_str(),
-              human_count(tps[tps.size() / 2]).c_str(), human_count(r.steps.back().value("peak_mem_bytes", 0.0)).c_str());
+  for (const auto& s : r.steps) seconds += s.value("step_time_s", 0.0);
+  const double mfu = median_of(r.steps, "mfu");
+  char mfu_text[32] = "";
+  if (mfu >= 0) std::snprintf(mfu_text, sizeof mfu_text, " (MFU %.1f%%)", 100 * mfu);
+  std::printf("steps:       %zu in %s, median %s tokens/s%s, peak memory %sB\n", r.steps.size(),
+              human_duration(seconds).c_str(), human_count(std::max(0.0, median_of(r.steps, "tokens_per_s"))).c_str(),
+              mfu_text, human_count(r.steps.back().value("peak_mem_bytes", 0.0)).c_str());
   print_loss_chart(r.steps);
   if (!r.latest_eval.is_null()) print_eval(r.latest_eval);
   if (!plot.empty()) plot_run(r, run_dir, plot);

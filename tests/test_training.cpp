@@ -47,7 +47,8 @@ TEST(Training, RecallAccuracyRisesWellAboveChance) {
   EXPECT_GT(accuracy, 0.25) << "chance is 0.10; " << r.output;
 }
 
-// With log.peak_tflops each step reports its MFU: the model FLOP/s over that peak.
+// With log.peak_tflops each step reports its MFU: the model FLOP/s over that peak; `loom summary`
+// shows the median.
 TEST(Training, StepsReportTheirModelFlopsUtilisationAgainstTheConfiguredPeak) {
   test::ScratchDir dir;
   Config c = test::tiny_config(test::write_tiny_passkey(dir), dir.path("run"));
@@ -58,6 +59,8 @@ TEST(Training, StepsReportTheirModelFlopsUtilisationAgainstTheConfiguredPeak) {
     ASSERT_TRUE(s.contains("mfu")) << s.dump();
     EXPECT_NEAR(s["mfu"].get<double>(), s["flops_per_s"].get<double>() / 0.5e12, 1e-12) << s.dump();
   }
+  const auto summary = test::run_loom("summary " + c.run.dir);
+  EXPECT_NE(summary.output.find("tokens/s (MFU "), std::string::npos) << summary.output;
   c.log.peak_tflops = 0;
   c.run.dir = dir.path("without");
   train(c);
