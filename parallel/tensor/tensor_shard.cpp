@@ -13,6 +13,11 @@ torch::Tensor take_shard(const torch::Tensor& whole, const TensorShard& shard) {
   return whole.narrow(shard.dim, shard.begin, shard.size).contiguous();
 }
 
+std::vector<int64_t> whole_shape(const TensorShard& shard, std::vector<int64_t> slice_shape) {
+  if (shard.split()) slice_shape[static_cast<size_t>(shard.dim)] = shard.whole;
+  return slice_shape;
+}
+
 std::vector<FlatRun> whole_runs(const TensorShard& shard, const std::vector<int64_t>& whole_shape, int64_t begin,
                                 int64_t count) {
   if (count == 0) return {};

@@ -31,6 +31,9 @@ TensorShard split_evenly(int64_t dim, int64_t whole, int64_t ranks, int64_t rank
 
 torch::Tensor take_shard(const torch::Tensor& whole, const TensorShard& shard);
 
+// The shape of the whole tensor a slice of `slice_shape` belongs to.
+std::vector<int64_t> whole_shape(const TensorShard& shard, std::vector<int64_t> slice_shape);
+
 // `count` consecutive elements of a shard's row-major flattening, from element `shard_begin`, are
 // the whole tensor's from element `whole_begin`.
 struct FlatRun {

@@ -172,9 +172,7 @@ void load_weights(const std::string& dir, const NamedTensors& into, const Tensor
   for (const auto& [name, tensor] : into) {
     check(stored.contains(name), "checkpoint '" + dir + "' has no tensor '" + name + "': it was saved from another model architecture");
     const TensorShard shard = shard_of(layout, name);
-    auto whole = tensor.sizes().vec();
-    if (shard.split()) whole[static_cast<size_t>(shard.dim)] = shard.whole;
-    stored.check_shape(name, whole);
+    stored.check_shape(name, whole_shape(shard, tensor.sizes().vec()));
     tensor.copy_(take_shard(stored.load(name), shard));
     ++used;
   }

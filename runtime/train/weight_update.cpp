@@ -323,10 +323,9 @@ TensorPieces as_whole_pieces(const TensorPieces& slice_pieces, const TensorLayou
   TensorPieces out;
   for (const TensorPiece& p : slice_pieces) {
     const TensorShard shard = shard_of(layout, p.name);
-    std::vector<int64_t> whole_shape = p.shape;
-    if (shard.split()) whole_shape[static_cast<size_t>(shard.dim)] = shard.whole;
-    for (const FlatRun& run : whole_runs(shard, whole_shape, p.begin, p.values.numel()))
-      out.push_back({p.name, whole_shape, run.whole_begin, p.values.narrow(0, run.shard_begin - p.begin, run.count)});
+    const std::vector<int64_t> whole = whole_shape(shard, p.shape);
+    for (const FlatRun& run : whole_runs(shard, whole, p.begin, p.values.numel()))
+      out.push_back({p.name, whole, run.whole_begin, p.values.narrow(0, run.shard_begin - p.begin, run.count)});
   }
   return out;
 }
@@ -335,11 +334,9 @@ TensorPieces as_whole_pieces(const TensorPieces& slice_pieces, const TensorLayou
 ZeroOptimizer::ReadRange slice_ranges(ZeroOptimizer::ReadRange read, const TensorLayout& layout) {
   return [read, &layout](const std::string& name, const std::vector<int64_t>& shape, int64_t begin, int64_t count) {
     const TensorShard shard = shard_of(layout, name);
-    std::vector<int64_t> whole_shape = shape;
-    if (shard.split()) whole_shape[static_cast<size_t>(shard.dim)] = shard.whole;
+    const std::vector<int64_t> whole = whole_shape(shard, shape);
     std::vector<torch::Tensor> runs;
-    for (const FlatRun& run : whole_runs(shard, whole_shape, begin, count))
-      runs.push_back(read(name, whole_shape, run.whole_begin, run.count));
+    for (const FlatRun& run : whole_runs(shard, whole, begin, count)) runs.push_back(read(name, whole, run.whole_begin, run.count));
     return runs.size() == 1 ? runs.front() : torch::cat(runs);
   };
 }

@@ -220,12 +220,12 @@ Backpropagated ChunkwiseBackprop::run(const MicroBatch& batch, double denominato
     for (auto* r : reducers_)
       if (r->reduces_every_backward()) r->arm();
   };
-  const ChunkwiseResult r =
-      chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size, selection(batch), denominator,
-                         batch.ring ? batch.ring->forward : sp_, arm_every_backward);
+  Communicator* group = batch.ring ? batch.ring->forward : sp_;
+  const ChunkwiseResult r = chunkwise_backward(model_, on_device(batch.tokens, model_->device()), train_.chunk_size,
+                                               selection(batch), denominator, group, arm_every_backward);
   Backpropagated result;
   result.tokens = r.tokens;
-  result.flops = model_->training_flops(batch.tokens) / (batch.ring ? batch.ring->size() : sp_ ? sp_->size() : 1);
+  result.flops = model_->training_flops(batch.tokens) / (group ? group->size() : 1);
   result.loss = r.loss;
   if (batch.last)
     for (auto* reducer : reducers_)
