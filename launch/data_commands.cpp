@@ -4,6 +4,7 @@
 #include <map>
 
 #include "launch/commands.h"
+#include "runtime/data/copy_task.h"
 #include "runtime/data/passkey_task.h"
 #include "runtime/data/recall_task.h"
 #include "runtime/data/text_corpus.h"
@@ -21,9 +22,9 @@ void print_written(const std::string& path, const TokenDataset& d) {
 int run_data_synth(const SynthArgs& a) {
   const auto style = a.style == "marker" ? PasskeyStyle::kMarker : PasskeyStyle::kProse;
   const TokenDataset d =
-      a.task == "recall"
-          ? make_recall_dataset({a.docs, a.min_len, a.max_len, a.pairs, a.key_len, a.value_len, a.seed})
-          : make_passkey_dataset({a.docs, a.min_len, a.max_len, a.seed, style, a.key_digits});
+      a.task == "recall" ? make_recall_dataset({a.docs, a.min_len, a.max_len, a.pairs, a.key_len, a.value_len, a.seed})
+      : a.task == "copy" ? make_copy_dataset({a.docs, a.min_len, a.max_len, a.seed})
+                         : make_passkey_dataset({a.docs, a.min_len, a.max_len, a.seed, style, a.key_digits});
   write_dataset(a.out, d);
   print_written(a.out, d);
   return 0;

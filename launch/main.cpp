@@ -117,8 +117,10 @@ void add_data(CLI::App& app, loom::SynthArgs& synth, std::vector<std::string>& i
   auto* data = app.add_subcommand("data", "make and inspect HDF5 datasets");
   data->require_subcommand(1);
   auto* s = data->add_subcommand("synth", "synthetic long-context task data");
-  s->add_option("--task", synth.task, "passkey (one key hidden in filler) or recall (many key:value pairs, each asked later)")
-      ->check(CLI::IsMember({"passkey", "recall"}));
+  s->add_option("--task", synth.task,
+                "passkey (one key hidden in filler), recall (many key-value pairs, each asked later) or copy (a "
+                "random string twice: the induction warm-up)")
+      ->check(CLI::IsMember({"passkey", "recall", "copy"}));
   s->add_option("--out", synth.out, "output .h5 file")->check(output_file)->required();
   s->add_option("--docs", synth.docs, "number of documents");
   s->add_option("--min-len", synth.min_len, "shortest document in bytes");

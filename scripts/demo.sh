@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quick start, command 1: set-up + build + the main job: a small byte-level Llama learns multi-query
-# associative recall, sequence parallel on 2 MPI ranks (TokenRing), in two stages (short documents,
-# then documents up to the 2048-token training length); then its accuracy by distance, a generation
-# that answers a query from far back in its prompt, and a summary with a plot of the run.
+# associative recall, sequence parallel on 2 MPI ranks (TokenRing), in three stages (copying random
+# strings, which forms the induction head retrieval is built on; recall in short documents; recall in
+# documents up to the 2048-token training length); then its accuracy by distance, a generation that
+# answers a query from far back in its prompt, and a summary with a plot of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
@@ -10,6 +11,8 @@ scripts/build.sh
 loom=build/loom
 
 mkdir -p runs/data
+[ -f runs/data/copy.h5 ] ||
+  $loom data synth --task copy --out runs/data/copy.h5 --docs 12000 --min-len 32 --max-len 96 --seed 3
 [ -f runs/data/recall-short.h5 ] ||
   $loom data synth --task recall --out runs/data/recall-short.h5 --docs 16000 --min-len 48 --max-len 96 --pairs 8 --seed 1
 [ -f runs/data/recall.h5 ] ||
@@ -17,10 +20,13 @@ mkdir -p runs/data
 $loom data inspect runs/data/recall.h5
 echo
 start=$(date +%s)
-echo "stage 1: short documents (configs/demo-short.yaml)"
+echo "stage 1: copying random strings, the induction warm-up (configs/demo-copy.yaml)"
+launch/loom-run -n 2 -- $loom train --config configs/demo-copy.yaml --set run.overwrite=true
+echo
+echo "stage 2: recall in short documents, from stage 1's weights (configs/demo-short.yaml)"
 launch/loom-run -n 2 -- $loom train --config configs/demo-short.yaml --set run.overwrite=true
 echo
-echo "stage 2: documents up to 2048 tokens, from stage 1's weights (configs/demo.yaml)"
+echo "stage 3: recall in documents up to 2048 tokens, from stage 2's weights (configs/demo.yaml)"
 launch/loom-run -n 2 -- $loom train --config configs/demo.yaml --set run.overwrite=true
 echo "training took $(( $(date +%s) - start )) s"
 echo

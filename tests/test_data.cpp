@@ -4,11 +4,13 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "runtime/data/batch_loader.h"
+#include "runtime/data/copy_task.h"
 #include "runtime/data/passkey_task.h"
 #include "runtime/data/recall_task.h"
 #include "runtime/data/text_corpus.h"
@@ -131,6 +133,34 @@ TEST(Dataset, RecallDocumentsStateEveryPairFirstAndAskEachOnce) {
     EXPECT_EQ(std::count_if(text.begin(), text.end(), ::isdigit), 2 * o.pairs * o.value_len)
         << "digits only in the pairs and the queries";
   }
+}
+
+// Copy documents: a string of letters and digits, then the same string; every byte of the second
+// copy is an answer whose evidence is the same byte of the first.
+TEST(Dataset, CopyDocumentsRepeatTheirStringWithOneAnswerPerCopiedByte) {
+  const TokenDataset d = make_copy_dataset({200, 16, 120, 9});
+  std::set<char> seen;
+  for (int64_t i = 0; i < d.num_docs(); ++i) {
+    const std::string text = document_text(d, i);  // BOS/EOS dropped: byte j is token j + 1
+    ASSERT_EQ(text.size() % 2, 0U);
+    EXPECT_GE(text.size(), 16U);
+    EXPECT_LE(text.size(), 120U);
+    const size_t half = text.size() / 2;
+    EXPECT_EQ(text.substr(0, half), text.substr(half)) << text;
+    const std::vector<AnswerSpan> spans = d.answers_of(i);
+    ASSERT_EQ(spans.size(), half);
+    for (size_t j = 0; j < half; ++j) {
+      EXPECT_EQ(spans[j], (AnswerSpan{static_cast<int64_t>(half + j + 1), 1, static_cast<int64_t>(j + 1)}));
+      EXPECT_TRUE(std::islower(text[j]) || std::isdigit(text[j])) << text;
+      seen.insert(text[j]);
+    }
+  }
+  EXPECT_EQ(seen.size(), 36U) << "every letter and digit occurs";
+  EXPECT_EQ(make_copy_dataset({20, 16, 64, 9}).tokens, make_copy_dataset({20, 16, 64, 9}).tokens);
+  EXPECT_NE(make_copy_dataset({20, 16, 64, 9}).tokens, make_copy_dataset({20, 16, 64, 10}).tokens);
+  EXPECT_NE(test::error_of([] { make_copy_dataset({4, 1, 64, 1}); }).find("--min-len must be at least 2"), std::string::npos);
+  EXPECT_NE(test::error_of([] { make_copy_dataset({4, 64, 32, 1}); }).find("--max-len must be at least --min-len"),
+            std::string::npos);
 }
 
 TEST(Dataset, RecallIsDeterministicBySeedAndChecksItsOptions) {

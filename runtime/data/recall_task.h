@@ -1,8 +1,9 @@
 // Synthetic multi-query associative recall (MQAR; Arora et al. 2023, "Zoology", section 3): a
 // document states key-value pairs, then filler, then asks for every key again in a shuffled order;
 // each value after a repeated key is an answer. Every document carries `pairs` answers, so the
-// signal is dense enough for a small model to learn retrieval in minutes, and the distance from a
-// pair to its query spans the document, so accuracy by distance shows how far retrieval reaches.
+// signal is dense, and the distance from a pair to its query spans the document, so accuracy by
+// distance shows how far retrieval reaches. A small model learns it after the copy task
+// (copy_task.h) has formed its induction head; from scratch it settles on guessing.
 //
 //   <BOS>q8 m0 a5 ... The grass is green. Here we go. ... m0 a5 q8 ...<EOS>
 //        `-pairs-'    `-- filler -------------------'   `-queries-'
@@ -11,9 +12,7 @@
 // key followed by a digit occurs only in its pair and its query. The value follows its key with
 // nothing between: at the query the key itself is what the model matches against the pairs (an
 // induction head: attend to the token after an earlier copy of this one). A separator such as
-// "q:8" makes every query end in the same ':' and the match needs the token before it as well;
-// in one measurement on 2 cores that held a small model at 26% retrieval after 1000 steps, where
-// this format reached 95%.
+// "q:8" would make every query end in the same ':' and the match would need the token before it.
 #pragma once
 #include <cstdint>
 
