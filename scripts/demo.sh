@@ -33,13 +33,14 @@ echo
 $loom eval --checkpoint runs/demo --max-docs 300 --json runs/demo/eval.json
 echo
 # A prompt of 8 pairs, about 1,500 bytes of filler, then queries: the last asks for a key stated
-# some 1,600 tokens earlier.
+# some 1,600 tokens earlier. One token is generated, the answer: the loss was on answers only, so
+# what the model writes after one is untrained.
 pairs="k3 w7 a1 m9 q5 z2 d8 h4 "
 filler=""
 while [ ${#filler} -lt 1500 ]; do filler+="The grass is green. Here we go. The sky is blue. "; done
 echo "generation from the trained model (greedy, KV-cached); the pairs were: $pairs"
 echo "prompt: \"$pairs${filler:0:40}... (${#filler} bytes of filler) ...z2 k3 q\""
-echo "...$($loom generate --checkpoint runs/demo --max-new 8 --prompt "$pairs${filler}z2 k3 q" | tail -c 40)"
+echo "...$($loom generate --checkpoint runs/demo --max-new 1 --prompt "$pairs${filler}z2 k3 q" | tail -c 40)"
 echo "(q was stated as q5, $(( ${#filler} + 10 )) bytes back)"
 echo
 $loom summary runs/demo --plot runs/demo/run.png
