@@ -15,7 +15,13 @@ set -euo pipefail
 build="$(cd "${1:?usage: test_slurm.sh BUILD_DIR}" && pwd)"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*"; [ -f "${out:-}" ] && { echo "--- job output:"; cat "$out"; }; exit 1; }
+fail() {
+  echo "FAIL: $*"
+  [ -n "${job:-}" ] && { echo "--- the job as Slurm sees it:"; scontrol show job "$job"; }
+  [ -f "${out:-}" ] && { echo "--- job output:"; cat "$out"; }
+  [ -f "${tmp:-}/slurmctld.log" ] && { echo "--- slurmctld.log, last lines:"; tail -n 25 "$tmp/slurmctld.log"; }
+  exit 1
+}
 
 [ "$(id -u)" = 0 ] || skip "slurmd and munged need root here"
 for tool in munged slurmctld slurmd sbatch scontrol; do
@@ -96,7 +102,11 @@ log:
 EOF
 
 state() { scontrol show job "$job" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
-steps_done() { [ -f "$tmp/job/metrics.jsonl" ] && grep -c '"loss"' "$tmp/job/metrics.jsonl" || echo 0; }
+steps_done() {  # grep -c prints 0 and fails where nothing matches yet
+  local n=0
+  [ -f "$tmp/job/metrics.jsonl" ] && n=$(grep -c '"loss"' "$tmp/job/metrics.jsonl" || true)
+  echo "$n"
+}
 wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
   local limit=$1
   shift
@@ -109,8 +119,18 @@ wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
 running_past() { [ "$(state)" = RUNNING ] && [ "$(steps_done)" -ge "$1" ]; }
 requeued() { [ "$(state)" = PENDING ]; }
 finished() { [ "$(state)" = COMPLETED ]; }
-# A requeued job waits two minutes before it may start again; the test lets it start at once.
-release() { wait_for 60 requeued && scontrol update JobId="$job" StartTime=now; }
+# A requeued job waits two minutes before it may start again; the test lets it start at once. Slurm
+# may set that delay after the job shows PENDING, over a StartTime the test set a moment before (the
+# likely cause of failures in which the job did not start a third time within 180 s), so the test
+# sets it again each second until the job runs.
+running_again() {
+  case "$(state)" in
+    RUNNING | COMPLETED) return 0 ;;
+    PENDING) scontrol update JobId="$job" StartTime=now 2> /dev/null || true ;;
+  esac
+  return 1
+}
+release() { wait_for 60 requeued && wait_for 120 running_again; }
 
 out="$tmp/job.out"
 cd "$root"
